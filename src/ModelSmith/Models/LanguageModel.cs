@@ -97,7 +97,7 @@ public abstract class LanguageModel : IDisposable
         GgufTensorInfo t = _file!.RequireTensor(name);
         if (t.Shape.Length != 2 || t.Shape[0] != cols || t.Shape[1] != rows)
             throw new ModelFormatException(_file.Path, -1, $"tensor '{name}' has shape {t.ShapeText}; expected [{cols}, {rows}].");
-        return new WeightMatrix(t.Type, _file.GetTensorData(t), rows, cols);
+        return new WeightMatrix(t.Type, rows, cols, _file.GetTensorData(t));
     }
 
     /// <summary>A 1-D tensor (norm weight or bias) converted to F32.</summary>
@@ -107,7 +107,7 @@ public abstract class LanguageModel : IDisposable
         if (t.ElementCount != length || t.Shape[0] != length)
             throw new ModelFormatException(_file.Path, -1, $"tensor '{name}' has shape {t.ShapeText}; expected [{length}].");
         var values = new float[length];
-        new WeightMatrix(t.Type, _file.GetTensorData(t), 1, length).DequantizeRow(0, values);
+        new WeightMatrix(t.Type, 1, length, _file.GetTensorData(t)).DequantizeRow(0, values);
         return values;
     }
 
