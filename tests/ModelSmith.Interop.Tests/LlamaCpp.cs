@@ -41,8 +41,10 @@ internal sealed unsafe class LlamaCppModel : IDisposable
 
     /// <summary>Loads <paramref name="path"/> with a context of <paramref name="contextSize"/> tokens
     /// (0 = the model's training context) computed on <paramref name="threads"/> threads.
-    /// <paramref name="f32KvCache"/> = false keeps llama.cpp's default F16 KV cache.</summary>
-    public LlamaCppModel(string path, int threads = 1, int contextSize = 0, bool f32KvCache = true)
+    /// <paramref name="f32KvCache"/> = false keeps llama.cpp's default F16 KV cache;
+    /// <paramref name="flashAttention"/> = null keeps llama.cpp's default "auto" (on for the CPU backend).
+    /// The defaults are the exact settings; (false, null) are llama-bench's.</summary>
+    public LlamaCppModel(string path, int threads = 1, int contextSize = 0, bool f32KvCache = true, bool? flashAttention = false)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(contextSize);
@@ -74,7 +76,12 @@ internal sealed unsafe class LlamaCppModel : IDisposable
         contextParams.n_seq_max = 1;
         contextParams.n_threads = threads;
         contextParams.n_threads_batch = threads;
-        contextParams.llama_flash_attn_type = LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_DISABLED;
+        contextParams.llama_flash_attn_type = flashAttention switch
+        {
+            true => LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_ENABLED,
+            false => LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_DISABLED,
+            null => LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_AUTO,
+        };
         contextParams.type_k = f32KvCache ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16;
         contextParams.type_v = f32KvCache ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16;
         contextParams.offload_kqv = false;
@@ -91,6 +98,7 @@ internal sealed unsafe class LlamaCppModel : IDisposable
         }
         ContextSize = (int)_context.ContextSize;
         Threads = threads;
+        KvCacheType = contextParams.type_k;
     }
 
     /// <summary>Which native build LLamaSharp picked (e.g. the avx512 libllama.so).</summary>
@@ -109,6 +117,13 @@ internal sealed unsafe class LlamaCppModel : IDisposable
     public int ContextSize { get; }
 
     public int Threads { get; }
+
+    /// <summary>Element type of the cached K and V rows.</summary>
+    public GGMLType KvCacheType { get; }
+
+    /// <summary>Bytes the KV cache holds per position: K and V rows of every layer.</summary>
+    public long KvBytesPerPosition =>
+        2L * LayerCount * KvHeadCount * (EmbeddingSize / HeadCount) * (KvCacheType == GGMLType.GGML_TYPE_F32 ? 4 : 2);
 
     /// <summary>Tokens currently in the KV cache; the next appended token goes to this position.</summary>
     public int Position { get; private set; }
