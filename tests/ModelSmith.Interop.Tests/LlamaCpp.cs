@@ -40,7 +40,7 @@ internal sealed unsafe class LlamaCppModel : IDisposable
     }
 
     /// <summary>Loads <paramref name="path"/> with a context of <paramref name="contextSize"/> tokens
-    /// (0 = the model's training context) computed on <paramref name="threads"/> threads.
+    /// (0 = the model's training context; llama.cpp rounds it up to a multiple of 256) computed on <paramref name="threads"/> threads.
     /// <paramref name="f32KvCache"/> = false keeps llama.cpp's default F16 KV cache;
     /// <paramref name="flashAttention"/> = null keeps llama.cpp's default "auto" (on for the CPU backend).
     /// The defaults are the exact settings; (false, null) are llama-bench's.</summary>
@@ -68,7 +68,9 @@ internal sealed unsafe class LlamaCppModel : IDisposable
             throw new InvalidDataException($"llama.cpp could not load '{path}': {RecentErrors()}", e);
         }
 
-        int nCtx = contextSize == 0 ? _model.ContextSize : contextSize;
+        // llama.cpp pads the context to 256 cells; the batch sizes must cover the padded size, or a full
+        // batch trips GGML_ASSERT(n_tokens_all <= n_batch) and aborts the process.
+        int nCtx = ((contextSize == 0 ? _model.ContextSize : contextSize) + 255) / 256 * 256;
         var contextParams = LLamaContextParams.Default();
         contextParams.n_ctx = (uint)nCtx;
         contextParams.n_batch = (uint)nCtx;
@@ -97,6 +99,13 @@ internal sealed unsafe class LlamaCppModel : IDisposable
             throw new InvalidOperationException($"llama.cpp could not create a context for '{path}': {RecentErrors()}", e);
         }
         ContextSize = (int)_context.ContextSize;
+        if (_context.BatchSize < ContextSize || _context.UBatchSize < ContextSize)
+        {
+            int batch = (int)_context.BatchSize;
+            _context.Dispose();
+            _model.Dispose();
+            throw new InvalidOperationException($"llama.cpp made a context of {ContextSize} cells for '{path}' but a batch of only {batch}; batches must cover the whole context.");
+        }
         Threads = threads;
         KvCacheType = contextParams.type_k;
     }
@@ -114,6 +123,7 @@ internal sealed unsafe class LlamaCppModel : IDisposable
     /// <summary>llama_print_system_info: the CPU features the loaded ggml build uses.</summary>
     public static string SystemInfo => Marshal.PtrToStringUTF8(NativeApi.llama_print_system_info()) ?? "";
 
+    /// <summary>Positions the KV cache holds (the requested size rounded up to a multiple of 256).</summary>
     public int ContextSize { get; }
 
     public int Threads { get; }

@@ -147,6 +147,20 @@ public sealed class LlamaCppOracleTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Appending_past_the_context_is_rejected_with_the_sizes()
+    {
+        // llama.cpp rounds a requested context up to a multiple of 256 cells.
+        using var model = new LlamaCppModel(RepoPaths.Stories260K, contextSize: 16);
+        Assert.Equal(256, model.ContextSize);
+        model.Append(new int[250]);
+        Assert.Equal(250, model.Position);
+        var e = Assert.Throws<ArgumentException>(() => model.Append(new int[7]));
+        Assert.Contains("250 cached + 7 new tokens exceed the context of 256", e.Message, StringComparison.Ordinal);
+        model.Reset();
+        Assert.Equal(0, model.Position);
+    }
+
+    [Fact]
     public void Missing_model_file_names_the_path()
     {
         string path = Path.Combine(RepoPaths.Root, "models", "no-such-model.gguf");
