@@ -169,6 +169,25 @@ public sealed class LlamaCppOracleTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Truncated_model_file_fails_with_llama_cpp_s_reason()
+    {
+        string dir = Directory.CreateTempSubdirectory("modelsmith-interop-").FullName;
+        try
+        {
+            string truncated = Path.Combine(dir, "truncated.gguf");
+            byte[] bytes = File.ReadAllBytes(RepoPaths.Stories260K);
+            File.WriteAllBytes(truncated, bytes.AsSpan(0, bytes.Length / 2).ToArray());
+            var e = Assert.Throws<InvalidDataException>(() => new LlamaCppModel(truncated));
+            output.WriteLine(e.Message);
+            Assert.Contains("truncated.gguf", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Quantizing_to_q4_k_m_gives_a_model_that_still_generates()
     {
         string dir = Directory.CreateTempSubdirectory("modelsmith-interop-").FullName;
