@@ -27,7 +27,13 @@ internal static class Program
                      MODEL defaults to models/stories260K.gguf; pp is capped at the model's context
 
         examples:
+          synth      --out FILE.gguf [--type f32|f16|bf16] [--arch llama|gpt2]
+                     writes a random-weight model of about 100M parameters (llama: 12 layers, width 768,
+                     12 query / 4 key-value heads, feed-forward 2048, vocabulary 32000, context 1024, tied output)
+
+        examples:
           dotnet run -c Release --project bench/ModelSmith.Bench -- bandwidth
+          dotnet run -c Release --project bench/ModelSmith.Bench -- synth --out /tmp/llama100m-f16.gguf --type f16
           dotnet run -c Release --project bench/ModelSmith.Bench -- llama models/stories260K.gguf --reps 10
         """;
 
@@ -52,8 +58,11 @@ internal static class Program
                 case "llama":
                     RunSpeed(options);
                     break;
+                case "synth":
+                    RunSynth(options);
+                    break;
                 default:
-                    throw new UsageException($"unknown suite '{args[0]}' (expected bandwidth, flops or llama).");
+                    throw new UsageException($"unknown suite '{args[0]}' (expected bandwidth, flops, llama or synth).");
             }
             AnsiConsole.MarkupLine($"[grey]{Markup.Escape(MachineLine())}[/]");
             return 0;
@@ -111,6 +120,37 @@ internal static class Program
         AnsiConsole.Write(table);
     }
 
+    private static void RunSynth(Options options)
+    {
+        string output = options.String("out", "");
+        if (output.Length == 0) throw new UsageException("synth needs --out FILE.gguf.");
+        var type = options.Choice("type", "f32", ["f32", "f16", "bf16"]) switch
+        {
+            "f16" => ModelSmith.Formats.GgmlType.F16,
+            "bf16" => ModelSmith.Formats.GgmlType.BF16,
+            _ => ModelSmith.Formats.GgmlType.F32,
+        };
+        bool gpt2 = options.Choice("arch", "llama", ["llama", "gpt2"]) == "gpt2";
+        options.ThrowOnUnused();
+        var config = new ModelSmith.Models.ModelConfig
+        {
+            Architecture = gpt2 ? ModelSmith.Models.ModelArchitecture.Gpt2 : ModelSmith.Models.ModelArchitecture.Llama,
+            VocabSize = 32000,
+            ContextLength = 1024,
+            EmbeddingLength = 768,
+            BlockCount = 12,
+            FeedForwardLength = gpt2 ? 3072 : 2048,
+            HeadCount = 12,
+            KvHeadCount = gpt2 ? 12 : 4,
+            HeadDim = 64,
+            RopeDims = 64,
+            NormEpsilon = 1e-5f,
+            TiedOutput = true,
+        };
+        ModelSmith.Models.SyntheticModel.Write(output, config, type, seed: 100);
+        AnsiConsole.MarkupLine($"wrote {Markup.Escape(output)}: {config.ParameterCount:N0} parameters, {type}, {new FileInfo(output).Length:N0} bytes");
+    }
+
     private static void RunSpeed(Options options)
     {
         string model = options.Positional ?? DefaultModel();
@@ -147,6 +187,7 @@ internal static class Program
         var decoders = new List<DecoderFactory>
         {
             (path, t) => new LlamaCppDecoder(path, t, context, f32Kv, flash),
+            (path, t) => new ModelSmithDecoder(path, t, context),
         };
 
         var bandwidth = new Dictionary<int, double>();
