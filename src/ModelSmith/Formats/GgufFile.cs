@@ -22,6 +22,12 @@ public sealed unsafe class GgufFile : IDisposable
     /// <summary>ggml's GGML_MAX_DIMS.</summary>
     public const int MaxDimensions = 4;
 
+    /// <summary>Longest tensor name ggml accepts, in UTF-8 bytes (GGML_MAX_NAME less the terminating NUL).</summary>
+    public const int MaxTensorNameBytes = 63;
+
+    /// <summary>Largest general.alignment accepted (ggml itself uses 32; anything far above is a corrupt header).</summary>
+    public const int MaxAlignment = 1 << 20;
+
     private const int MaxArrayNesting = 8;
 
     private readonly MemoryMappedFile? _map;
@@ -72,6 +78,8 @@ public sealed unsafe class GgufFile : IDisposable
     public static GgufFile Open(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
+        if (Directory.Exists(path))
+            throw new ModelFormatException(path, -1, "this is a directory, not a GGUF file; pass the path of the .gguf file itself.");
         var info = new FileInfo(path);
         if (!info.Exists) throw new FileNotFoundException($"{path}: no such file.", path);
         long length = info.Length;
@@ -209,11 +217,13 @@ public sealed unsafe class GgufFile : IDisposable
         if (tensorCount > (ulong)(r.Remaining / 32))
             throw new ModelFormatException(Path, tensorCountAt, $"header claims {tensorCount} tensors but only {r.Remaining} bytes follow; the file is truncated or its header is corrupt.");
 
-        var keys = new List<string>((int)kvCount);
+        // The counts are bounded by the file size above, but a multi-gigabyte file could still claim
+        // millions: lists start small and grow with what is actually read.
+        var keys = new List<string>((int)Math.Min(kvCount, 1024));
         for (ulong i = 0; i < kvCount; i++)
         {
             long keyAt = r.Position;
-            string key = r.String($"key of metadata entry {i}", strict: true);
+            string key = r.String($"key of metadata entry {i}");
             if (key.Length == 0)
                 throw new ModelFormatException(Path, keyAt, $"metadata entry {i} has an empty key.");
             long typeAt = r.Position;
@@ -222,25 +232,18 @@ public sealed unsafe class GgufFile : IDisposable
             if (!_metadata.TryAdd(key, value))
                 throw new ModelFormatException(Path, keyAt, $"metadata key '{key}' appears twice.");
             keys.Add(key);
+            if (key == "general.alignment") Alignment = CheckAlignment(value, typeAt);
         }
         MetadataKeys = keys;
 
-        if (_metadata.TryGetValue("general.alignment", out GgufValue? alignment))
-        {
-            if (alignment.Type != GgufValueType.UInt32)
-                throw new ModelFormatException(Path, -1, $"general.alignment is {alignment.Type}; GGUF requires UInt32.");
-            uint a = (uint)alignment.Value;
-            if (a == 0 || (a & (a - 1)) != 0 || a > 1 << 20)
-                throw new ModelFormatException(Path, -1, $"general.alignment is {a}; it must be a power of two no larger than 1 MiB.");
-            Alignment = (int)a;
-        }
-
-        var tensors = new List<GgufTensorInfo>((int)tensorCount);
-        var tensorAt = new List<long>((int)tensorCount);
+        var tensors = new List<GgufTensorInfo>((int)Math.Min(tensorCount, 1024));
+        var tensorAt = new List<long>(tensors.Capacity);
         for (ulong i = 0; i < tensorCount; i++)
         {
             long infoAt = r.Position;
-            string name = r.String($"name of tensor {i}", strict: true);
+            string name = r.String($"name of tensor {i}");
+            if (Encoding.UTF8.GetByteCount(name) > MaxTensorNameBytes)
+                throw new ModelFormatException(Path, infoAt, $"tensor name '{name}' is longer than the {MaxTensorNameBytes} bytes ggml allows.");
             long dimsAt = r.Position;
             uint nDims = r.UInt32($"dimension count of '{name}'");
             if (nDims is 0 or > MaxDimensions)
@@ -264,9 +267,13 @@ public sealed unsafe class GgufFile : IDisposable
             int block = GgmlTypeInfo.BlockSize(type);
             if (shape[0] % block != 0)
                 throw new ModelFormatException(Path, dimsAt, $"tensor '{name}' has rows of {shape[0]} elements, not a multiple of the {type} block size {block}.");
+            if (elements / block > long.MaxValue / GgmlTypeInfo.TypeSize(type))
+                throw new ModelFormatException(Path, dimsAt, $"tensor '{name}' ({type}, {elements} elements) would take more bytes than a 64-bit size can count.");
             long offsetAt = r.Position;
             ulong offset = r.UInt64($"data offset of '{name}'");
-            if (offset > long.MaxValue || (long)offset % Alignment != 0)
+            if (offset > long.MaxValue)
+                throw new ModelFormatException(Path, offsetAt, $"tensor '{name}' data offset {offset} is beyond any possible file size.");
+            if ((long)offset % Alignment != 0)
                 throw new ModelFormatException(Path, offsetAt, $"tensor '{name}' data offset {offset} is not a multiple of the alignment {Alignment}.");
             var tensor = new GgufTensorInfo(name, type, shape, (long)offset);
             if (!_tensorsByName.TryAdd(name, tensor))
@@ -286,6 +293,7 @@ public sealed unsafe class GgufFile : IDisposable
         Array.Sort(order, (a, b) => tensors[a].Offset.CompareTo(tensors[b].Offset));
         long previousEnd = 0;
         string? previousName = null;
+        long previousAt = 0;
         foreach (int i in order)
         {
             GgufTensorInfo t = tensors[i];
@@ -297,8 +305,26 @@ public sealed unsafe class GgufFile : IDisposable
                 throw new ModelFormatException(Path, tensorAt[i], $"tensor '{t.Name}' at data offset {t.Offset} overlaps tensor '{previousName}', which ends at {previousEnd}.");
             previousEnd = t.Offset + size;
             previousName = t.Name;
+            previousAt = tensorAt[i];
         }
+
+        // Writers pad every tensor, the last included, to the alignment (llama.cpp and gguf-py both do, and
+        // gguf_init_from_file reads the padded size): a file that stops inside that padding was cut short.
+        if (tensors.Count > 0 && AlignUp(previousEnd, Alignment) > dataLength)
+            throw new ModelFormatException(Path, previousAt,
+                $"the file ends {dataLength - previousEnd} bytes into the {AlignUp(previousEnd, Alignment) - previousEnd} bytes of padding after tensor '{previousName}'; it is truncated.");
         Tensors = tensors;
+    }
+
+    /// <summary>general.alignment must be a UInt32 power of two no larger than <see cref="MaxAlignment"/>.</summary>
+    private int CheckAlignment(GgufValue value, long typeAt)
+    {
+        if (value.Type != GgufValueType.UInt32)
+            throw new ModelFormatException(Path, typeAt, $"general.alignment is {value.Type}; GGUF requires UInt32.");
+        uint a = (uint)value.Value;
+        if (a == 0 || (a & (a - 1)) != 0 || a > MaxAlignment)
+            throw new ModelFormatException(Path, typeAt + 4, $"general.alignment is {a}; it must be a power of two no larger than {MaxAlignment} (1 MiB).");
+        return (int)a;
     }
 
     private GgufValue ReadValue(ref Reader r, uint type, long typeAt, string key, int depth)
@@ -322,7 +348,7 @@ public sealed unsafe class GgufFile : IDisposable
                 if (b > 1) throw new ModelFormatException(Path, at, $"'{key}' is a bool holding {b}; only 0 and 1 are valid.");
                 return GgufValue.FromBool(b == 1);
             }
-            case GgufValueType.String: return GgufValue.FromString(r.String(key, strict: true));
+            case GgufValueType.String: return GgufValue.FromString(r.String(key));
             case GgufValueType.Array: return ReadArray(ref r, key, depth);
             default:
                 throw new ModelFormatException(Path, typeAt, $"'{key}' has value type {type}, which GGUF does not define (0-12).");
@@ -348,6 +374,8 @@ public sealed unsafe class GgufFile : IDisposable
         };
         if (count > (ulong)(r.Remaining / minSize))
             throw new ModelFormatException(Path, countAt, $"'{key}' claims {count} elements of {(GgufValueType)elementType} but only {r.Remaining} bytes follow; the file is truncated or the header lies.");
+        if (count > (ulong)(Array.MaxLength / minSize))
+            throw new ModelFormatException(Path, countAt, $"'{key}' holds {count} elements of {(GgufValueType)elementType}; arrays over {Array.MaxLength / minSize} elements of that type are not supported.");
         int n = (int)count;
         switch ((GgufValueType)elementType)
         {
@@ -376,7 +404,7 @@ public sealed unsafe class GgufFile : IDisposable
             case GgufValueType.String:
             {
                 var values = new string[n];
-                for (int i = 0; i < n; i++) values[i] = r.String(key, strict: true);
+                for (int i = 0; i < n; i++) values[i] = r.String(key);
                 return GgufValue.FromArray(values);
             }
             default:
@@ -390,7 +418,7 @@ public sealed unsafe class GgufFile : IDisposable
 
     private static T[] ReadPrimitives<T>(ref Reader r, int count, string what) where T : unmanaged
     {
-        ReadOnlySpan<byte> raw = r.Bytes(checked(count * sizeof(T)), what);
+        ReadOnlySpan<byte> raw = r.Bytes(count * sizeof(T), what);
         var values = new T[count];
         raw.CopyTo(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("GGUF reading needs a little-endian machine.");
@@ -436,17 +464,20 @@ public sealed unsafe class GgufFile : IDisposable
 
         public ulong UInt64(string what) => BinaryPrimitives.ReadUInt64LittleEndian(Bytes(8, what));
 
-        public string String(string what, bool strict)
+        /// <summary>A u64-length-prefixed string, which must be valid UTF-8 (no replacement characters).</summary>
+        public string String(string what)
         {
             long at = Position;
             ulong length = UInt64($"length of {what}");
             if (length > (ulong)Remaining)
                 throw new ModelFormatException(_path, at, $"{what} claims a string of {length} bytes but only {Remaining} bytes follow; the file is truncated or the header lies.");
+            if (length > int.MaxValue)
+                throw new ModelFormatException(_path, at, $"{what} is a string of {length} bytes; strings over 2 GiB are not supported.");
             long textAt = Position;
             ReadOnlySpan<byte> bytes = Bytes((int)length, what);
             try
             {
-                return strict ? StrictUtf8.GetString(bytes) : Encoding.UTF8.GetString(bytes);
+                return StrictUtf8.GetString(bytes);
             }
             catch (DecoderFallbackException e)
             {
