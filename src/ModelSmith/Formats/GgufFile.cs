@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.IO.MemoryMappedFiles;
 using System.Text;
 
 namespace ModelSmith.Formats;
@@ -30,20 +29,17 @@ public sealed unsafe class GgufFile : IDisposable
 
     private const int MaxArrayNesting = 8;
 
-    private readonly MemoryMappedFile? _map;
-    private readonly MemoryMappedViewAccessor? _view;
+    private readonly MappedFile _file;
     private readonly byte* _base;
     private readonly Dictionary<string, GgufValue> _metadata;
     private readonly Dictionary<string, GgufTensorInfo> _tensorsByName;
-    private bool _disposed;
 
-    private GgufFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePointer, long length)
+    private GgufFile(MappedFile file)
     {
-        Path = path;
-        _map = map;
-        _view = view;
-        _base = basePointer;
-        Length = length;
+        _file = file;
+        Path = file.Path;
+        _base = file.Pointer;
+        Length = file.Length;
         _metadata = new Dictionary<string, GgufValue>(StringComparer.Ordinal);
         _tensorsByName = new Dictionary<string, GgufTensorInfo>(StringComparer.Ordinal);
         MetadataKeys = [];
@@ -77,32 +73,16 @@ public sealed unsafe class GgufFile : IDisposable
     /// <summary>Opens and validates <paramref name="path"/>. Throws <see cref="ModelFormatException"/> on any defect.</summary>
     public static GgufFile Open(string path)
     {
-        ArgumentNullException.ThrowIfNull(path);
-        if (Directory.Exists(path))
-            throw new ModelFormatException(path, -1, "this is a directory, not a GGUF file; pass the path of the .gguf file itself.");
-        var info = new FileInfo(path);
-        if (!info.Exists) throw new FileNotFoundException($"{path}: no such file.", path);
-        long length = info.Length;
-        if (length < 24)
-            throw new ModelFormatException(path, 0, $"file is {length} bytes, too short for a GGUF header (24 bytes); it is truncated or not a GGUF file.");
-
-        MemoryMappedFile map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        MemoryMappedViewAccessor? view = null;
-        byte* pointer = null;
+        MappedFile mapped = MappedFile.Open(path, 24, "GGUF");
         try
         {
-            view = map.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
-            pointer += view.PointerOffset;
-            var file = new GgufFile(path, map, view, pointer, length);
+            var file = new GgufFile(mapped);
             file.Parse();
             return file;
         }
         catch
         {
-            if (pointer != null) view!.SafeMemoryMappedViewHandle.ReleasePointer();
-            view?.Dispose();
-            map.Dispose();
+            mapped.Dispose();
             throw;
         }
     }
@@ -146,33 +126,26 @@ public sealed unsafe class GgufFile : IDisposable
     public ReadOnlyMemory<byte> GetTensorData(GgufTensorInfo tensor)
     {
         ArgumentNullException.ThrowIfNull(tensor);
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(_file.IsDisposed, this);
+        if (!_tensorsByName.TryGetValue(tensor.Name, out GgufTensorInfo? own) || !ReferenceEquals(own, tensor))
+            throw new ArgumentException($"Tensor '{tensor.Name}' does not belong to {Path}.", nameof(tensor));
         long size = tensor.ByteSize;
         if (size > int.MaxValue)
             throw new ModelFormatException(Path, DataOffset + tensor.Offset, $"tensor '{tensor.Name}' is {size} bytes; tensors over 2 GiB are not supported.");
-        return new UnmanagedMemory(_base + DataOffset + tensor.Offset, (int)size).Memory;
+        return _file.Memory(DataOffset + tensor.Offset, (int)size);
     }
 
     /// <summary>The raw bytes of the whole file (for hashing and byte comparisons).</summary>
     public ReadOnlySpan<byte> GetFileSpan(long offset, int length)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(offset + length, Length);
-        return new ReadOnlySpan<byte>(_base + offset, length);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(offset, Length - length);
+        return _file.Span(offset, length);
     }
 
-    public void Dispose()
-    {
-        if (_disposed) return;
-        _disposed = true;
-        if (_view != null)
-        {
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
-            _view.Dispose();
-        }
-        _map?.Dispose();
-    }
+    /// <summary>Unmaps the file; tensor memory handed out before must not be used after this.</summary>
+    public void Dispose() => _file.Dispose();
 
     private T TypedOrThrow<T>(string key, Func<GgufValue, T> convert)
     {

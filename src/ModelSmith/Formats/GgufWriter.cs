@@ -112,29 +112,7 @@ public sealed class GgufWriter
     }
 
     /// <summary>Writes the file atomically: to a temp file beside <paramref name="path"/>, flushed, then renamed over it.</summary>
-    public void Write(string path)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        string full = System.IO.Path.GetFullPath(path);
-        string? directory = System.IO.Path.GetDirectoryName(full);
-        if (!string.IsNullOrEmpty(directory)) Directory.CreateDirectory(directory);
-        string temp = $"{full}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
-        try
-        {
-            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                Write(stream);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, full, overwrite: true);
-        }
-        catch
-        {
-            // Best effort: the original failure is what the caller needs to see.
-            try { File.Delete(temp); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
-            throw;
-        }
-    }
+    public void Write(string path) => AtomicFile.Write(path, Write);
 
     /// <summary>Writes the whole file to <paramref name="stream"/>.</summary>
     public void Write(Stream stream)
