@@ -117,11 +117,12 @@ public sealed class SafetensorsFile : IDisposable
 
     private void ParseHeader(ReadOnlySpan<byte> header, List<Entry> entries)
     {
+        if (header.IndexOfAnyExcept(" \t\r\n"u8) < 0)
+            throw new ModelFormatException(Path, 8, "the header is empty; expected a JSON object describing the tensors.");
         var reader = new Utf8JsonReader(header, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow, AllowTrailingCommas = false });
         try
         {
-            if (!reader.Read())
-                throw new ModelFormatException(Path, 8, "the header is empty; expected a JSON object describing the tensors.");
+            reader.Read();
             if (reader.TokenType != JsonTokenType.StartObject)
                 throw At(ref reader, $"the header is {JsonText.Describe(reader.TokenType)}; expected a JSON object describing the tensors.");
             var names = new HashSet<string>(StringComparer.Ordinal);
