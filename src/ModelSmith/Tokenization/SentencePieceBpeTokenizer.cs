@@ -8,7 +8,7 @@ namespace ModelSmith.Tokenization;
 /// from one symbol per character the adjacent pair whose concatenation is the highest-scoring token is merged
 /// (ties: leftmost) until no adjacent pair forms a token. A final symbol that is no token (always a single
 /// character) becomes its UTF-8 bytes as "&lt;0xXX&gt;" tokens, or as one-character tokens for ASCII bytes without
-/// one; where neither exists llama.cpp fails, and this tokenizer uses the unknown token.
+/// one; where neither exists llama.cpp fails (an unhandled lookup), and this tokenizer uses the unknown token.
 /// <para>
 /// Works on UTF-16 text: for valid text the characters, the token lookups and the merge order are those of
 /// llama.cpp's UTF-8 bytes, and a queued pair is stale exactly when its total length has changed.
@@ -120,15 +120,8 @@ internal sealed class SentencePieceBpeTokenizer : Tokenizer
         ? i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])
         : i > 0 && char.IsHighSurrogate(text[i - 1]);
 
-    private int ByteToken(byte b)
-    {
-        if (_byteTokens[b] >= 0)
-            return _byteTokens[b];
-        if (Unknown >= 0)
-            return Unknown;
-        throw new InvalidOperationException(
-            $"the text needs byte 0x{b:X2} but the vocabulary has neither a <0x{b:X2}> token nor an unknown token; llama.cpp cannot tokenize it either.");
-    }
+    /// <summary>The token of byte <paramref name="b"/>; a llama vocabulary always has an unknown token in range to stand in.</summary>
+    private int ByteToken(byte b) => _byteTokens[b] >= 0 ? _byteTokens[b] : Unknown;
 
     private void TryAddBigram(PriorityQueue<Bigram, Bigram> queue, ReadOnlySpan<char> buffer, int[] start, int[] len, int left, int right)
     {
