@@ -58,7 +58,7 @@ internal sealed class ByteLevelBpeTokenizer : Tokenizer
         _merges = new Dictionary<long, (int, int)>(merges.Count);
         for (int rank = 0; rank < merges.Count; rank++)
         {
-            string merge = merges[rank] ?? string.Empty;
+            string merge = CString(merges[rank]);
             int space = merge.Length > 1 ? merge.IndexOf(' ', 1) : -1;
             if (space < 0)
                 continue; // llama.cpp records an ("", "") pair, which no symbol pair can match

@@ -52,8 +52,11 @@ public abstract class Tokenizer
         _ids = new Dictionary<string, int>(n, StringComparer.Ordinal);
         for (int i = 0; i < n; i++)
         {
-            // llama.cpp renames empty tokens so that they cannot match text, and refuses duplicates.
-            string text = string.IsNullOrEmpty(tokens[i]) ? $"[EMPTY_{i}]" : tokens[i];
+            // llama.cpp reads token texts as C strings (cut at the first NUL), renames empty ones so that they
+            // cannot match text, and refuses duplicates.
+            string text = CString(tokens[i]);
+            if (text.Length == 0)
+                text = $"[EMPTY_{i}]";
             if (!_ids.TryAdd(text, i))
                 throw new ArgumentException($"duplicate token in vocabulary: '{text}' has ids {_ids[text]} and {i}; token texts must be unique.", nameof(spec));
             Texts[i] = text;
@@ -256,6 +259,15 @@ public abstract class Tokenizer
     {
         if ((uint)id >= (uint)Texts.Length)
             throw new ArgumentOutOfRangeException(nameof(id), id, $"token id {id} is outside the vocabulary of {Texts.Length} tokens.");
+    }
+
+    /// <summary><paramref name="text"/> up to its first NUL, as llama.cpp sees GGUF strings (gguf_get_arr_str is a C string).</summary>
+    internal static string CString(string? text)
+    {
+        if (text is null)
+            return string.Empty;
+        int nul = text.IndexOf('\0', StringComparison.Ordinal);
+        return nul < 0 ? text : text[..nul];
     }
 
     private static int Resolve(int? fromMetadata, int fallback, int n)
