@@ -9,14 +9,60 @@ namespace ModelSmith.Interop.Tests.Tokenization;
 [Trait("Category", "Interop")]
 public sealed class TokenizerInteropTests(ITestOutputHelper output)
 {
-    /// <summary>The unit tests' texts plus text containing special-token strings.</summary>
+    /// <summary>
+    /// The unit tests' texts, text containing special-token strings, real mail (spam and ham bodies from the
+    /// bundled corpus: HTML, odd spacing, non-ASCII) and seeded random strings over a tricky alphabet.
+    /// </summary>
     private static readonly string[] Texts =
     [
         .. InteropVocabularies.Texts,
         "a<|endoftext|>b</s>c<s> d <unk>e<0x41>",
         "<s>Hello</s>",
         " <|endoftext|><|endoftext|> ",
+        .. MailBodies("spam-2.jsonl", 25),
+        .. MailBodies("easy-ham-1.jsonl", 15),
+        .. RandomStrings(seed: 20240601, count: 300),
     ];
+
+    private static List<string> MailBodies(string file, int count)
+    {
+        string path = Path.Combine(RepoPaths.Root, "data", "email", file + ".gz");
+        using var gzip = new System.IO.Compression.GZipStream(File.OpenRead(path), System.IO.Compression.CompressionMode.Decompress);
+        using var reader = new StreamReader(gzip);
+        var bodies = new List<string>();
+        for (string? line = reader.ReadLine(); line is not null && bodies.Count < count; line = reader.ReadLine())
+        {
+            using var json = System.Text.Json.JsonDocument.Parse(line);
+            bodies.Add(json.RootElement.GetProperty("text").GetString()!);
+        }
+        return bodies;
+    }
+
+    private static IEnumerable<string> RandomStrings(int seed, int count)
+    {
+        string[] alphabet =
+        [
+            " ", " ", " ", "  ", "\n", "\n", "\r\n", "\t", "\u00A0", "\u3000", "\u2028", "\u200B", "\u0085",
+            "a", "e", "s", "t", "d", "m", "l", "r", "v", "E", "S", "T", "Z", "é", "ß", "ø", "ı", "İ", "ſ",
+            "0", "1", "7", "9", "٣", "½", "²", "Ⅻ",
+            "'", "\"", "`", "~", "!", "?", ".", ",", "-", "_", "(", ")", "[", "]", "{", "}", "<", ">", "=", "+", "$", "^", "|", "#", "@", "&", "%", "*", "/", "\\", ":", ";",
+            "«", "»", "—", "…", "¿", "€", "©", "°", "±",
+            "日", "本", "한", "テ", "ー", "\u0301", "\u0308", "\u093F",
+            "🎉", "🚀", "👩\u200D💻", "🇫🇷", "❤️", "𝕳", "𠀀",
+            "'s", "'re", "'LL", "'d", "don't",
+            "<|endoftext|>", "<s>", "</s>", "<unk>", "<0x0A>", "▁", "▁▁", "Ġ", "Ċ",
+            "the", " the", "Hello", " world", "123", "4567", "ing", "tion",
+        ];
+        var random = new Random(seed);
+        for (int i = 0; i < count; i++)
+        {
+            var sb = new StringBuilder();
+            int pieces = random.Next(0, 24);
+            for (int j = 0; j < pieces; j++)
+                sb.Append(alphabet[random.Next(alphabet.Length)]);
+            yield return sb.ToString();
+        }
+    }
 
     public static TheoryData<string> Gpt2PreTokenizers => ["gpt-2", "default", "llama3"];
 
