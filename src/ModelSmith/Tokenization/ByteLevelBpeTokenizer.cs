@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text;
 
 namespace ModelSmith.Tokenization;
@@ -33,6 +34,11 @@ internal sealed class ByteLevelBpeTokenizer : Tokenizer
     private readonly int[] _byteFallback = new int[256];
     private readonly Dictionary<long, (int Rank, int Result)> _merges;
 
+    /// <summary>Tokens of words already merged (text repeats words, and merging dominates the cost); bounded.</summary>
+    private readonly ConcurrentDictionary<byte[], int[]> _cache = new(ByteStringComparer.Instance);
+    private readonly ConcurrentDictionary<byte[], int[]>.AlternateLookup<ReadOnlySpan<byte>> _cacheBySpan;
+    private const int MaxCachedWords = 1 << 17;
+
     [ThreadStatic]
     private static Workspace? t_workspace;
 
@@ -43,6 +49,7 @@ internal sealed class ByteLevelBpeTokenizer : Tokenizer
         _pre = PreTokenizer.Parse(spec.Pre);
         _ignoreMerges = _pre == PreTokenizerKind.Llama3;
         _symbolsBySpan = _symbols.GetAlternateLookup<ReadOnlySpan<byte>>();
+        _cacheBySpan = _cache.GetAlternateLookup<ReadOnlySpan<byte>>();
         IReadOnlyList<string> merges = spec.Merges
             ?? throw new ArgumentException("tokenizer.ggml.merges is missing; a gpt2 vocabulary needs its merges.", nameof(spec));
 
@@ -119,7 +126,15 @@ internal sealed class ByteLevelBpeTokenizer : Tokenizer
                 output.Add(_symbolToken[whole]);
                 continue;
             }
+            if (_cacheBySpan.TryGetValue(word, out int[]? cached))
+            {
+                output.AddRange(cached);
+                continue;
+            }
+            int before = output.Count;
             Merge(word, ws, output);
+            if (_cache.Count < MaxCachedWords)
+                _cache.TryAdd(word.ToArray(), [.. output.GetRange(before, output.Count - before)]);
         }
     }
 
