@@ -40,9 +40,11 @@ internal sealed unsafe class LlamaCppModel : IDisposable
     }
 
     /// <summary>Loads <paramref name="path"/> with a context of <paramref name="contextSize"/> tokens
-    /// (0 = the model's training context) computed on <paramref name="threads"/> threads.
-    /// <paramref name="f32KvCache"/> = false keeps llama.cpp's default F16 KV cache.</summary>
-    public LlamaCppModel(string path, int threads = 1, int contextSize = 0, bool f32KvCache = true)
+    /// (0 = the model's training context; llama.cpp rounds it up to a multiple of 256) computed on <paramref name="threads"/> threads.
+    /// <paramref name="f32KvCache"/> = false keeps llama.cpp's default F16 KV cache;
+    /// <paramref name="flashAttention"/> = null keeps llama.cpp's default "auto" (on for the CPU backend).
+    /// The defaults are the exact settings; (false, null) are llama-bench's.</summary>
+    public LlamaCppModel(string path, int threads = 1, int contextSize = 0, bool f32KvCache = true, bool? flashAttention = false)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(contextSize);
@@ -66,7 +68,9 @@ internal sealed unsafe class LlamaCppModel : IDisposable
             throw new InvalidDataException($"llama.cpp could not load '{path}': {RecentErrors()}", e);
         }
 
-        int nCtx = contextSize == 0 ? _model.ContextSize : contextSize;
+        // llama.cpp pads the context to 256 cells; the batch sizes must cover the padded size, or a full
+        // batch trips GGML_ASSERT(n_tokens_all <= n_batch) and aborts the process.
+        int nCtx = ((contextSize == 0 ? _model.ContextSize : contextSize) + 255) / 256 * 256;
         var contextParams = LLamaContextParams.Default();
         contextParams.n_ctx = (uint)nCtx;
         contextParams.n_batch = (uint)nCtx;
@@ -74,7 +78,12 @@ internal sealed unsafe class LlamaCppModel : IDisposable
         contextParams.n_seq_max = 1;
         contextParams.n_threads = threads;
         contextParams.n_threads_batch = threads;
-        contextParams.llama_flash_attn_type = LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_DISABLED;
+        contextParams.llama_flash_attn_type = flashAttention switch
+        {
+            true => LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_ENABLED,
+            false => LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_DISABLED,
+            null => LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_AUTO,
+        };
         contextParams.type_k = f32KvCache ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16;
         contextParams.type_v = f32KvCache ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16;
         contextParams.offload_kqv = false;
@@ -90,7 +99,15 @@ internal sealed unsafe class LlamaCppModel : IDisposable
             throw new InvalidOperationException($"llama.cpp could not create a context for '{path}': {RecentErrors()}", e);
         }
         ContextSize = (int)_context.ContextSize;
+        if (_context.BatchSize < ContextSize || _context.UBatchSize < ContextSize)
+        {
+            int batch = (int)_context.BatchSize;
+            _context.Dispose();
+            _model.Dispose();
+            throw new InvalidOperationException($"llama.cpp made a context of {ContextSize} cells for '{path}' but a batch of only {batch}; batches must cover the whole context.");
+        }
         Threads = threads;
+        KvCacheType = contextParams.type_k;
     }
 
     /// <summary>Which native build LLamaSharp picked (e.g. the avx512 libllama.so).</summary>
@@ -106,9 +123,17 @@ internal sealed unsafe class LlamaCppModel : IDisposable
     /// <summary>llama_print_system_info: the CPU features the loaded ggml build uses.</summary>
     public static string SystemInfo => Marshal.PtrToStringUTF8(NativeApi.llama_print_system_info()) ?? "";
 
+    /// <summary>Positions the KV cache holds (the requested size rounded up to a multiple of 256).</summary>
     public int ContextSize { get; }
 
     public int Threads { get; }
+
+    /// <summary>Element type of the cached K and V rows.</summary>
+    public GGMLType KvCacheType { get; }
+
+    /// <summary>Bytes the KV cache holds per position: K and V rows of every layer.</summary>
+    public long KvBytesPerPosition =>
+        2L * LayerCount * KvHeadCount * (EmbeddingSize / HeadCount) * (KvCacheType == GGMLType.GGML_TYPE_F32 ? 4 : 2);
 
     /// <summary>Tokens currently in the KV cache; the next appended token goes to this position.</summary>
     public int Position { get; private set; }

@@ -147,11 +147,44 @@ public sealed class LlamaCppOracleTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Appending_past_the_context_is_rejected_with_the_sizes()
+    {
+        // llama.cpp rounds a requested context up to a multiple of 256 cells.
+        using var model = new LlamaCppModel(RepoPaths.Stories260K, contextSize: 16);
+        Assert.Equal(256, model.ContextSize);
+        model.Append(new int[250]);
+        Assert.Equal(250, model.Position);
+        var e = Assert.Throws<ArgumentException>(() => model.Append(new int[7]));
+        Assert.Contains("250 cached + 7 new tokens exceed the context of 256", e.Message, StringComparison.Ordinal);
+        model.Reset();
+        Assert.Equal(0, model.Position);
+    }
+
+    [Fact]
     public void Missing_model_file_names_the_path()
     {
         string path = Path.Combine(RepoPaths.Root, "models", "no-such-model.gguf");
         var e = Assert.Throws<FileNotFoundException>(() => new LlamaCppModel(path));
         Assert.Contains("no-such-model.gguf", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Truncated_model_file_fails_with_llama_cpp_s_reason()
+    {
+        string dir = Directory.CreateTempSubdirectory("modelsmith-interop-").FullName;
+        try
+        {
+            string truncated = Path.Combine(dir, "truncated.gguf");
+            byte[] bytes = File.ReadAllBytes(RepoPaths.Stories260K);
+            File.WriteAllBytes(truncated, bytes.AsSpan(0, bytes.Length / 2).ToArray());
+            var e = Assert.Throws<InvalidDataException>(() => new LlamaCppModel(truncated));
+            output.WriteLine(e.Message);
+            Assert.Contains("truncated.gguf", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]

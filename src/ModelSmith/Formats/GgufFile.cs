@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.IO.MemoryMappedFiles;
 using System.Text;
 
 namespace ModelSmith.Formats;
@@ -22,22 +21,25 @@ public sealed unsafe class GgufFile : IDisposable
     /// <summary>ggml's GGML_MAX_DIMS.</summary>
     public const int MaxDimensions = 4;
 
+    /// <summary>Longest tensor name ggml accepts, in UTF-8 bytes (GGML_MAX_NAME less the terminating NUL).</summary>
+    public const int MaxTensorNameBytes = 63;
+
+    /// <summary>Largest general.alignment accepted (ggml itself uses 32; anything far above is a corrupt header).</summary>
+    public const int MaxAlignment = 1 << 20;
+
     private const int MaxArrayNesting = 8;
 
-    private readonly MemoryMappedFile? _map;
-    private readonly MemoryMappedViewAccessor? _view;
+    private readonly MappedFile _file;
     private readonly byte* _base;
     private readonly Dictionary<string, GgufValue> _metadata;
     private readonly Dictionary<string, GgufTensorInfo> _tensorsByName;
-    private bool _disposed;
 
-    private GgufFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePointer, long length)
+    private GgufFile(MappedFile file)
     {
-        Path = path;
-        _map = map;
-        _view = view;
-        _base = basePointer;
-        Length = length;
+        _file = file;
+        Path = file.Path;
+        _base = file.Pointer;
+        Length = file.Length;
         _metadata = new Dictionary<string, GgufValue>(StringComparer.Ordinal);
         _tensorsByName = new Dictionary<string, GgufTensorInfo>(StringComparer.Ordinal);
         MetadataKeys = [];
@@ -71,30 +73,16 @@ public sealed unsafe class GgufFile : IDisposable
     /// <summary>Opens and validates <paramref name="path"/>. Throws <see cref="ModelFormatException"/> on any defect.</summary>
     public static GgufFile Open(string path)
     {
-        ArgumentNullException.ThrowIfNull(path);
-        var info = new FileInfo(path);
-        if (!info.Exists) throw new FileNotFoundException($"{path}: no such file.", path);
-        long length = info.Length;
-        if (length < 24)
-            throw new ModelFormatException(path, 0, $"file is {length} bytes, too short for a GGUF header (24 bytes); it is truncated or not a GGUF file.");
-
-        MemoryMappedFile map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        MemoryMappedViewAccessor? view = null;
-        byte* pointer = null;
+        MappedFile mapped = MappedFile.Open(path, 24, "GGUF");
         try
         {
-            view = map.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
-            pointer += view.PointerOffset;
-            var file = new GgufFile(path, map, view, pointer, length);
+            var file = new GgufFile(mapped);
             file.Parse();
             return file;
         }
         catch
         {
-            if (pointer != null) view!.SafeMemoryMappedViewHandle.ReleasePointer();
-            view?.Dispose();
-            map.Dispose();
+            mapped.Dispose();
             throw;
         }
     }
@@ -138,33 +126,26 @@ public sealed unsafe class GgufFile : IDisposable
     public ReadOnlyMemory<byte> GetTensorData(GgufTensorInfo tensor)
     {
         ArgumentNullException.ThrowIfNull(tensor);
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(_file.IsDisposed, this);
+        if (!_tensorsByName.TryGetValue(tensor.Name, out GgufTensorInfo? own) || !ReferenceEquals(own, tensor))
+            throw new ArgumentException($"Tensor '{tensor.Name}' does not belong to {Path}.", nameof(tensor));
         long size = tensor.ByteSize;
         if (size > int.MaxValue)
             throw new ModelFormatException(Path, DataOffset + tensor.Offset, $"tensor '{tensor.Name}' is {size} bytes; tensors over 2 GiB are not supported.");
-        return new UnmanagedMemory(_base + DataOffset + tensor.Offset, (int)size).Memory;
+        return _file.Memory(DataOffset + tensor.Offset, (int)size);
     }
 
     /// <summary>The raw bytes of the whole file (for hashing and byte comparisons).</summary>
     public ReadOnlySpan<byte> GetFileSpan(long offset, int length)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(offset + length, Length);
-        return new ReadOnlySpan<byte>(_base + offset, length);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(offset, Length - length);
+        return _file.Span(offset, length);
     }
 
-    public void Dispose()
-    {
-        if (_disposed) return;
-        _disposed = true;
-        if (_view != null)
-        {
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
-            _view.Dispose();
-        }
-        _map?.Dispose();
-    }
+    /// <summary>Unmaps the file; tensor memory handed out before must not be used after this.</summary>
+    public void Dispose() => _file.Dispose();
 
     private T TypedOrThrow<T>(string key, Func<GgufValue, T> convert)
     {
@@ -209,11 +190,13 @@ public sealed unsafe class GgufFile : IDisposable
         if (tensorCount > (ulong)(r.Remaining / 32))
             throw new ModelFormatException(Path, tensorCountAt, $"header claims {tensorCount} tensors but only {r.Remaining} bytes follow; the file is truncated or its header is corrupt.");
 
-        var keys = new List<string>((int)kvCount);
+        // The counts are bounded by the file size above, but a multi-gigabyte file could still claim
+        // millions: lists start small and grow with what is actually read.
+        var keys = new List<string>((int)Math.Min(kvCount, 1024));
         for (ulong i = 0; i < kvCount; i++)
         {
             long keyAt = r.Position;
-            string key = r.String($"key of metadata entry {i}", strict: true);
+            string key = r.String($"key of metadata entry {i}");
             if (key.Length == 0)
                 throw new ModelFormatException(Path, keyAt, $"metadata entry {i} has an empty key.");
             long typeAt = r.Position;
@@ -222,25 +205,18 @@ public sealed unsafe class GgufFile : IDisposable
             if (!_metadata.TryAdd(key, value))
                 throw new ModelFormatException(Path, keyAt, $"metadata key '{key}' appears twice.");
             keys.Add(key);
+            if (key == "general.alignment") Alignment = CheckAlignment(value, typeAt);
         }
         MetadataKeys = keys;
 
-        if (_metadata.TryGetValue("general.alignment", out GgufValue? alignment))
-        {
-            if (alignment.Type != GgufValueType.UInt32)
-                throw new ModelFormatException(Path, -1, $"general.alignment is {alignment.Type}; GGUF requires UInt32.");
-            uint a = (uint)alignment.Value;
-            if (a == 0 || (a & (a - 1)) != 0 || a > 1 << 20)
-                throw new ModelFormatException(Path, -1, $"general.alignment is {a}; it must be a power of two no larger than 1 MiB.");
-            Alignment = (int)a;
-        }
-
-        var tensors = new List<GgufTensorInfo>((int)tensorCount);
-        var tensorAt = new List<long>((int)tensorCount);
+        var tensors = new List<GgufTensorInfo>((int)Math.Min(tensorCount, 1024));
+        var tensorAt = new List<long>(tensors.Capacity);
         for (ulong i = 0; i < tensorCount; i++)
         {
             long infoAt = r.Position;
-            string name = r.String($"name of tensor {i}", strict: true);
+            string name = r.String($"name of tensor {i}");
+            if (Encoding.UTF8.GetByteCount(name) > MaxTensorNameBytes)
+                throw new ModelFormatException(Path, infoAt, $"tensor name '{name}' is longer than the {MaxTensorNameBytes} bytes ggml allows.");
             long dimsAt = r.Position;
             uint nDims = r.UInt32($"dimension count of '{name}'");
             if (nDims is 0 or > MaxDimensions)
@@ -264,9 +240,13 @@ public sealed unsafe class GgufFile : IDisposable
             int block = GgmlTypeInfo.BlockSize(type);
             if (shape[0] % block != 0)
                 throw new ModelFormatException(Path, dimsAt, $"tensor '{name}' has rows of {shape[0]} elements, not a multiple of the {type} block size {block}.");
+            if (elements / block > long.MaxValue / GgmlTypeInfo.TypeSize(type))
+                throw new ModelFormatException(Path, dimsAt, $"tensor '{name}' ({type}, {elements} elements) would take more bytes than a 64-bit size can count.");
             long offsetAt = r.Position;
             ulong offset = r.UInt64($"data offset of '{name}'");
-            if (offset > long.MaxValue || (long)offset % Alignment != 0)
+            if (offset > long.MaxValue)
+                throw new ModelFormatException(Path, offsetAt, $"tensor '{name}' data offset {offset} is beyond any possible file size.");
+            if ((long)offset % Alignment != 0)
                 throw new ModelFormatException(Path, offsetAt, $"tensor '{name}' data offset {offset} is not a multiple of the alignment {Alignment}.");
             var tensor = new GgufTensorInfo(name, type, shape, (long)offset);
             if (!_tensorsByName.TryAdd(name, tensor))
@@ -286,6 +266,7 @@ public sealed unsafe class GgufFile : IDisposable
         Array.Sort(order, (a, b) => tensors[a].Offset.CompareTo(tensors[b].Offset));
         long previousEnd = 0;
         string? previousName = null;
+        long previousAt = 0;
         foreach (int i in order)
         {
             GgufTensorInfo t = tensors[i];
@@ -297,8 +278,26 @@ public sealed unsafe class GgufFile : IDisposable
                 throw new ModelFormatException(Path, tensorAt[i], $"tensor '{t.Name}' at data offset {t.Offset} overlaps tensor '{previousName}', which ends at {previousEnd}.");
             previousEnd = t.Offset + size;
             previousName = t.Name;
+            previousAt = tensorAt[i];
         }
+
+        // Writers pad every tensor, the last included, to the alignment (llama.cpp and gguf-py both do, and
+        // gguf_init_from_file reads the padded size): a file that stops inside that padding was cut short.
+        if (tensors.Count > 0 && AlignUp(previousEnd, Alignment) > dataLength)
+            throw new ModelFormatException(Path, previousAt,
+                $"the file ends {dataLength - previousEnd} bytes into the {AlignUp(previousEnd, Alignment) - previousEnd} bytes of padding after tensor '{previousName}'; it is truncated.");
         Tensors = tensors;
+    }
+
+    /// <summary>general.alignment must be a UInt32 power of two no larger than <see cref="MaxAlignment"/>.</summary>
+    private int CheckAlignment(GgufValue value, long typeAt)
+    {
+        if (value.Type != GgufValueType.UInt32)
+            throw new ModelFormatException(Path, typeAt, $"general.alignment is {value.Type}; GGUF requires UInt32.");
+        uint a = (uint)value.Value;
+        if (a == 0 || (a & (a - 1)) != 0 || a > MaxAlignment)
+            throw new ModelFormatException(Path, typeAt + 4, $"general.alignment is {a}; it must be a power of two no larger than {MaxAlignment} (1 MiB).");
+        return (int)a;
     }
 
     private GgufValue ReadValue(ref Reader r, uint type, long typeAt, string key, int depth)
@@ -322,7 +321,7 @@ public sealed unsafe class GgufFile : IDisposable
                 if (b > 1) throw new ModelFormatException(Path, at, $"'{key}' is a bool holding {b}; only 0 and 1 are valid.");
                 return GgufValue.FromBool(b == 1);
             }
-            case GgufValueType.String: return GgufValue.FromString(r.String(key, strict: true));
+            case GgufValueType.String: return GgufValue.FromString(r.String(key));
             case GgufValueType.Array: return ReadArray(ref r, key, depth);
             default:
                 throw new ModelFormatException(Path, typeAt, $"'{key}' has value type {type}, which GGUF does not define (0-12).");
@@ -348,6 +347,8 @@ public sealed unsafe class GgufFile : IDisposable
         };
         if (count > (ulong)(r.Remaining / minSize))
             throw new ModelFormatException(Path, countAt, $"'{key}' claims {count} elements of {(GgufValueType)elementType} but only {r.Remaining} bytes follow; the file is truncated or the header lies.");
+        if (count > (ulong)(Array.MaxLength / minSize))
+            throw new ModelFormatException(Path, countAt, $"'{key}' holds {count} elements of {(GgufValueType)elementType}; arrays over {Array.MaxLength / minSize} elements of that type are not supported.");
         int n = (int)count;
         switch ((GgufValueType)elementType)
         {
@@ -376,7 +377,7 @@ public sealed unsafe class GgufFile : IDisposable
             case GgufValueType.String:
             {
                 var values = new string[n];
-                for (int i = 0; i < n; i++) values[i] = r.String(key, strict: true);
+                for (int i = 0; i < n; i++) values[i] = r.String(key);
                 return GgufValue.FromArray(values);
             }
             default:
@@ -390,7 +391,7 @@ public sealed unsafe class GgufFile : IDisposable
 
     private static T[] ReadPrimitives<T>(ref Reader r, int count, string what) where T : unmanaged
     {
-        ReadOnlySpan<byte> raw = r.Bytes(checked(count * sizeof(T)), what);
+        ReadOnlySpan<byte> raw = r.Bytes(count * sizeof(T), what);
         var values = new T[count];
         raw.CopyTo(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("GGUF reading needs a little-endian machine.");
@@ -436,17 +437,20 @@ public sealed unsafe class GgufFile : IDisposable
 
         public ulong UInt64(string what) => BinaryPrimitives.ReadUInt64LittleEndian(Bytes(8, what));
 
-        public string String(string what, bool strict)
+        /// <summary>A u64-length-prefixed string, which must be valid UTF-8 (no replacement characters).</summary>
+        public string String(string what)
         {
             long at = Position;
             ulong length = UInt64($"length of {what}");
             if (length > (ulong)Remaining)
                 throw new ModelFormatException(_path, at, $"{what} claims a string of {length} bytes but only {Remaining} bytes follow; the file is truncated or the header lies.");
+            if (length > int.MaxValue)
+                throw new ModelFormatException(_path, at, $"{what} is a string of {length} bytes; strings over 2 GiB are not supported.");
             long textAt = Position;
             ReadOnlySpan<byte> bytes = Bytes((int)length, what);
             try
             {
-                return strict ? StrictUtf8.GetString(bytes) : Encoding.UTF8.GetString(bytes);
+                return StrictUtf8.GetString(bytes);
             }
             catch (DecoderFallbackException e)
             {

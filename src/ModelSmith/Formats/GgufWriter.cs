@@ -30,8 +30,9 @@ public sealed class GgufWriter
         ArgumentNullException.ThrowIfNull(value);
         if (key == "general.alignment")
         {
-            if (value.Type != GgufValueType.UInt32 || (uint)value.Value == 0 || ((uint)value.Value & ((uint)value.Value - 1)) != 0)
-                throw new ArgumentException("general.alignment must be a UInt32 power of two.", nameof(value));
+            if (value.Type != GgufValueType.UInt32 || (uint)value.Value == 0 || ((uint)value.Value & ((uint)value.Value - 1)) != 0
+                || (uint)value.Value > GgufFile.MaxAlignment)
+                throw new ArgumentException($"general.alignment must be a UInt32 power of two no larger than {GgufFile.MaxAlignment}.", nameof(value));
             if (_tensors.Count > 0) throw new InvalidOperationException("Set general.alignment before adding tensors.");
         }
         if (_metadata.TryAdd(key, value)) _keys.Add(key);
@@ -66,17 +67,23 @@ public sealed class GgufWriter
     public GgufWriter AddTensor(string name, GgmlType type, ReadOnlySpan<long> shape, ReadOnlyMemory<byte> data)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
+        if (Encoding.UTF8.GetByteCount(name) > GgufFile.MaxTensorNameBytes)
+            throw new ArgumentException($"Tensor name '{name}' is longer than the {GgufFile.MaxTensorNameBytes} UTF-8 bytes llama.cpp accepts.", nameof(name));
         if (shape.Length is 0 or > GgufFile.MaxDimensions)
             throw new ArgumentException($"Tensor '{name}' has {shape.Length} dimensions; 1 to {GgufFile.MaxDimensions} are allowed.", nameof(shape));
         long elements = 1;
         foreach (long d in shape)
         {
             if (d < 0) throw new ArgumentException($"Tensor '{name}' has a negative dimension.", nameof(shape));
-            elements = checked(elements * d);
+            if (d != 0 && elements > long.MaxValue / d)
+                throw new ArgumentException($"Tensor '{name}' shape [{string.Join(", ", shape.ToArray())}] has more elements than a long can count.", nameof(shape));
+            elements *= d;
         }
         int block = GgmlTypeInfo.BlockSize(type);
         if (shape[0] % block != 0)
             throw new ArgumentException($"Tensor '{name}' rows of {shape[0]} are not a multiple of the {type} block size {block}.", nameof(shape));
+        if (elements / block > int.MaxValue / GgmlTypeInfo.TypeSize(type))
+            throw new ArgumentException($"Tensor '{name}' ({type}, {elements} elements) is over 2 GiB, more than one memory block can hold.", nameof(shape));
         long bytes = GgmlTypeInfo.ByteCount(type, elements);
         if (data.Length != bytes)
             throw new ArgumentException($"Tensor '{name}' ({type}, {elements} elements) needs {bytes} bytes but {data.Length} were given.", nameof(data));
@@ -105,28 +112,7 @@ public sealed class GgufWriter
     }
 
     /// <summary>Writes the file atomically: to a temp file beside <paramref name="path"/>, flushed, then renamed over it.</summary>
-    public void Write(string path)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        string full = System.IO.Path.GetFullPath(path);
-        string? directory = System.IO.Path.GetDirectoryName(full);
-        if (!string.IsNullOrEmpty(directory)) Directory.CreateDirectory(directory);
-        string temp = full + $".tmp-{Environment.ProcessId}";
-        try
-        {
-            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                Write(stream);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(temp); } catch (IOException) { }
-            throw;
-        }
-    }
+    public void Write(string path) => AtomicFile.Write(path, Write);
 
     /// <summary>Writes the whole file to <paramref name="stream"/>.</summary>
     public void Write(Stream stream)
