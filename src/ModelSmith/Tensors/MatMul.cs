@@ -1,0 +1,443 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using ModelSmith.Formats;
+
+namespace ModelSmith.Tensors;
+
+/// <summary>
+/// y = x·Wᵀ + b for a weight stored in any <see cref="RowKernel"/> type: the decode matvec (one token)
+/// and the prefill GEMM (many tokens) of every linear layer.
+/// </summary>
+/// <remarks>
+/// <para><b>Work split.</b> The weight's rows are cut into blocks of <see cref="RowBlock"/>; each block is
+/// one pool work item, computed for all tokens by one thread. A block of a 16-bit type is first widened
+/// to float into that thread's scratch (RowBlock × Cols floats, e.g. 192 KiB at 3072 columns, which stays
+/// in L2), so the conversion is paid once per weight element however many tokens there are.</para>
+/// <para><b>Micro-kernels</b> (after llamafile's tinyBLAS): both operands are K-contiguous, so a tile of
+/// tokens × rows keeps one vector accumulator per output and walks K one register at a time, loading each
+/// x vector once per tile row and each w vector once per tile column. With 32 AVX-512 registers the tile
+/// is 4 tokens × 4 rows (16 accumulators, 8 loads per 16 FMAs); with 16 registers (AVX2/SSE) it is
+/// 2 × 4. One token (decode) uses a 1 × 4 tile: four weight rows stream once while x stays in L1.</para>
+/// <para><b>Determinism.</b> Every output element is computed the same way by every tile shape: one
+/// accumulator updated with a fused multiply-add per register of K in increasing order, then the lanes
+/// summed (a fixed order per width), then the K % lanes leftover products added one by one in order,
+/// then the bias. So a result does not depend on the thread count, the tile it fell in, or the number of
+/// tokens in the call (decode gives bit-identical logits to prefill). It does depend on the vector width.</para>
+/// <para><b>Accuracy.</b> Compared with the exact product (<see cref="Reference"/> accumulates in double),
+/// |y − y_ref| ≤ 1e-5 · Σ_k |x_k·w_k| for K up to a few thousand; float rounding of a K-term sum is at
+/// most ~K/lanes · 2^-24 relative to that sum, and in practice far below.</para>
+/// </remarks>
+internal static unsafe class MatMul
+{
+    /// <summary>Weight rows per work item.</summary>
+    public const int RowBlock = 16;
+
+    /// <summary>
+    /// y = x·Wᵀ + b. x: (T, Cols), bias: (Rows) or empty for none, y: (T, Rows); T = <paramref name="tokens"/>.
+    /// x and y must not overlap. Runs on <paramref name="pool"/>; results are identical for every thread count.
+    /// </summary>
+    public static void Forward(ReadOnlySpan<float> x, WeightMatrix w, ReadOnlySpan<float> bias, int tokens, Span<float> y, ComputePool pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        Validate(x, w, bias, tokens, y);
+        if (tokens == 0 || w.Rows == 0) return;
+        if (x.Overlaps(y))
+            throw new ArgumentException("MatMul input x and output y overlap; give the output its own buffer.", nameof(y));
+
+        fixed (float* px = x)
+        fixed (byte* pw = w.Data.Span)
+        fixed (float* pb = bias)
+        fixed (float* py = y)
+        {
+            var job = new Job
+            {
+                X = px,
+                W = pw,
+                Bias = pb,
+                Y = py,
+                Tokens = tokens,
+                Rows = w.Rows,
+                Cols = w.Cols,
+                RowBytes = w.RowBytes,
+                Kernel = w.Kernel,
+                Pool = pool,
+            };
+            pool.Run(ref job, (w.Rows + RowBlock - 1) / RowBlock);
+        }
+    }
+
+    private static void Validate(ReadOnlySpan<float> x, WeightMatrix w, ReadOnlySpan<float> bias, int tokens, Span<float> y)
+    {
+        if (w.Kernel is null) throw new ArgumentException("The weight matrix is uninitialized (default struct).", nameof(w));
+        ArgumentOutOfRangeException.ThrowIfNegative(tokens);
+        if (x.Length < (long)tokens * w.Cols)
+            throw new ArgumentException($"x holds {x.Length} floats but {tokens} tokens x {w.Cols} columns = {(long)tokens * w.Cols} are needed.", nameof(x));
+        if (y.Length < (long)tokens * w.Rows)
+            throw new ArgumentException($"y holds {y.Length} floats but {tokens} tokens x {w.Rows} rows = {(long)tokens * w.Rows} are needed.", nameof(y));
+        if (!bias.IsEmpty && bias.Length != w.Rows)
+            throw new ArgumentException($"bias holds {bias.Length} floats but the matrix has {w.Rows} rows; pass {w.Rows} values or an empty span.", nameof(bias));
+    }
+
+    private struct Job : IParallelJob
+    {
+        public float* X;      // (T, K)
+        public byte* W;       // (R, RowBytes)
+        public float* Bias;   // (R) or null
+        public float* Y;      // (T, R)
+        public int Tokens, Rows, Cols, RowBytes;
+        public RowKernel Kernel;
+        public ComputePool Pool;
+
+        public readonly void Execute(int item, int worker)
+        {
+            int r0 = item * RowBlock;
+            int n = Math.Min(RowBlock, Rows - r0);
+            byte* rows = W + (long)r0 * RowBytes;
+            float* bias = Bias == null ? null : Bias + r0;
+            float* y = Y + r0;
+            int k = Cols;
+
+            if (Tokens == 1)
+            {
+                // Decode: stream each weight row once, widening 16-bit weights in registers.
+                switch (Kernel.Type)
+                {
+                    case GgmlType.F32: Gemv<LoadF32>(X, k, rows, RowBytes, n, bias, y); return;
+                    case GgmlType.F16: Gemv<LoadF16>(X, k, rows, RowBytes, n, bias, y); return;
+                    case GgmlType.BF16: Gemv<LoadBF16>(X, k, rows, RowBytes, n, bias, y); return;
+                }
+                if (Kernel.HasDirectDot)
+                {
+                    var dots = new Span<float>(y, n);
+                    Kernel.DotRows(new ReadOnlySpan<float>(X, k), new ReadOnlySpan<byte>(rows, n * RowBytes), k, dots);
+                    if (bias != null)
+                    {
+                        for (int i = 0; i < n; i++) dots[i] += bias[i];
+                    }
+                    return;
+                }
+            }
+
+            // Prefill: widen the block once to a float panel (F32 is used in place), then the blocked kernels.
+            int lanes = SimdWidth.Bits / 32;
+            int stateFloats = Math.Min(Tokens, TokenChunk) * n * lanes;
+            int panelFloats = Kernel.Type == GgmlType.F32 ? 0 : n * k;
+            float* scratch = Pool.GetScratchPointer(worker, stateFloats + panelFloats);
+            float* panel = (float*)rows;
+            if (panelFloats != 0)
+            {
+                panel = scratch + stateFloats;
+                Kernel.ToSingle(new ReadOnlySpan<byte>(rows, n * RowBytes), new Span<float>(panel, panelFloats));
+            }
+
+            if (Vector512.IsHardwareAccelerated) Blocked<Vector512<float>, Simd512>(X, Tokens, k, panel, n, bias, y, Rows, (Vector512<float>*)scratch);
+            else if (Vector256.IsHardwareAccelerated) Blocked<Vector256<float>, Simd256>(X, Tokens, k, panel, n, bias, y, Rows, (Vector256<float>*)scratch);
+            else if (Vector128.IsHardwareAccelerated) Blocked<Vector128<float>, Simd128>(X, Tokens, k, panel, n, bias, y, Rows, (Vector128<float>*)scratch);
+            else Blocked<float, SimdScalar>(X, Tokens, k, panel, n, bias, y, Rows, scratch);
+        }
+    }
+
+    /// <summary>Tokens whose accumulators a prefill work item keeps at once: (TokenChunk, RowBlock) registers.</summary>
+    private const int TokenChunk = 128;
+
+    /// <summary>
+    /// K columns per pass of the prefill kernels. The accumulators are saved between passes (exactly, as
+    /// registers), so this only changes what stays in cache: a 4-token × KChunk slice of x (8 KiB) stays
+    /// in L1 while it meets every row of the block, and the block's KChunk-wide weight slice stays in L2.
+    /// </summary>
+    private const int KChunk = 512;
+
+    // ---- decode: one token, rows streamed straight from their stored type ----
+
+    /// <summary>Reads weight elements of one storage type as floats (exactly).</summary>
+    private interface IWeightLoad
+    {
+        static abstract TV Load<TV, TS>(byte* row, nint i) where TV : unmanaged where TS : ISimdFloat<TV>;
+
+        static abstract float LoadScalar(byte* row, nint i);
+    }
+
+    private readonly struct LoadF32 : IWeightLoad
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Load<TV, TS>(byte* row, nint i) where TV : unmanaged where TS : ISimdFloat<TV> => TS.Load((float*)row + i);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float LoadScalar(byte* row, nint i) => ((float*)row)[i];
+    }
+
+    private readonly struct LoadF16 : IWeightLoad
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Load<TV, TS>(byte* row, nint i) where TV : unmanaged where TS : ISimdFloat<TV> => TS.LoadHalf((ushort*)row + i);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float LoadScalar(byte* row, nint i) => RowConvert.HalfToSingle(((ushort*)row)[i]);
+    }
+
+    private readonly struct LoadBF16 : IWeightLoad
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Load<TV, TS>(byte* row, nint i) where TV : unmanaged where TS : ISimdFloat<TV> => TS.LoadBFloat16((ushort*)row + i);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float LoadScalar(byte* row, nint i) => RowConvert.Reference.BFloat16ToSingle(((ushort*)row)[i]);
+    }
+
+    private static void Gemv<TL>(float* x, int k, byte* rows, int rowBytes, int n, float* bias, float* y) where TL : IWeightLoad
+    {
+        if (Vector512.IsHardwareAccelerated) Gemv<Vector512<float>, Simd512, TL>(x, k, rows, rowBytes, n, bias, y);
+        else if (Vector256.IsHardwareAccelerated) Gemv<Vector256<float>, Simd256, TL>(x, k, rows, rowBytes, n, bias, y);
+        else if (Vector128.IsHardwareAccelerated) Gemv<Vector128<float>, Simd128, TL>(x, k, rows, rowBytes, n, bias, y);
+        else Gemv<float, SimdScalar, TL>(x, k, rows, rowBytes, n, bias, y);
+    }
+
+    /// <summary>y[r] = x · row r + bias[r] for r in [0, n). x: (K), rows: (n, rowBytes), bias: (n) or null, y: (n).</summary>
+    private static void Gemv<TV, TS, TL>(float* x, nint k, byte* rows, nint rowBytes, int n, float* bias, float* y)
+        where TV : unmanaged
+        where TS : ISimdFloat<TV>
+        where TL : IWeightLoad
+    {
+        nint kv = k - k % TS.Lanes;
+        int r = 0;
+        for (; r + 4 <= n; r += 4)
+        {
+            byte* w0 = rows + r * rowBytes, w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
+            TV c0 = TS.Zero, c1 = TS.Zero, c2 = TS.Zero, c3 = TS.Zero;
+            for (nint i = 0; i < kv; i += TS.Lanes)
+            {
+                TV xv = TS.Load(x + i);
+                c0 = TS.MultiplyAdd(xv, TL.Load<TV, TS>(w0, i), c0);
+                c1 = TS.MultiplyAdd(xv, TL.Load<TV, TS>(w1, i), c1);
+                c2 = TS.MultiplyAdd(xv, TL.Load<TV, TS>(w2, i), c2);
+                c3 = TS.MultiplyAdd(xv, TL.Load<TV, TS>(w3, i), c3);
+            }
+            float s0 = TS.Sum(c0), s1 = TS.Sum(c1), s2 = TS.Sum(c2), s3 = TS.Sum(c3);
+            y[r] = Finish<TL>(s0, x, w0, kv, k, bias == null ? null : bias + r);
+            y[r + 1] = Finish<TL>(s1, x, w1, kv, k, bias == null ? null : bias + r + 1);
+            y[r + 2] = Finish<TL>(s2, x, w2, kv, k, bias == null ? null : bias + r + 2);
+            y[r + 3] = Finish<TL>(s3, x, w3, kv, k, bias == null ? null : bias + r + 3);
+        }
+        for (; r < n; r++)
+        {
+            byte* w = rows + r * rowBytes;
+            TV c = TS.Zero;
+            for (nint i = 0; i < kv; i += TS.Lanes) c = TS.MultiplyAdd(TS.Load(x + i), TL.Load<TV, TS>(w, i), c);
+            y[r] = Finish<TL>(TS.Sum(c), x, w, kv, k, bias == null ? null : bias + r);
+        }
+    }
+
+    // The common ending of every output: after the lanes are summed (s), the leftover K products are
+    // added in order, then the bias.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Finish<TL>(float s, float* x, byte* w, nint kv, nint k, float* bias)
+        where TL : IWeightLoad
+    {
+        for (nint i = kv; i < k; i++) s += x[i] * TL.LoadScalar(w, i);
+        return bias == null ? s : s + *bias;
+    }
+
+    // ---- prefill: many tokens against a float panel, accumulators kept in `state` across K chunks ----
+
+    /// <summary>
+    /// y[t, r] = x[t] · w[r] + bias[r] for t in [0, T), r in [0, n). x: (T, K), w: (n, K) float panel,
+    /// bias: (n) or null, y: (T, ldy) with the block's first row at column 0,
+    /// state: (min(T, TokenChunk), n) registers of scratch.
+    /// </summary>
+    private static void Blocked<TV, TS>(float* x, int tokens, int k, float* w, int n, float* bias, float* y, int ldy, TV* state)
+        where TV : unmanaged
+        where TS : ISimdFloat<TV>
+    {
+        nint kv = k - k % TS.Lanes;
+        int tile = TS.Lanes >= 16 ? 4 : 2;
+        for (int t0 = 0; t0 < tokens; t0 += TokenChunk)
+        {
+            int tc = Math.Min(TokenChunk, tokens - t0);
+            float* xc = x + (long)t0 * k;
+            for (int i = 0; i < tc * n; i++) state[i] = TS.Zero;
+
+            for (nint k0 = 0; k0 < kv; k0 += KChunk)
+            {
+                nint k1 = Math.Min(k0 + KChunk, kv);
+                int t = 0;
+                for (; t + tile <= tc; t += tile)
+                {
+                    float* xt = xc + (long)t * k;
+                    TV* st = state + t * n;
+                    int r = 0;
+                    if (tile == 4)
+                    {
+                        for (; r + 4 <= n; r += 4) Tile4x4<TV, TS>(xt, k, w + (long)r * k, k0, k1, st + r, n);
+                    }
+                    else
+                    {
+                        for (; r + 4 <= n; r += 4) Tile2x4<TV, TS>(xt, k, w + (long)r * k, k0, k1, st + r, n);
+                    }
+                    for (; r < n; r++)
+                    {
+                        for (int i = 0; i < tile; i++) Tile1x1<TV, TS>(xt + (long)i * k, w + (long)r * k, k0, k1, st + i * n + r);
+                    }
+                }
+                for (; t < tc; t++)
+                {
+                    float* xt = xc + (long)t * k;
+                    TV* st = state + t * n;
+                    int r = 0;
+                    for (; r + 4 <= n; r += 4) Tile1x4<TV, TS>(xt, k, w + (long)r * k, k0, k1, st + r);
+                    for (; r < n; r++) Tile1x1<TV, TS>(xt, w + (long)r * k, k0, k1, st + r);
+                }
+            }
+
+            for (int t = 0; t < tc; t++)
+            {
+                float* xt = xc + (long)t * k;
+                float* yt = y + (long)(t0 + t) * ldy;
+                for (int r = 0; r < n; r++)
+                    yt[r] = Finish<LoadF32>(TS.Sum(state[t * n + r]), xt, (byte*)(w + (long)r * k), kv, k, bias == null ? null : bias + r);
+            }
+        }
+    }
+
+    // s += x[k0..k1) ⊙ w[k0..k1), one register at a time.
+    private static void Tile1x1<TV, TS>(float* x, float* w, nint k0, nint k1, TV* s)
+        where TV : unmanaged
+        where TS : ISimdFloat<TV>
+    {
+        TV c = *s;
+        for (nint i = k0; i < k1; i += TS.Lanes) c = TS.MultiplyAdd(TS.Load(x + i), TS.Load(w + i), c);
+        *s = c;
+    }
+
+    // One token × four rows (w, w+k, w+2k, w+3k); s: the four accumulators.
+    private static void Tile1x4<TV, TS>(float* x, nint k, float* w, nint k0, nint k1, TV* s)
+        where TV : unmanaged
+        where TS : ISimdFloat<TV>
+    {
+        float* w0 = w, w1 = w + k, w2 = w + 2 * k, w3 = w + 3 * k;
+        TV c0 = s[0], c1 = s[1], c2 = s[2], c3 = s[3];
+        for (nint i = k0; i < k1; i += TS.Lanes)
+        {
+            TV xv = TS.Load(x + i);
+            c0 = TS.MultiplyAdd(xv, TS.Load(w0 + i), c0);
+            c1 = TS.MultiplyAdd(xv, TS.Load(w1 + i), c1);
+            c2 = TS.MultiplyAdd(xv, TS.Load(w2 + i), c2);
+            c3 = TS.MultiplyAdd(xv, TS.Load(w3 + i), c3);
+        }
+        s[0] = c0; s[1] = c1; s[2] = c2; s[3] = c3;
+    }
+
+    // Two tokens × four rows: 8 accumulators, for 16-register ISAs. s: (2, lds).
+    private static void Tile2x4<TV, TS>(float* x, nint k, float* w, nint k0, nint k1, TV* s, nint lds)
+        where TV : unmanaged
+        where TS : ISimdFloat<TV>
+    {
+        float* x0 = x, x1 = x + k;
+        float* w0 = w, w1 = w + k, w2 = w + 2 * k, w3 = w + 3 * k;
+        TV* s0 = s, s1 = s + lds;
+        TV c00 = s0[0], c01 = s0[1], c02 = s0[2], c03 = s0[3];
+        TV c10 = s1[0], c11 = s1[1], c12 = s1[2], c13 = s1[3];
+        for (nint i = k0; i < k1; i += TS.Lanes)
+        {
+            TV a0 = TS.Load(x0 + i), a1 = TS.Load(x1 + i);
+            TV b = TS.Load(w0 + i);
+            c00 = TS.MultiplyAdd(a0, b, c00);
+            c10 = TS.MultiplyAdd(a1, b, c10);
+            b = TS.Load(w1 + i);
+            c01 = TS.MultiplyAdd(a0, b, c01);
+            c11 = TS.MultiplyAdd(a1, b, c11);
+            b = TS.Load(w2 + i);
+            c02 = TS.MultiplyAdd(a0, b, c02);
+            c12 = TS.MultiplyAdd(a1, b, c12);
+            b = TS.Load(w3 + i);
+            c03 = TS.MultiplyAdd(a0, b, c03);
+            c13 = TS.MultiplyAdd(a1, b, c13);
+        }
+        s0[0] = c00; s0[1] = c01; s0[2] = c02; s0[3] = c03;
+        s1[0] = c10; s1[1] = c11; s1[2] = c12; s1[3] = c13;
+    }
+
+    // Four tokens × four rows: 16 accumulators, for 32-register ISAs (AVX-512). s: (4, lds).
+    private static void Tile4x4<TV, TS>(float* x, nint k, float* w, nint k0, nint k1, TV* s, nint lds)
+        where TV : unmanaged
+        where TS : ISimdFloat<TV>
+    {
+        float* x0 = x, x1 = x + k, x2 = x + 2 * k, x3 = x + 3 * k;
+        float* w0 = w, w1 = w + k, w2 = w + 2 * k, w3 = w + 3 * k;
+        TV* s0 = s, s1 = s + lds, s2 = s + 2 * lds, s3 = s + 3 * lds;
+        TV c00 = s0[0], c01 = s0[1], c02 = s0[2], c03 = s0[3];
+        TV c10 = s1[0], c11 = s1[1], c12 = s1[2], c13 = s1[3];
+        TV c20 = s2[0], c21 = s2[1], c22 = s2[2], c23 = s2[3];
+        TV c30 = s3[0], c31 = s3[1], c32 = s3[2], c33 = s3[3];
+        for (nint i = k0; i < k1; i += TS.Lanes)
+        {
+            TV a0 = TS.Load(x0 + i), a1 = TS.Load(x1 + i), a2 = TS.Load(x2 + i), a3 = TS.Load(x3 + i);
+            TV b = TS.Load(w0 + i);
+            c00 = TS.MultiplyAdd(a0, b, c00);
+            c10 = TS.MultiplyAdd(a1, b, c10);
+            c20 = TS.MultiplyAdd(a2, b, c20);
+            c30 = TS.MultiplyAdd(a3, b, c30);
+            b = TS.Load(w1 + i);
+            c01 = TS.MultiplyAdd(a0, b, c01);
+            c11 = TS.MultiplyAdd(a1, b, c11);
+            c21 = TS.MultiplyAdd(a2, b, c21);
+            c31 = TS.MultiplyAdd(a3, b, c31);
+            b = TS.Load(w2 + i);
+            c02 = TS.MultiplyAdd(a0, b, c02);
+            c12 = TS.MultiplyAdd(a1, b, c12);
+            c22 = TS.MultiplyAdd(a2, b, c22);
+            c32 = TS.MultiplyAdd(a3, b, c32);
+            b = TS.Load(w3 + i);
+            c03 = TS.MultiplyAdd(a0, b, c03);
+            c13 = TS.MultiplyAdd(a1, b, c13);
+            c23 = TS.MultiplyAdd(a2, b, c23);
+            c33 = TS.MultiplyAdd(a3, b, c33);
+        }
+        s0[0] = c00; s0[1] = c01; s0[2] = c02; s0[3] = c03;
+        s1[0] = c10; s1[1] = c11; s1[2] = c12; s1[3] = c13;
+        s2[0] = c20; s2[1] = c21; s2[2] = c22; s2[3] = c23;
+        s3[0] = c30; s3[1] = c31; s3[2] = c32; s3[3] = c33;
+    }
+
+    /// <summary>The definition: each row converted element by element, products summed in double.</summary>
+    internal static class Reference
+    {
+        /// <summary>y = x·Wᵀ + b. x: (T, Cols), bias: (Rows) or empty, y: (T, Rows).</summary>
+        public static void Forward(ReadOnlySpan<float> x, WeightMatrix w, ReadOnlySpan<float> bias, int tokens, Span<float> y)
+        {
+            Validate(x, w, bias, tokens, y);
+            var row = new float[w.Cols];
+            for (int r = 0; r < w.Rows; r++)
+            {
+                DequantizeRow(w, r, row);
+                for (int t = 0; t < tokens; t++)
+                {
+                    double s = 0;
+                    for (int k = 0; k < w.Cols; k++) s += (double)x[t * w.Cols + k] * row[k];
+                    if (!bias.IsEmpty) s += bias[r];
+                    y[t * w.Rows + r] = (float)s;
+                }
+            }
+        }
+
+        /// <summary>Row <paramref name="r"/> of <paramref name="w"/> as floats, one element at a time. dst: (Cols).</summary>
+        public static void DequantizeRow(WeightMatrix w, int r, Span<float> dst)
+        {
+            ReadOnlySpan<byte> bytes = w.RowData(r);
+            switch (w.Type)
+            {
+                case GgmlType.F32:
+                    MemoryMarshal.Cast<byte, float>(bytes).CopyTo(dst);
+                    break;
+                case GgmlType.F16:
+                    RowConvert.Reference.HalfToSingle(MemoryMarshal.Cast<byte, ushort>(bytes), dst);
+                    break;
+                case GgmlType.BF16:
+                    RowConvert.Reference.BFloat16ToSingle(MemoryMarshal.Cast<byte, ushort>(bytes), dst);
+                    break;
+                default:
+                    throw new NotSupportedException($"No reference dequantizer for {w.Type}.");
+            }
+        }
+    }
+}
