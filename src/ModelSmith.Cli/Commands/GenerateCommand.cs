@@ -66,7 +66,7 @@ internal static class GenerateCommand
         }
         else
         {
-            tokenizer = Tokenizer.FromGguf(lm.File!);
+            tokenizer = GgufTokenizer.Load(lm.File!);
             promptIds = tokenizer.Encode(promptText!, addSpecial: true);
             if (promptIds.Length == 0) throw new UsageException("the prompt is empty after tokenization and the vocabulary adds no BOS token; give some text.");
         }
@@ -76,7 +76,7 @@ internal static class GenerateCommand
 
         var generator = new Generator(lm, ctx);
         var stdout = Console.Out;
-        var streaming = tokenizer != null && !json ? tokenizer.CreateStreamingDecoder() : null;
+        var streaming = tokenizer != null && !json ? tokenizer.CreateStreamDecoder() : null;
         if (streaming != null) stdout.Write(promptText);
         GenerationResult result = generator.Generate(
             promptIds, count, sampling,

@@ -80,12 +80,12 @@ internal sealed class Attention
             Span<float> scores = Pool.GetScratch(worker, visible); // (visible)
             var query = new ReadOnlySpan<float>(Q + (long)t * qDim + h * d, d);
             for (int j = 0; j < visible; j++)
-                scores[j] = VectorMath.Dot(query, keys.Slice(j * d, d)) * scale;
+                scores[j] = VectorOps.Dot(query, keys.Slice(j * d, d)) * scale;
             Softmax.Forward(scores, scores);
             var output = new Span<float>(Output + (long)t * qDim + h * d, d);
             output.Clear();
             for (int j = 0; j < visible; j++)
-                VectorMath.Axpy(scores[j], values.Slice(j * d, d), output);
+                VectorOps.Axpy(scores[j], values.Slice(j * d, d), output);
         }
     }
 }

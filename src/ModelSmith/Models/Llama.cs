@@ -16,7 +16,7 @@ internal sealed class LlamaModel : LanguageModel
     private readonly LlamaWeights _weights;
     private readonly LlamaActivations _act;
     private readonly Attention _attention;
-    private readonly Rope _rope;
+    private RopeTable _rope;
 
     public LlamaModel(ModelConfig config, GgufFile file, int threads) : base(config, file, threads)
     {
@@ -44,7 +44,7 @@ internal sealed class LlamaModel : LanguageModel
             config.TiedOutput ? embedding : Matrix("output.weight", v, c));
         _act = new LlamaActivations(config, MaxBatch);
         _attention = new Attention(config);
-        _rope = new Rope(config.RopeDims, config.RopeFreqBase, config.ContextLength);
+        _rope = new RopeTable(config.RopeDims, config.RopeFreqBase, config.ContextLength, RopeMode.Normal);
     }
 
     private protected override void ForwardBatch(ReadOnlySpan<int> tokens, KvCache cache, Span<float> logits, bool allLogits)
@@ -63,6 +63,8 @@ internal sealed class LlamaModel : LanguageModel
         Span<float> gate = a.Gate.AsSpan(0, T * f);       // (T, F)
         Span<float> up = a.Up.AsSpan(0, T * f);           // (T, F)
 
+        if (start + T > _rope.MaxPositions)
+            _rope = new RopeTable(cfg.RopeDims, cfg.RopeFreqBase, cache.Capacity, RopeMode.Normal);
         for (int t = 0; t < T; t++)
             _weights.TokenEmbedding.DequantizeRow(tokens[t], x.Slice(t * c, c));
 
@@ -78,13 +80,13 @@ internal sealed class LlamaModel : LanguageModel
             MatMul.Forward(xb, w.Value, [], T, v, Pool);
             for (int t = 0; t < T; t++)
             {
-                for (int h = 0; h < cfg.HeadCount; h++) _rope.ApplyNormal(q.Slice(t * cfg.QDim + h * d, d), start + t);
-                for (int g = 0; g < cfg.KvHeadCount; g++) _rope.ApplyNormal(k.Slice(t * cfg.KvDim + g * d, d), start + t);
+                for (int h = 0; h < cfg.HeadCount; h++) Rope.Apply(q.Slice(t * cfg.QDim + h * d, d), d, start + t, _rope);
+                for (int g = 0; g < cfg.KvHeadCount; g++) Rope.Apply(k.Slice(t * cfg.KvDim + g * d, d), d, start + t, _rope);
             }
             _attention.Store(k, v, cache, l, start, T);
             _attention.Forward(q, cache, l, start, T, att, Pool);
             MatMul.Forward(att, w.Output, [], T, xb2, Pool);
-            VectorMath.Add(x, xb2, x);
+            VectorOps.Add(x, xb2, x);
 
             // Feed-forward block.
             for (int t = 0; t < T; t++)
@@ -93,7 +95,7 @@ internal sealed class LlamaModel : LanguageModel
             MatMul.Forward(xb, w.Up, [], T, up, Pool);
             Activations.SwiGlu(gate, up, gate);
             MatMul.Forward(gate, w.Down, [], T, xb2, Pool);
-            VectorMath.Add(x, xb2, x);
+            VectorOps.Add(x, xb2, x);
         }
         cache.Advance(T);
 

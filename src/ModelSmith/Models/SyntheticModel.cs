@@ -31,7 +31,7 @@ public static class SyntheticModel
         void Norm(string name, int n) => writer.AddTensor(name, [n], rng.Fill(n, 1f, 0.1f));
         void Bias(string name, int n) => writer.AddTensor(name, [n], rng.Fill(n, 0f, 0.1f));
 
-        AddMatrix(writer, "token_embd.weight", v, c, weightType, rng, 1f);
+        AddMatrix(writer, "token_embd.weight", v, c, weightType, rng, 0.3f);
         if (config.Architecture == ModelArchitecture.Gpt2)
             AddMatrix(writer, "position_embd.weight", config.ContextLength, c, weightType, rng, 0.5f);
         for (int l = 0; l < config.BlockCount; l++)
@@ -43,11 +43,11 @@ public static class SyntheticModel
                 Matrix(p + "attn_q.weight", config.QDim, c, 2f);
                 Matrix(p + "attn_k.weight", config.KvDim, c, 2f);
                 Matrix(p + "attn_v.weight", config.KvDim, c);
-                Matrix(p + "attn_output.weight", c, config.QDim, 0.5f);
+                Matrix(p + "attn_output.weight", c, config.QDim, 2f);
                 Norm(p + "ffn_norm.weight", c);
                 Matrix(p + "ffn_gate.weight", f, c);
                 Matrix(p + "ffn_up.weight", f, c);
-                Matrix(p + "ffn_down.weight", c, f, 0.5f);
+                Matrix(p + "ffn_down.weight", c, f, 2f);
             }
             else
             {
@@ -55,13 +55,13 @@ public static class SyntheticModel
                 Bias(p + "attn_norm.bias", c);
                 Matrix(p + "attn_qkv.weight", config.QDim + 2 * config.KvDim, c, 2f);
                 Bias(p + "attn_qkv.bias", config.QDim + 2 * config.KvDim);
-                Matrix(p + "attn_output.weight", c, config.QDim, 0.5f);
+                Matrix(p + "attn_output.weight", c, config.QDim, 2f);
                 Bias(p + "attn_output.bias", c);
                 Norm(p + "ffn_norm.weight", c);
                 Bias(p + "ffn_norm.bias", c);
                 Matrix(p + "ffn_up.weight", f, c);
                 Bias(p + "ffn_up.bias", f);
-                Matrix(p + "ffn_down.weight", c, f, 0.5f);
+                Matrix(p + "ffn_down.weight", c, f, 2f);
                 Bias(p + "ffn_down.bias", c);
             }
         }
