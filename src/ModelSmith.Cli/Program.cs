@@ -32,7 +32,7 @@ internal static class Program
         }
         try
         {
-            return parse.Invoke();
+            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (ModelFormatException e)
         {

@@ -121,7 +121,7 @@ internal static class InfoCommand
         var typeBytes = new SortedDictionary<string, long>(StringComparer.Ordinal);
         foreach (GgufTensorInfo t in file.Tensors)
             typeBytes[t.Type.ToString()] = typeBytes.GetValueOrDefault(t.Type.ToString()) + t.ByteSize;
-        summary.AddRow("tensor types", string.Join(", ", typeBytes.Select(kv => $"{kv.Key} {Units.Bytes(kv.Value)}")));
+        summary.AddRow("tensor types", Markup.Escape(string.Join(", ", typeBytes.Select(kv => $"{kv.Key} {Units.Bytes(kv.Value)}"))));
         AnsiConsole.Write(summary);
 
         var metadata = new Table().AddColumn("key").AddColumn("type").AddColumn("value").Border(TableBorder.Simple).Title("metadata");
@@ -131,7 +131,7 @@ internal static class InfoCommand
             string type = v.Type == GgufValueType.Array ? $"{v.ElementType}[{v.ArrayLength}]" : v.Type.ToString();
             string text = v.ToString();
             if (!all && text.Length > 100) text = text[..97] + "...";
-            metadata.AddRow(Markup.Escape(key), type, Markup.Escape(text));
+            metadata.AddRow(Markup.Escape(key), Markup.Escape(type), Markup.Escape(text));
         }
         AnsiConsole.Write(metadata);
 
@@ -145,7 +145,7 @@ internal static class InfoCommand
                 tensors.AddRow($"... {file.Tensors.Count - shown} more (--all lists every tensor)", "", "", "");
                 break;
             }
-            tensors.AddRow(Markup.Escape(t.Name), t.Type.ToString(), t.ShapeText, Units.Bytes(t.ByteSize));
+            tensors.AddRow(Markup.Escape(t.Name), t.Type.ToString(), Markup.Escape(t.ShapeText), Units.Bytes(t.ByteSize));
             shown++;
         }
         AnsiConsole.Write(tensors);
