@@ -17,7 +17,7 @@ internal static class Q4_0
 
     /// <summary>
     /// quantize_row_q4_0_ref: d = max/−8 where max is the signed value of largest magnitude (so it maps to
-    /// level 0 exactly and the other sign gets the extra level), q = min(15, trunc(x·(1/d) + 8.5)).
+    /// level 0 exactly and the other sign gets the extra level), q = min(15, (int8)trunc(x·(1/d) + 8.5)).
     /// </summary>
     public static void QuantizeRow(ReadOnlySpan<float> x /* (k), k % 32 == 0 */, Span<byte> y /* (k/32·18) */)
     {
@@ -42,8 +42,8 @@ internal static class Q4_0
             QuantMath.WriteHalf(block, 0, d);
             for (int j = 0; j < BlockSize / 2; j++)
             {
-                int q0 = Math.Min(15, (int)(xb[j] * id + 8.5f));
-                int q1 = Math.Min(15, (int)(xb[j + BlockSize / 2] * id + 8.5f));
+                byte q0 = (byte)Math.Min(15, (int)(sbyte)QuantMath.TruncateLikeX86(xb[j] * id + 8.5f));
+                byte q1 = (byte)Math.Min(15, (int)(sbyte)QuantMath.TruncateLikeX86(xb[j + BlockSize / 2] * id + 8.5f));
                 block[2 + j] = (byte)(q0 | (q1 << 4));
             }
         }

@@ -47,8 +47,8 @@ internal static class Q4_1
             QuantMath.WriteHalf(block, 2, min);
             for (int j = 0; j < BlockSize / 2; j++)
             {
-                int q0 = Math.Min(15, (int)((xb[j] - min) * id + 0.5f));
-                int q1 = Math.Min(15, (int)((xb[j + BlockSize / 2] - min) * id + 0.5f));
+                byte q0 = (byte)Math.Min(15, (int)(sbyte)QuantMath.TruncateLikeX86((xb[j] - min) * id + 0.5f));
+                byte q1 = (byte)Math.Min(15, (int)(sbyte)QuantMath.TruncateLikeX86((xb[j + BlockSize / 2] - min) * id + 0.5f));
                 block[4 + j] = (byte)(q0 | (q1 << 4));
             }
         }

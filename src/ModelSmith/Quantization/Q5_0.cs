@@ -46,8 +46,8 @@ internal static class Q5_0
             uint qh = 0;
             for (int j = 0; j < BlockSize / 2; j++)
             {
-                int q0 = Math.Min(31, (int)(xb[j] * id + 16.5f));
-                int q1 = Math.Min(31, (int)(xb[j + BlockSize / 2] * id + 16.5f));
+                byte q0 = (byte)Math.Min(31, (int)(sbyte)QuantMath.TruncateLikeX86(xb[j] * id + 16.5f));
+                byte q1 = (byte)Math.Min(31, (int)(sbyte)QuantMath.TruncateLikeX86(xb[j + BlockSize / 2] * id + 16.5f));
                 block[6 + j] = (byte)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
                 qh |= (uint)((q0 & 0x10) >> 4) << j;
                 qh |= (uint)((q1 & 0x10) >> 4) << (j + BlockSize / 2);

@@ -51,8 +51,8 @@ internal static class Q5_1
             uint qh = 0;
             for (int j = 0; j < BlockSize / 2; j++)
             {
-                int q0 = (byte)(int)((xb[j] - min) * id + 0.5f);
-                int q1 = (byte)(int)((xb[j + BlockSize / 2] - min) * id + 0.5f);
+                byte q0 = (byte)QuantMath.TruncateLikeX86((xb[j] - min) * id + 0.5f);
+                byte q1 = (byte)QuantMath.TruncateLikeX86((xb[j + BlockSize / 2] - min) * id + 0.5f);
                 block[8 + j] = (byte)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
                 qh |= (uint)((q0 & 0x10) >> 4) << j;
                 qh |= (uint)((q1 & 0x10) >> 4) << (j + BlockSize / 2);

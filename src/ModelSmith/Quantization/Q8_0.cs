@@ -38,7 +38,7 @@ internal static class Q8_0
             QuantMath.WriteHalf(block, 0, d);
             for (int j = 0; j < BlockSize; j++)
             {
-                block[2 + j] = (byte)(sbyte)QuantMath.RoundHalfAwayFromZero(xb[j] * id);
+                block[2 + j] = (byte)QuantMath.TruncateLikeX86(QuantMath.RoundHalfAwayFromZero(xb[j] * id));
             }
         }
     }

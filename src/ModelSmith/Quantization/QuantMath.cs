@@ -35,6 +35,15 @@ internal static class QuantMath
         return (BitConverter.SingleToInt32Bits(biased) & 0x007FFFFF) - 0x00400000;
     }
 
+    /// <summary>
+    /// C's conversion of a float to an integer type as x86-64 compilers emit it (cvttss2si, then the low
+    /// bits for 8-bit targets): truncation toward zero, and the "integer indefinite" 0x80000000 for NaN and
+    /// out-of-range values, which C leaves undefined and .NET would saturate instead. The legacy quantizers
+    /// only reach that case when a block's scale is so small (all |x| below ~1e-36) that 1/d is infinite.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int TruncateLikeX86(float x) => x >= -2147483648f && x < 2147483648f ? (int)x : int.MinValue;
+
     /// <summary>C's roundf: round half away from zero (used by Q8_0). Computed from the truncation so
     /// that 0.49999997 does not become 1 as x + 0.5 would.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
