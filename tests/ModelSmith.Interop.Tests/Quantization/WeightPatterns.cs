@@ -17,7 +17,8 @@ internal enum WeightPattern
     ZeroGroups,
     /// <summary>N(0, 1) scaled per 32-value block by 10^U(−24, −3): blocks on both sides of ggml's 1e-15 "all zero" threshold.</summary>
     Tiny,
-    /// <summary>N(0, 1) scaled by 10^U(2, 4.5).</summary>
+    /// <summary>N(0, 1) scaled by 10^U(1, 3.5): large, yet every F16 scale and Q4_1/Q5_1 minimum stays finite
+    /// (llama.cpp refuses a file whose F16 fields overflow).</summary>
     Large,
     /// <summary>Each 64-value run a single constant (positive, negative or zero).</summary>
     Constant,
@@ -88,7 +89,7 @@ internal static class WeightPatterns
                 }
                 break;
             case WeightPattern.Large:
-                Fill(x, () => MathF.Pow(10f, (float)(2 + 2.5 * rng.NextDouble())) * Normal(rng));
+                Fill(x, () => MathF.Pow(10f, (float)(1 + 2.5 * rng.NextDouble())) * Normal(rng));
                 break;
             case WeightPattern.Constant:
                 for (int b = 0; b < x.Length; b += 64)
