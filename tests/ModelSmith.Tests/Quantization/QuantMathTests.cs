@@ -58,6 +58,7 @@ public class QuantMathTests
     }
 
     [Fact]
+    [Trait("Category", "Kernels")]
     public void Half_conversion_equals_ggml_software_conversion_on_ties_and_random_floats()
     {
         for (int h = 0; h < 0x7C00; h++)

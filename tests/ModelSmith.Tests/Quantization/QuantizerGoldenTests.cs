@@ -4,6 +4,9 @@ using ModelSmith.Quantization;
 
 namespace ModelSmith.Tests.Quantization;
 
+/// <summary>Also run by test.sh with AVX-512 and AVX2 switched off (Category=Kernels): the JIT may pick other
+/// instructions there (e.g. for System.Half conversions), and the bytes must not change.</summary>
+[Trait("Category", "Kernels")]
 public class QuantizerGoldenTests
 {
     private const int Rows = 12;
