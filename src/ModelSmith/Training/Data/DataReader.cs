@@ -374,10 +374,11 @@ public static class DataReader
 
         public static CheckedGzipStream Open(FileStream file, DataFile data)
         {
-            if (file.Length < 18)
+            long length = file.Length;
+            if (length < 18)
             {
                 file.Dispose();
-                throw new DataFormatException(data.Name, 0, $"the file has {file.Length} bytes, too few to be gzip (at least 18); recompress or replace it.");
+                throw new DataFormatException(data.Name, 0, $"the file has {length} bytes, too few to be gzip (at least 18); recompress or replace it.");
             }
             Span<byte> trailer = stackalloc byte[4];
             file.Seek(-4, SeekOrigin.End);
