@@ -42,6 +42,8 @@ public sealed class TrainingData
         ArgumentNullException.ThrowIfNull(tokenizer);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.ContextLength, 1, nameof(options));
+        if (tokenizer.Eos < 0)
+            throw new ArgumentException("the tokenizer has no EOS token, which training appends to every document; use a vocabulary with an end-of-text token.", nameof(tokenizer));
         IReadOnlyList<DataFile> files = DataFile.Find(paths);
         string fingerprint = DataFile.Fingerprint(files);
         var stats = new DataReadStats();
