@@ -11,22 +11,30 @@ namespace ModelSmith.Tensors;
 /// </summary>
 /// <remarks>
 /// <para><b>Work split.</b> The weight's rows are cut into blocks of <see cref="RowBlock"/>; each block is
-/// one pool work item, computed for all tokens by one thread. A block of a 16-bit type is first widened
-/// to float into that thread's scratch (RowBlock × Cols floats, e.g. 192 KiB at 3072 columns, which stays
-/// in L2), so the conversion is paid once per weight element however many tokens there are.</para>
-/// <para><b>Micro-kernels</b> (after llamafile's tinyBLAS): both operands are K-contiguous, so a tile of
-/// tokens × rows keeps one vector accumulator per output and walks K one register at a time, loading each
-/// x vector once per tile row and each w vector once per tile column. With 32 AVX-512 registers the tile
-/// is 4 tokens × 4 rows (16 accumulators, 8 loads per 16 FMAs); with 16 registers (AVX2/SSE) it is
-/// 2 × 4. One token (decode) uses a 1 × 4 tile: four weight rows stream once while x stays in L1.</para>
-/// <para><b>Determinism.</b> Every output element is computed the same way by every tile shape: one
-/// accumulator updated with a fused multiply-add per register of K in increasing order, then the lanes
-/// summed (a fixed order per width), then the K % lanes leftover products added one by one in order,
-/// then the bias. So a result does not depend on the thread count, the tile it fell in, or the number of
-/// tokens in the call (decode gives bit-identical logits to prefill). It does depend on the vector width.</para>
+/// one pool work item, computed for all tokens by one thread.</para>
+/// <para><b>Decode (one token)</b> is bound by memory bandwidth: each weight row is streamed once, four
+/// rows at a time against the same x registers, 16-bit weights widened in registers (F16 by integer ops,
+/// BF16 by a shift), so 2 bytes per weight are read from memory rather than 4.</para>
+/// <para><b>Prefill (many tokens)</b> is bound by arithmetic. The tokens are copied once per call into
+/// 64-byte-aligned rows, and each work item copies or widens its weight block once into an aligned
+/// float panel in the worker's scratch (RowBlock × Cols floats, 192 KiB at 3072 columns, which stays in
+/// L2), so the conversion is paid once per weight however many tokens there are. Then, after llamafile's
+/// tinyBLAS, register tiles of tokens × rows keep one vector accumulator per output and walk K one
+/// register at a time: 4 tokens × 4 rows with AVX-512's 32 registers (16 accumulators, 8 loads per 16
+/// FMAs), 2 × 4 with 16 registers (AVX2/SSE), 1 × 4 for leftover tokens. K is walked in passes of
+/// <see cref="KChunk"/> columns with the accumulators saved between passes, so the 4-token slice of x
+/// stays in L1 while it meets every row of the block.</para>
+/// <para><b>Determinism.</b> Every output element is computed the same way on every path: one accumulator
+/// updated with a fused multiply-add per register of K in increasing order, then the lanes summed (a
+/// fixed order per width), then the K % lanes leftover products added one by one in order, then the bias.
+/// So a result does not depend on the thread count, the tile it fell in, or the number of tokens in the
+/// call (a decoded token gives bit-identical logits to the same token in a prefill batch). It does depend
+/// on the vector width (AVX-512 vs AVX2 vs SSE).</para>
 /// <para><b>Accuracy.</b> Compared with the exact product (<see cref="Reference"/> accumulates in double),
-/// |y − y_ref| ≤ 1e-5 · Σ_k |x_k·w_k| for K up to a few thousand; float rounding of a K-term sum is at
-/// most ~K/lanes · 2^-24 relative to that sum, and in practice far below.</para>
+/// |y − y_ref| ≤ 1e-5 · Σ_k |x_k·w_k| for K up to a few thousand: float rounding of a K-term sum is at
+/// most ~(K/lanes + lanes) · 2^-24 relative to that sum, and in practice far below.</para>
+/// <para><b>Other storage types</b> plug in through <see cref="RowKernel"/>: its <c>ToSingle</c> feeds the
+/// prefill panel and, unless it offers a direct dot product, decode too (through the same panel).</para>
 /// </remarks>
 internal static unsafe class MatMul
 {
@@ -154,14 +162,14 @@ internal static unsafe class MatMul
     }
 
     /// <summary>Tokens whose accumulators a prefill work item keeps at once: (TokenChunk, RowBlock) registers.</summary>
-    private const int TokenChunk = 128;
+    public const int TokenChunk = 128;
 
     /// <summary>
     /// K columns per pass of the prefill kernels. The accumulators are saved between passes (exactly, as
     /// registers), so this only changes what stays in cache: a 4-token × KChunk slice of x (8 KiB) stays
     /// in L1 while it meets every row of the block, and the block's KChunk-wide weight slice stays in L2.
     /// </summary>
-    private const int KChunk = 512;
+    public const int KChunk = 512;
 
     // ---- decode: one token, rows streamed straight from their stored type ----
 
