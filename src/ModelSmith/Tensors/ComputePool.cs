@@ -61,8 +61,7 @@ internal sealed unsafe class ComputePool : IDisposable
         if (threadCount < 1 || threadCount > 1024)
             throw new ArgumentOutOfRangeException(nameof(threadCount), threadCount, "A compute pool needs between 1 and 1024 threads (1 runs everything on the caller).");
         ThreadCount = threadCount;
-        _scratch = new Scratch[threadCount + 1]; // one per worker, and the caller's
-
+        _scratch = new Scratch[threadCount];
         _threads = new Thread[threadCount - 1];
         for (int i = 0; i < _threads.Length; i++)
         {
@@ -140,22 +139,9 @@ internal sealed unsafe class ComputePool : IDisposable
     {
         if ((uint)worker >= (uint)ThreadCount)
             throw new ArgumentOutOfRangeException(nameof(worker), worker, $"Worker index must be in [0, {ThreadCount}).");
-        return Grow(worker, length);
-    }
-
-    /// <summary>
-    /// A 64-byte-aligned buffer of at least <paramref name="length"/> floats for the caller of
-    /// <see cref="Run{TJob}"/> to stage a job's input in (e.g. a copy of the activations laid out for the
-    /// kernels); separate from every worker's scratch, so jobs may read it while they use their own.
-    /// Valid until the next call with a larger length or until Dispose.
-    /// </summary>
-    public float* GetCallerScratchPointer(int length) => Grow(ThreadCount, length);
-
-    private float* Grow(int slot, int length)
-    {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentOutOfRangeException.ThrowIfNegative(length);
-        ref Scratch s = ref _scratch[slot];
+        ref Scratch s = ref _scratch[worker];
         if (s.Length < length)
         {
             NativeMemory.AlignedFree(s.Pointer);

@@ -66,7 +66,7 @@ internal static unsafe class MatMul
             if (tokens > 1)
             {
                 ldx = AlignedStride(k);
-                xs = pool.GetCallerScratchPointer(tokens * ldx);
+                xs = PackBuffer(tokens * ldx);
                 for (int t = 0; t < tokens; t++)
                     new ReadOnlySpan<float>(px + (long)t * k, k).CopyTo(new Span<float>(xs + (long)t * ldx, k));
             }
@@ -91,6 +91,23 @@ internal static unsafe class MatMul
 
     // Floats per row of a packed operand: the row length rounded up to whole 64-byte lines.
     private static int AlignedStride(int k) => (k + 15) & ~15;
+
+    // The calling thread's buffer for packed tokens: pinned, so its 64-byte-aligned start never moves,
+    // and per thread, so concurrent callers (which the pool then refuses) cannot clobber each other's input.
+    [ThreadStatic]
+    private static float[]? t_pack;
+
+    private static float* PackBuffer(int length)
+    {
+        float[]? pack = t_pack;
+        if (pack is null || pack.Length < length + 16)
+        {
+            pack = GC.AllocateUninitializedArray<float>(length + 16, pinned: true);
+            t_pack = pack;
+        }
+        nint start = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pack));
+        return (float*)((start + 63) & ~(nint)63);
+    }
 
     private static void Validate(ReadOnlySpan<float> x, WeightMatrix w, ReadOnlySpan<float> bias, int tokens, Span<float> y)
     {
