@@ -1,6 +1,333 @@
+using System.Globalization;
+using System.Runtime.Intrinsics;
+using Spectre.Console;
+
 namespace ModelSmith.Bench;
 
+/// <summary>
+/// dotnet run -c Release --project bench/ModelSmith.Bench -- &lt;suite&gt; [options]
+///   bandwidth   memory read bandwidth (GB/s)
+///   flops       peak FMA throughput (GFLOP/s)
+///   llama       prefill (pp) and decode (tg) tokens/s of every registered decoder, side by side
+/// Exit codes: 0 ok, 1 failed, 2 bad usage.
+/// </summary>
 internal static class Program
 {
-    private static int Main(string[] args) => 0;
+    private const string Usage = """
+        usage: ModelSmith.Bench <suite> [options]
+
+        suites:
+          bandwidth  [--size-mib 1024] [--threads 1,2] [--reps 5]
+                     memory read bandwidth: a buffer summed with 512-bit loads
+          flops      [--threads 1,2] [--reps 5] [--steps 200000000]
+                     peak FP32 FMA throughput, 512- and 256-bit vectors, operands in registers
+          llama      [MODEL.gguf] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128]
+                     [--kv f16|f32] [--fa auto|on|off] [--bandwidth-mib 1024 | --no-bandwidth]
+                     prefill (pp, one batch) and decode (tg, one token per call) tokens/s, llama-bench style;
+                     MODEL defaults to models/stories260K.gguf; pp is capped at the model's context
+
+        examples:
+          synth      --out FILE.gguf [--type f32|f16|bf16] [--arch llama|gpt2]
+                     writes a random-weight model of about 100M parameters (llama: 12 layers, width 768,
+                     12 query / 4 key-value heads, feed-forward 2048, vocabulary 32000, context 1024, tied output)
+
+        examples:
+          dotnet run -c Release --project bench/ModelSmith.Bench -- bandwidth
+          dotnet run -c Release --project bench/ModelSmith.Bench -- synth --out /tmp/llama100m-f16.gguf --type f16
+          dotnet run -c Release --project bench/ModelSmith.Bench -- llama models/stories260K.gguf --reps 10
+        """;
+
+    private static int Main(string[] args)
+    {
+        try
+        {
+            if (args.Length == 0 || args[0] is "-h" or "--help")
+            {
+                Console.WriteLine(Usage);
+                return args.Length == 0 ? 2 : 0;
+            }
+            var options = Options.Parse(args.AsSpan(1));
+            switch (args[0])
+            {
+                case "bandwidth":
+                    RunBandwidth(options);
+                    break;
+                case "flops":
+                    RunFlops(options);
+                    break;
+                case "llama":
+                    RunSpeed(options);
+                    break;
+                case "synth":
+                    RunSynth(options);
+                    break;
+                default:
+                    throw new UsageException($"unknown suite '{args[0]}' (expected bandwidth, flops, llama or synth).");
+            }
+            AnsiConsole.MarkupLine($"[grey]{Markup.Escape(MachineLine())}[/]");
+            return 0;
+        }
+        catch (UsageException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine(Usage);
+            return 2;
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or InvalidOperationException or PlatformNotSupportedException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static void RunBandwidth(Options options)
+    {
+        int[] threads = options.Threads;
+        int reps = options.Int("reps", 5);
+        long bytes = options.Int("size-mib", 1024) * (1L << 20);
+        options.ThrowOnUnused();
+        var table = new Table().Title($"memory read bandwidth, {bytes >> 20} MiB summed with Vector512 loads, {reps} runs");
+        table.AddColumns("threads", "best GB/s", "median GB/s", "min GB/s");
+        using var buffer = new Bandwidth(bytes);
+        foreach (int t in threads)
+        {
+            var (best, median, worst) = Repeat(reps, () => buffer.Run(t), warmUp: true);
+            table.AddRow(t.ToString(CultureInfo.InvariantCulture), Gb(best), Gb(median), Gb(worst));
+        }
+        AnsiConsole.Write(table);
+    }
+
+    private static void RunFlops(Options options)
+    {
+        int[] threads = options.Threads;
+        int reps = options.Int("reps", 5);
+        long steps = options.Int("steps", 200_000_000);
+        options.ThrowOnUnused();
+        var table = new Table().Title($"peak FP32 FMA throughput, 12 independent accumulators, {steps:N0} steps, {reps} runs");
+        table.AddColumns("vector", "threads", "best GFLOP/s", "median GFLOP/s", "GFLOP/s per thread");
+        int[] widths = Vector512.IsHardwareAccelerated ? [512, 256] : [256];
+        foreach (int bits in widths)
+        {
+            foreach (int t in threads)
+            {
+                var (best, median, _) = Repeat(reps, () => Flops.Run(t, bits, steps), warmUp: true);
+                table.AddRow($"Vector{bits}", t.ToString(CultureInfo.InvariantCulture),
+                    (best / 1e9).ToString("F1", CultureInfo.InvariantCulture),
+                    (median / 1e9).ToString("F1", CultureInfo.InvariantCulture),
+                    (best / 1e9 / t).ToString("F1", CultureInfo.InvariantCulture));
+            }
+        }
+        AnsiConsole.Write(table);
+    }
+
+    private static void RunSynth(Options options)
+    {
+        string output = options.String("out", "");
+        if (output.Length == 0) throw new UsageException("synth needs --out FILE.gguf.");
+        var type = options.Choice("type", "f32", ["f32", "f16", "bf16"]) switch
+        {
+            "f16" => ModelSmith.Formats.GgmlType.F16,
+            "bf16" => ModelSmith.Formats.GgmlType.BF16,
+            _ => ModelSmith.Formats.GgmlType.F32,
+        };
+        bool gpt2 = options.Choice("arch", "llama", ["llama", "gpt2"]) == "gpt2";
+        options.ThrowOnUnused();
+        var config = new ModelSmith.Models.ModelConfig
+        {
+            Architecture = gpt2 ? ModelSmith.Models.ModelArchitecture.Gpt2 : ModelSmith.Models.ModelArchitecture.Llama,
+            VocabSize = 32000,
+            ContextLength = 1024,
+            EmbeddingLength = 768,
+            BlockCount = 12,
+            FeedForwardLength = gpt2 ? 3072 : 2048,
+            HeadCount = 12,
+            KvHeadCount = gpt2 ? 12 : 4,
+            HeadDim = 64,
+            RopeDims = 64,
+            NormEpsilon = 1e-5f,
+            TiedOutput = true,
+        };
+        ModelSmith.Models.SyntheticModel.Write(output, config, type, seed: 100);
+        AnsiConsole.MarkupLine($"wrote {Markup.Escape(output)}: {config.ParameterCount:N0} parameters, {type}, {new FileInfo(output).Length:N0} bytes");
+    }
+
+    private static void RunSpeed(Options options)
+    {
+        string model = options.Positional ?? DefaultModel();
+        if (!File.Exists(model))
+        {
+            throw new UsageException($"model '{model}' does not exist.");
+        }
+        int[] threads = options.Threads;
+        int reps = options.Int("reps", 5);
+        int ppRequested = options.Int("pp", 512);
+        int tg = options.Int("tg", 128);
+        bool f32Kv = options.Choice("kv", "f16", ["f16", "f32"]) == "f32";
+        bool? flash = options.Choice("fa", "auto", ["auto", "on", "off"]) switch { "on" => true, "off" => false, _ => null };
+        bool measureBandwidth = !options.Flag("no-bandwidth");
+        long bandwidthBytes = options.Int("bandwidth-mib", 1024) * (1L << 20);
+        options.ThrowOnUnused();
+        if (ppRequested < 1 || tg < 1)
+        {
+            throw new UsageException("--pp and --tg must be at least 1.");
+        }
+
+        int trainContext;
+        using (var probe = new Interop.Tests.LlamaCppModel(model))
+        {
+            trainContext = probe.TrainContextSize;
+        }
+        int pp = Math.Min(ppRequested, trainContext);
+        if (tg > trainContext)
+        {
+            throw new UsageException($"--tg {tg} exceeds the model's context of {trainContext} tokens.");
+        }
+        // Each decoder gets a context as llama-bench sizes it: room for the longer of the two tests.
+        int context = Math.Max(pp, tg);
+        var decoders = new List<DecoderFactory>
+        {
+            (path, t) => new LlamaCppDecoder(path, t, context, f32Kv, flash),
+            (path, t) => new ModelSmithDecoder(path, t, context),
+        };
+
+        var bandwidth = new Dictionary<int, double>();
+        if (measureBandwidth)
+        {
+            using var buffer = new Bandwidth(bandwidthBytes);
+            foreach (int t in threads)
+            {
+                bandwidth[t] = Repeat(3, () => buffer.Run(t), warmUp: true).Best;
+            }
+        }
+
+        var results = new List<SpeedBench.Result>();
+        foreach (int t in threads)
+        {
+            foreach (var factory in decoders)
+            {
+                using var decoder = factory(model, t);
+                results.Add(SpeedBench.Run(decoder, t, pp, tg, reps, seed: 1234));
+            }
+        }
+        AnsiConsole.Write(SpeedTable(Path.GetFileName(model), pp, tg, reps, threads, results, bandwidth));
+        foreach (var name in results.Select(r => r.Decoder).Distinct())
+        {
+            AnsiConsole.MarkupLine($"[grey]{Markup.Escape(name)}: {Markup.Escape(results.First(r => r.Decoder == name).Settings)}[/]");
+        }
+        AnsiConsole.MarkupLine("[grey]t/s cells: median (best) over the repetitions. bytes/token: weights + KV cache read per decode step, " +
+            "averaged over the tg positions. BW share: bytes/token × median tg t/s ÷ best measured read bandwidth at that thread count " +
+            "(above 100% means the working set lives in cache).[/]");
+    }
+
+    /// <summary>One row per thread count; per decoder pp and tg cells, ratio columns against the first
+    /// decoder (llama.cpp) for every other one, and the decode bytes/token and bandwidth share.</summary>
+    private static Table SpeedTable(string model, int pp, int tg, int reps, int[] threads, List<SpeedBench.Result> results, Dictionary<int, double> bandwidth)
+    {
+        var names = results.Select(r => r.Decoder).Distinct().ToList();
+        var table = new Table().Title($"{model}: pp{pp} / tg{tg}, {reps} repetitions after one warm-up");
+        table.AddColumn("threads");
+        foreach (var name in names)
+        {
+            table.AddColumn($"pp{pp} t/s {name}");
+            table.AddColumn($"tg{tg} t/s {name}");
+        }
+        foreach (var name in names.Skip(1))
+        {
+            table.AddColumn($"pp {name}/{names[0]}");
+            table.AddColumn($"tg {name}/{names[0]}");
+        }
+        foreach (var name in names)
+        {
+            table.AddColumn($"bytes/token {name}");
+            if (bandwidth.Count > 0)
+            {
+                table.AddColumn($"BW share {name}");
+            }
+        }
+        if (bandwidth.Count > 0)
+        {
+            table.AddColumn("read GB/s");
+        }
+        foreach (int t in threads)
+        {
+            var row = new List<string> { t.ToString(CultureInfo.InvariantCulture) };
+            var byName = results.Where(r => r.Threads == t).ToDictionary(r => r.Decoder);
+            foreach (var name in names)
+            {
+                var r = byName[name];
+                row.Add($"{Tps(r.PpMedian)} ({Tps(r.PpBest)})");
+                row.Add($"{Tps(r.TgMedian)} ({Tps(r.TgBest)})");
+            }
+            var reference = byName[names[0]];
+            foreach (var name in names.Skip(1))
+            {
+                row.Add((byName[name].PpMedian / reference.PpMedian).ToString("F2", CultureInfo.InvariantCulture));
+                row.Add((byName[name].TgMedian / reference.TgMedian).ToString("F2", CultureInfo.InvariantCulture));
+            }
+            foreach (var name in names)
+            {
+                var r = byName[name];
+                row.Add(Bytes(r.DecodeBytesPerToken));
+                if (bandwidth.Count > 0)
+                {
+                    row.Add((r.DecodeBytesPerToken * r.TgMedian / bandwidth[t]).ToString("P0", CultureInfo.InvariantCulture));
+                }
+            }
+            if (bandwidth.Count > 0)
+            {
+                row.Add(Gb(bandwidth[t]));
+            }
+            table.AddRow(row.ToArray());
+        }
+        return table;
+    }
+
+    /// <summary>Runs <paramref name="run"/> (which returns a rate) <paramref name="reps"/> times after an
+    /// optional untimed warm-up; returns the best, median and worst rate.</summary>
+    private static (double Best, double Median, double Worst) Repeat(int reps, Func<double> run, bool warmUp)
+    {
+        if (reps < 1)
+        {
+            throw new UsageException("--reps must be at least 1.");
+        }
+        if (warmUp)
+        {
+            run();
+        }
+        var rates = new double[reps];
+        for (int i = 0; i < reps; i++)
+        {
+            rates[i] = run();
+        }
+        var (worst, median) = Measure.MinMedian(rates);
+        return (rates.Max(), median, worst);
+    }
+
+    /// <summary>CPU count and, on Linux, the 1-minute load average: other processes on the same cores
+    /// are the usual reason two runs disagree.</summary>
+    private static string MachineLine()
+    {
+        string load = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "n/a";
+        return $"machine: {Environment.ProcessorCount} logical CPUs, Vector512 {(Vector512.IsHardwareAccelerated ? "on" : "off")}, load average (1 min) {load}";
+    }
+
+    private static string DefaultModel()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "ModelSmith.sln")))
+            {
+                return Path.Combine(dir.FullName, "models", "stories260K.gguf");
+            }
+        }
+        throw new UsageException("no MODEL.gguf given and no ModelSmith.sln above the benchmark binaries to find models/stories260K.gguf.");
+    }
+
+    private static string Gb(double bytesPerSecond) => (bytesPerSecond / 1e9).ToString("F1", CultureInfo.InvariantCulture);
+
+    private static string Tps(double tokensPerSecond) => tokensPerSecond.ToString(tokensPerSecond >= 100 ? "F0" : "F1", CultureInfo.InvariantCulture);
+
+    private static string Bytes(double bytes) => bytes >= 1 << 20
+        ? (bytes / (1 << 20)).ToString("F2", CultureInfo.InvariantCulture) + " MiB"
+        : (bytes / 1024).ToString("F1", CultureInfo.InvariantCulture) + " KiB";
 }

@@ -1,0 +1,39 @@
+using ModelSmith.Interop.Tests;
+
+namespace ModelSmith.Bench;
+
+/// <summary>llama.cpp through the interop harness, with llama-bench's context settings by default
+/// (F16 KV cache, flash attention auto) so its numbers match what llama-bench would print.</summary>
+internal sealed class LlamaCppDecoder(string modelPath, int threads, int contextSize, bool f32KvCache, bool? flashAttention)
+    : IDecoderUnderTest
+{
+    private readonly LlamaCppModel _model = new(modelPath, threads, contextSize, f32KvCache, flashAttention);
+    private readonly int[] _one = new int[1];
+
+    public string Name => "llama.cpp";
+
+    public string Settings =>
+        $"KV {(f32KvCache ? "F32" : "F16")}, flash attn {(flashAttention is { } fa ? (fa ? "on" : "off") : "auto")}, {LlamaCppModel.NativeLibraryDescription}";
+
+    public int VocabSize => _model.VocabSize;
+
+    public int ContextSize => _model.ContextSize;
+
+    public int Bos => _model.Bos;
+
+    public long WeightBytes => (long)_model.SizeInBytes;
+
+    public long KvBytesPerPosition => _model.KvBytesPerPosition;
+
+    public void Reset() => _model.Reset();
+
+    public void Prefill(ReadOnlySpan<int> tokens) => _model.Append(tokens);
+
+    public void Decode(int token)
+    {
+        _one[0] = token;
+        _model.Append(_one);
+    }
+
+    public void Dispose() => _model.Dispose();
+}

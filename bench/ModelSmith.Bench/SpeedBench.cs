@@ -1,0 +1,77 @@
+using System.Diagnostics;
+
+namespace ModelSmith.Bench;
+
+/// <summary>Prefill and decode speed in llama-bench's manner: pp = one batch of <c>pp</c> tokens from an
+/// empty cache (BOS first, the rest random ids), tg = <c>tg</c> single-token decodes from an empty cache
+/// (BOS first, then random ids); one untimed warm-up of each, then <c>reps</c> timed repetitions.
+/// Random ids keep the numbers independent of the model's predictions; speed does not depend on them.</summary>
+internal static class SpeedBench
+{
+    internal sealed record Result(
+        string Decoder,
+        string Settings,
+        int Threads,
+        double PpMedian,
+        double PpBest,
+        double TgMedian,
+        double TgBest,
+        double DecodeBytesPerToken);
+
+    /// <summary>Measures <paramref name="decoder"/>; tokens/s are median and best over <paramref name="reps"/>.</summary>
+    public static Result Run(IDecoderUnderTest decoder, int threads, int pp, int tg, int reps, int seed)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(reps, 1);
+        if (pp > decoder.ContextSize || tg > decoder.ContextSize)
+        {
+            throw new UsageException($"pp {pp} / tg {tg} exceed {decoder.Name}'s context of {decoder.ContextSize} tokens.");
+        }
+        var rng = new Random(seed);
+        int[] prompt = RandomTokens(rng, decoder, pp); // (pp,)
+        int[] generated = RandomTokens(rng, decoder, tg); // (tg,)
+
+        decoder.Reset();
+        decoder.Prefill(prompt);
+        decoder.Reset();
+        decoder.Decode(generated[0]);
+
+        var ppSeconds = new double[reps];
+        var tgSeconds = new double[reps];
+        for (int r = 0; r < reps; r++)
+        {
+            decoder.Reset();
+            long start = Stopwatch.GetTimestamp();
+            decoder.Prefill(prompt);
+            ppSeconds[r] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
+        for (int r = 0; r < reps; r++)
+        {
+            decoder.Reset();
+            long start = Stopwatch.GetTimestamp();
+            for (int i = 0; i < tg; i++)
+            {
+                decoder.Decode(generated[i]);
+            }
+            tgSeconds[r] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
+        var (ppMin, ppMedian) = Measure.MinMedian(ppSeconds);
+        var (tgMin, tgMedian) = Measure.MinMedian(tgSeconds);
+        // The decode at position p attends to p + 1 cached positions; averaged over p = 0 .. tg-1.
+        double bytesPerToken = decoder.WeightBytes + decoder.KvBytesPerPosition * (tg + 1) / 2.0;
+        return new Result(decoder.Name, decoder.Settings, threads, pp / ppMedian, pp / ppMin, tg / tgMedian, tg / tgMin, bytesPerToken);
+    }
+
+    private static int[] RandomTokens(Random rng, IDecoderUnderTest decoder, int count)
+    {
+        var tokens = new int[count];
+        for (int i = 0; i < count; i++)
+        {
+            tokens[i] = rng.Next(decoder.VocabSize);
+        }
+        if (count > 0 && decoder.Bos >= 0)
+        {
+            tokens[0] = decoder.Bos;
+        }
+        return tokens;
+    }
+}

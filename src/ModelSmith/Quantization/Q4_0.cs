@@ -1,0 +1,68 @@
+namespace ModelSmith.Quantization;
+
+/// <summary>
+/// Q4_0: blocks of 32 weights as 4-bit integers q ∈ [0, 15] with weight = (q − 8)·d, 4.5 bits per weight.
+///
+/// Block layout (18 bytes, ggml-common.h block_q4_0):
+/// <code>
+///   offset  size  field
+///   0       2     d    F16 scale
+///   2       16    qs   byte j: weight j in the low nibble, weight j+16 in the high nibble
+/// </code>
+/// </summary>
+internal static class Q4_0
+{
+    public const int BlockSize = 32;
+    public const int TypeSize = 18;
+
+    /// <summary>
+    /// quantize_row_q4_0_ref: d = max/−8 where max is the signed value of largest magnitude (so it maps to
+    /// level 0 exactly and the other sign gets the extra level), q = min(15, (int8)trunc(x·(1/d) + 8.5)).
+    /// </summary>
+    public static void QuantizeRow(ReadOnlySpan<float> x /* (k), k % 32 == 0 */, Span<byte> y /* (k/32·18) */)
+    {
+        int nb = x.Length / BlockSize;
+        for (int i = 0; i < nb; i++)
+        {
+            ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
+            Span<byte> block = y.Slice(i * TypeSize, TypeSize);
+            float amax = 0f;
+            float max = 0f;
+            for (int j = 0; j < BlockSize; j++)
+            {
+                float v = xb[j];
+                if (amax < MathF.Abs(v))
+                {
+                    amax = MathF.Abs(v);
+                    max = v;
+                }
+            }
+            float d = max / -8;
+            float id = d != 0 ? 1.0f / d : 0.0f;
+            QuantMath.WriteHalf(block, 0, d);
+            for (int j = 0; j < BlockSize / 2; j++)
+            {
+                byte q0 = (byte)Math.Min(15, (int)(sbyte)QuantMath.TruncateLikeX86(xb[j] * id + 8.5f));
+                byte q1 = (byte)Math.Min(15, (int)(sbyte)QuantMath.TruncateLikeX86(xb[j + BlockSize / 2] * id + 8.5f));
+                block[2 + j] = (byte)(q0 | (q1 << 4));
+            }
+        }
+    }
+
+    /// <summary>dequantize_row_q4_0: y = (q − 8)·d.</summary>
+    public static void DequantizeRow(ReadOnlySpan<byte> x /* (k/32·18) */, Span<float> y /* (k) */)
+    {
+        int nb = y.Length / BlockSize;
+        for (int i = 0; i < nb; i++)
+        {
+            ReadOnlySpan<byte> block = x.Slice(i * TypeSize, TypeSize);
+            Span<float> yb = y.Slice(i * BlockSize, BlockSize);
+            float d = QuantMath.ReadHalf(block, 0);
+            for (int j = 0; j < BlockSize / 2; j++)
+            {
+                yb[j] = ((block[2 + j] & 0x0F) - 8) * d;
+                yb[j + BlockSize / 2] = ((block[2 + j] >> 4) - 8) * d;
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+namespace ModelSmith.Quantization;
+
+/// <summary>
+/// Q4_K: super-blocks of 256 weights in 8 sub-blocks of 32, each weight a 4-bit level l ∈ [0, 15] with
+/// weight = d·sc·l − dmin·mn, where sc and mn are the sub-block's 6-bit scale and min. 4.5 bits per weight.
+///
+/// Block layout (144 bytes, ggml-common.h block_q4_K):
+/// <code>
+///   offset  size  field
+///   0       2     d       F16 super-block scale of the scales
+///   2       2     dmin    F16 super-block scale of the mins
+///   4       12    scales  8 six-bit scales and 8 six-bit mins (see <see cref="QuantMath.GetScaleMinK4"/>)
+///   16      128   qs      4-bit levels: for each 64 weights, 32 bytes with weight l in the low nibble of
+///                         byte l and weight l+32 in its high nibble
+/// </code>
+/// </summary>
+internal static class Q4_K
+{
+    public const int BlockSize = QuantMath.QK_K;
+    public const int TypeSize = 144;
+
+    private const int DOffset = 0;
+    private const int DminOffset = 2;
+    private const int ScalesOffset = 4;
+    private const int QsOffset = 16;
+
+    /// <summary>
+    /// quantize_row_q4_K_ref. Per sub-block of 32: weights w = rms(x) + |x|, make_qkx2_quants with
+    /// nmax = 15, squared error, 21 candidate iscales (15 − 1 + 0.1·is)/(max − min). Scales and mins are
+    /// quantized to 6 bits against their maxima (d = max_scale/63, dmin = max_min/63), then every weight is
+    /// re-rounded against the stored values: l = clamp(round((x + dmin·mn)/(d·sc)), 0, 15).
+    /// </summary>
+    public static void QuantizeRow(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, Span<byte> y /* (k/256·144) */)
+    {
+        int nb = x.Length / BlockSize;
+        Span<byte> levels = stackalloc byte[BlockSize];
+        Span<byte> scratch = stackalloc byte[32];
+        Span<float> weights = stackalloc float[32];
+        Span<float> mins = stackalloc float[8];
+        Span<float> scales = stackalloc float[8];
+        Span<byte> scaleLevels = stackalloc byte[8];
+        Span<byte> minLevels = stackalloc byte[8];
+        for (int i = 0; i < nb; i++)
+        {
+            ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
+            Span<byte> block = y.Slice(i * TypeSize, TypeSize);
+            SubBlockScales(15, -1f, 0.1f, 20, xb, levels, scratch, weights, scales, mins, out float maxScale, out float maxMin);
+            float d = StoreScales(block, scales, mins, maxScale, maxMin, scaleLevels, minLevels, out float dmin);
+            Requantize(15, xb, block.Slice(ScalesOffset, 12), d, dmin, levels);
+
+            Span<byte> q = block.Slice(QsOffset, 128);
+            for (int j = 0; j < BlockSize; j += 64)
+            {
+                for (int l = 0; l < 32; l++)
+                {
+                    q[j / 2 + l] = (byte)(levels[j + l] | (levels[j + l + 32] << 4));
+                }
+            }
+        }
+    }
+
+    /// <summary>dequantize_row_q4_K: y = (d·sc)·l − (dmin·mn).</summary>
+    public static void DequantizeRow(ReadOnlySpan<byte> x /* (k/256·144) */, Span<float> y /* (k) */)
+    {
+        int nb = y.Length / BlockSize;
+        for (int i = 0; i < nb; i++)
+        {
+            ReadOnlySpan<byte> block = x.Slice(i * TypeSize, TypeSize);
+            Span<float> yb = y.Slice(i * BlockSize, BlockSize);
+            ReadOnlySpan<byte> packedScales = block.Slice(ScalesOffset, 12);
+            float d = QuantMath.ReadHalf(block, DOffset);
+            float min = QuantMath.ReadHalf(block, DminOffset);
+            for (int j = 0, sub = 0; j < BlockSize; j += 64, sub += 2)
+            {
+                ReadOnlySpan<byte> q = block.Slice(QsOffset + j / 2, 32);
+                QuantMath.GetScaleMinK4(sub, packedScales, out int sc1, out int m1);
+                float d1 = d * sc1;
+                float min1 = min * m1;
+                QuantMath.GetScaleMinK4(sub + 1, packedScales, out int sc2, out int m2);
+                float d2 = d * sc2;
+                float min2 = min * m2;
+                for (int l = 0; l < 32; l++)
+                {
+                    yb[j + l] = d1 * (q[l] & 0xF) - min1;
+                }
+                for (int l = 0; l < 32; l++)
+                {
+                    yb[j + 32 + l] = d2 * (q[l] >> 4) - min2;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The first pass shared by Q4_K and Q5_K: for each of the 8 sub-blocks of 32, weights
+    /// w = sqrt(Σx²/32) + |x| and make_qkx2_quants; returns the largest scale and largest min (both ≥ 0).
+    /// </summary>
+    internal static void SubBlockScales(int nmax, float rmin, float rdelta, int nstep, ReadOnlySpan<float> xb /* (256) */,
+        Span<byte> levels /* (256) */, Span<byte> scratch /* (32) */, Span<float> weights /* (32) */,
+        Span<float> scales /* (8) */, Span<float> mins /* (8) */, out float maxScale, out float maxMin)
+    {
+        maxScale = 0;
+        maxMin = 0;
+        for (int j = 0; j < 8; j++)
+        {
+            ReadOnlySpan<float> xs = xb.Slice(32 * j, 32);
+            float sumX2 = 0;
+            for (int l = 0; l < 32; l++)
+            {
+                sumX2 += xs[l] * xs[l];
+            }
+            float avX = MathF.Sqrt(sumX2 / 32);
+            for (int l = 0; l < 32; l++)
+            {
+                weights[l] = avX + MathF.Abs(xs[l]);
+            }
+            scales[j] = QuantMath.MakeQkx2Quants(nmax, xs, weights, levels.Slice(32 * j, 32), out mins[j], scratch, rmin, rdelta, nstep, false);
+            if (scales[j] > maxScale)
+            {
+                maxScale = scales[j];
+            }
+            if (mins[j] > maxMin)
+            {
+                maxMin = mins[j];
+            }
+        }
+    }
+
+    /// <summary>
+    /// Quantizes the 8 scales and mins to 6 bits (level = min(63, round(63·v/max)), truncated to a byte
+    /// first as ggml's uint8_t does), packs them and stores d = max_scale/63 and dmin = max_min/63 as F16
+    /// at bytes 0 and 2 (the same in Q4_K and Q5_K). Returns the stored d; <paramref name="dmin"/> is the stored dmin.
+    /// </summary>
+    internal static float StoreScales(Span<byte> block, ReadOnlySpan<float> scales /* (8) */, ReadOnlySpan<float> mins /* (8) */,
+        float maxScale, float maxMin, Span<byte> scaleLevels /* (8) */, Span<byte> minLevels /* (8) */, out float dmin)
+    {
+        float invScale = maxScale > 0 ? 63f / maxScale : 0f;
+        float invMin = maxMin > 0 ? 63f / maxMin : 0f;
+        for (int j = 0; j < 8; j++)
+        {
+            scaleLevels[j] = Math.Min((byte)63, (byte)QuantMath.NearestInt(invScale * scales[j]));
+            minLevels[j] = Math.Min((byte)63, (byte)QuantMath.NearestInt(invMin * mins[j]));
+        }
+        QuantMath.PackScaleMinK4(scaleLevels, minLevels, block.Slice(ScalesOffset, 12));
+        float d = QuantMath.WriteHalf(block, DOffset, maxScale / 63f);
+        dmin = QuantMath.WriteHalf(block, DminOffset, maxMin / 63f);
+        return d;
+    }
+
+    /// <summary>
+    /// Re-rounds every weight against the stored scale and min of its sub-block:
+    /// l = clamp(round((x + dmin·mn)/(d·sc)), 0, nmax). A sub-block whose stored scale is zero keeps its
+    /// first-pass levels.
+    /// </summary>
+    internal static void Requantize(int nmax, ReadOnlySpan<float> xb /* (256) */, ReadOnlySpan<byte> packedScales /* (12) */,
+        float d, float dmin, Span<byte> levels /* (256) */)
+    {
+        for (int j = 0; j < 8; j++)
+        {
+            QuantMath.GetScaleMinK4(j, packedScales, out int sc, out int m);
+            float ds = d * sc;
+            if (ds == 0)
+            {
+                continue;
+            }
+            float dm = dmin * m;
+            for (int ii = 0; ii < 32; ii++)
+            {
+                int l = QuantMath.NearestInt((xb[32 * j + ii] + dm) / ds);
+                levels[32 * j + ii] = (byte)Math.Max(0, Math.Min(nmax, l));
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+using System.Buffers.Binary;
+
+namespace ModelSmith.Quantization;
+
+/// <summary>
+/// Q5_1: blocks of 32 weights as 5-bit integers q ∈ [0, 31] with weight = q·d + m, 6 bits per weight.
+///
+/// Block layout (24 bytes, ggml-common.h block_q5_1):
+/// <code>
+///   offset  size  field
+///   0       2     d    F16 scale
+///   2       2     m    F16 offset (the block minimum)
+///   4       4     qh   little-endian uint32; bit j = bit 4 of q[j] (j = 0..31)
+///   8       16    qs   byte j: low 4 bits of q[j] in the low nibble, of q[j+16] in the high nibble
+/// </code>
+/// </summary>
+internal static class Q5_1
+{
+    public const int BlockSize = 32;
+    public const int TypeSize = 24;
+
+    /// <summary>
+    /// quantize_row_q5_1_ref: d = (max − min)/31, m = min, q = trunc((x − min)·(1/d) + 0.5) (ggml applies no
+    /// clamp here: the largest value lands on 31 or 31.5 → 31).
+    /// </summary>
+    public static void QuantizeRow(ReadOnlySpan<float> x /* (k), k % 32 == 0 */, Span<byte> y /* (k/32·24) */)
+    {
+        int nb = x.Length / BlockSize;
+        for (int i = 0; i < nb; i++)
+        {
+            ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
+            Span<byte> block = y.Slice(i * TypeSize, TypeSize);
+            float min = float.MaxValue;
+            float max = -float.MaxValue;
+            for (int j = 0; j < BlockSize; j++)
+            {
+                float v = xb[j];
+                if (v < min)
+                {
+                    min = v;
+                }
+                if (v > max)
+                {
+                    max = v;
+                }
+            }
+            float d = (max - min) / ((1 << 5) - 1);
+            float id = d != 0 ? 1.0f / d : 0.0f;
+            QuantMath.WriteHalf(block, 0, d);
+            QuantMath.WriteHalf(block, 2, min);
+            uint qh = 0;
+            for (int j = 0; j < BlockSize / 2; j++)
+            {
+                byte q0 = (byte)QuantMath.TruncateLikeX86((xb[j] - min) * id + 0.5f);
+                byte q1 = (byte)QuantMath.TruncateLikeX86((xb[j + BlockSize / 2] - min) * id + 0.5f);
+                block[8 + j] = (byte)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
+                qh |= (uint)((q0 & 0x10) >> 4) << j;
+                qh |= (uint)((q1 & 0x10) >> 4) << (j + BlockSize / 2);
+            }
+            BinaryPrimitives.WriteUInt32LittleEndian(block.Slice(4, 4), qh);
+        }
+    }
+
+    /// <summary>dequantize_row_q5_1: y = q·d + m.</summary>
+    public static void DequantizeRow(ReadOnlySpan<byte> x /* (k/32·24) */, Span<float> y /* (k) */)
+    {
+        int nb = y.Length / BlockSize;
+        for (int i = 0; i < nb; i++)
+        {
+            ReadOnlySpan<byte> block = x.Slice(i * TypeSize, TypeSize);
+            Span<float> yb = y.Slice(i * BlockSize, BlockSize);
+            float d = QuantMath.ReadHalf(block, 0);
+            float m = QuantMath.ReadHalf(block, 2);
+            uint qh = BinaryPrimitives.ReadUInt32LittleEndian(block.Slice(4, 4));
+            for (int j = 0; j < BlockSize / 2; j++)
+            {
+                int high0 = (int)((qh >> j) << 4) & 0x10;
+                int high1 = (int)(qh >> (j + 12)) & 0x10;
+                yb[j] = ((block[8 + j] & 0x0F) | high0) * d + m;
+                yb[j + BlockSize / 2] = ((block[8 + j] >> 4) | high1) * d + m;
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+namespace ModelSmith.Quantization;
+
+/// <summary>
+/// Q6_K: super-blocks of 256 weights in 16 sub-blocks of 16, each weight a 6-bit level l ∈ [−32, 31] with
+/// weight = d·sc·l, where sc is the sub-block's signed 8-bit scale. 6.5625 bits per weight.
+///
+/// Block layout (210 bytes, ggml-common.h block_q6_K):
+/// <code>
+///   offset  size  field
+///   0       128   ql      low 4 bits of l + 32: for each half of 128 weights (64 bytes), byte l holds
+///                         weights l (low nibble) and l+64 (high nibble), byte 32+l weights l+32 and l+96
+///   128     64    qh      high 2 bits of l + 32: for each half (32 bytes), byte l holds weights l, l+32,
+///                         l+64, l+96 in bits 0-1, 2-3, 4-5, 6-7
+///   192     16    scales  int8 sub-block scales
+///   208     2     d       F16 super-block scale
+/// </code>
+/// </summary>
+internal static class Q6_K
+{
+    public const int BlockSize = QuantMath.QK_K;
+    public const int TypeSize = 210;
+
+    private const int QlOffset = 0;
+    private const int QhOffset = 128;
+    private const int ScalesOffset = 192;
+    private const int DOffset = 208;
+
+    /// <summary>
+    /// quantize_row_q6_K_ref. Per sub-block: make_qx_quants (nmax = 32, weights x², 19 candidate scales).
+    /// The signed scales are quantized to 8 bits against the one of largest magnitude
+    /// (iscale = −128/max, sc = min(127, round(iscale·scale)), stored d = 1/iscale), then every weight is
+    /// re-rounded: l = clamp(round(x/(d·sc)), −32, 31). A super-block whose scales are all below 1e-15
+    /// is stored as all zero bytes.
+    /// </summary>
+    public static void QuantizeRow(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, Span<byte> y /* (k/256·210) */)
+    {
+        int nb = x.Length / BlockSize;
+        Span<sbyte> levels = stackalloc sbyte[BlockSize];
+        Span<float> scales = stackalloc float[16];
+        for (int i = 0; i < nb; i++)
+        {
+            ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
+            Span<byte> block = y.Slice(i * TypeSize, TypeSize);
+
+            float maxScale = 0;
+            float maxAbsScale = 0;
+            for (int ib = 0; ib < 16; ib++)
+            {
+                float scale = QuantMath.MakeQxQuants(32, xb.Slice(16 * ib, 16), levels.Slice(16 * ib, 16));
+                scales[ib] = scale;
+                float absScale = MathF.Abs(scale);
+                if (absScale > maxAbsScale)
+                {
+                    maxAbsScale = absScale;
+                    maxScale = scale;
+                }
+            }
+
+            if (maxAbsScale < QuantMath.GroupMaxEps)
+            {
+                block.Clear();
+                continue;
+            }
+
+            float iscale = -128f / maxScale;
+            float d = QuantMath.WriteHalf(block, DOffset, 1 / iscale);
+            Span<byte> packedScales = block.Slice(ScalesOffset, 16);
+            for (int ib = 0; ib < 16; ib++)
+            {
+                packedScales[ib] = (byte)(sbyte)Math.Min(127, QuantMath.NearestInt(iscale * scales[ib]));
+            }
+
+            for (int j = 0; j < 16; j++)
+            {
+                float ds = d * (sbyte)packedScales[j];
+                if (ds == 0)
+                {
+                    continue;
+                }
+                for (int ii = 0; ii < 16; ii++)
+                {
+                    int l = QuantMath.NearestInt(xb[16 * j + ii] / ds);
+                    levels[16 * j + ii] = (sbyte)(Math.Max(-32, Math.Min(31, l)) + 32);
+                }
+            }
+
+            Span<byte> ql = block.Slice(QlOffset, 128);
+            Span<byte> qh = block.Slice(QhOffset, 64);
+            for (int j = 0; j < BlockSize; j += 128)
+            {
+                Span<byte> qlHalf = ql.Slice(j / 2, 64);
+                Span<byte> qhHalf = qh.Slice(j / 4, 32);
+                for (int l = 0; l < 32; l++)
+                {
+                    int l0 = levels[j + l];
+                    int l1 = levels[j + l + 32];
+                    int l2 = levels[j + l + 64];
+                    int l3 = levels[j + l + 96];
+                    qlHalf[l] = (byte)((l0 & 0xF) | ((l2 & 0xF) << 4));
+                    qlHalf[l + 32] = (byte)((l1 & 0xF) | ((l3 & 0xF) << 4));
+                    qhHalf[l] = (byte)((l0 >> 4) | ((l1 >> 4) << 2) | ((l2 >> 4) << 4) | ((l3 >> 4) << 6));
+                }
+            }
+        }
+    }
+
+    /// <summary>dequantize_row_q6_K: y = (d·sc)·(l − 32).</summary>
+    public static void DequantizeRow(ReadOnlySpan<byte> x /* (k/256·210) */, Span<float> y /* (k) */)
+    {
+        int nb = y.Length / BlockSize;
+        for (int i = 0; i < nb; i++)
+        {
+            ReadOnlySpan<byte> block = x.Slice(i * TypeSize, TypeSize);
+            Span<float> yb = y.Slice(i * BlockSize, BlockSize);
+            float d = QuantMath.ReadHalf(block, DOffset);
+            for (int n = 0; n < BlockSize; n += 128)
+            {
+                ReadOnlySpan<byte> ql = block.Slice(QlOffset + n / 2, 64);
+                ReadOnlySpan<byte> qh = block.Slice(QhOffset + n / 4, 32);
+                ReadOnlySpan<byte> sc = block.Slice(ScalesOffset + n / 16, 8);
+                Span<float> yh = yb.Slice(n, 128);
+                for (int l = 0; l < 32; l++)
+                {
+                    int s = l / 16;
+                    int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                    int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                    int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                    int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                    yh[l] = d * (sbyte)sc[s] * q1;
+                    yh[l + 32] = d * (sbyte)sc[s + 2] * q2;
+                    yh[l + 64] = d * (sbyte)sc[s + 4] * q3;
+                    yh[l + 96] = d * (sbyte)sc[s + 6] * q4;
+                }
+            }
+        }
+    }
+}

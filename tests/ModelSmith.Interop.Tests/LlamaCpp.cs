@@ -1,0 +1,440 @@
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using System.Text;
+using LLama.Native;
+
+namespace ModelSmith.Interop.Tests;
+
+/// <summary>
+/// llama.cpp (through LLamaSharp's low-level handles) as a test oracle and benchmark peer.
+/// One instance = one loaded GGUF model + one context with a single sequence.
+///
+/// Numerics are pinned so that comparisons with our engine are meaningful:
+/// the KV cache is F32 for K and V (llama.cpp's default is F16, which rounds every cached K/V to
+/// half precision and moves logits by ~1e-3), flash attention is off (its online softmax sums in a
+/// different order), and n_batch = n_ubatch = context size so that a batch is never split into
+/// micro-batches behind our back. The file is read into memory (no mmap) so that a file rewritten by
+/// a test between two loads is never seen half-old.
+///
+/// Not thread-safe: one instance per thread.
+/// </summary>
+internal sealed unsafe class LlamaCppModel : IDisposable
+{
+    /// <summary>Recent llama.cpp warning/error lines, quoted in exceptions when a call fails.</summary>
+    private static readonly ConcurrentQueue<string> s_recentErrors = new();
+
+    private readonly SafeLlamaModelHandle _model;
+    private readonly SafeLLamaContextHandle _context;
+    private readonly LLamaBatch _batch = new();
+    private readonly string _path;
+
+    static LlamaCppModel()
+    {
+        // The callback must be installed before the first native call so that the library selection
+        // messages are swallowed too. llama_empty_call runs NativeApi's static constructor, which
+        // registers LLamaSharp's DllImport resolver (the avx512/avx2/avx/noavx variant picker);
+        // calling a P/Invoke elsewhere first (e.g. LLamaContextParams.Default()) bypasses it and
+        // fails with DllNotFoundException.
+        NativeLibraryConfig.All.WithLogCallback(OnNativeLog);
+        NativeApi.llama_empty_call();
+    }
+
+    /// <summary>Loads <paramref name="path"/> with a context of <paramref name="contextSize"/> tokens
+    /// (0 = the model's training context; llama.cpp rounds it up to a multiple of 256) computed on <paramref name="threads"/> threads.
+    /// <paramref name="f32KvCache"/> = false keeps llama.cpp's default F16 KV cache;
+    /// <paramref name="flashAttention"/> = null keeps llama.cpp's default "auto" (on for the CPU backend).
+    /// The defaults are the exact settings; (false, null) are llama-bench's.</summary>
+    public LlamaCppModel(string path, int threads = 1, int contextSize = 0, bool f32KvCache = true, bool? flashAttention = false)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(contextSize);
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"GGUF model '{path}' does not exist.", path);
+        }
+        _path = path;
+        s_recentErrors.Clear();
+
+        var modelParams = LLamaModelParams.Default();
+        modelParams.n_gpu_layers = 0;
+        modelParams.load_mode = LLamaLoadMode.None;
+        modelParams.check_tensors = true;
+        try
+        {
+            _model = SafeLlamaModelHandle.LoadFromFile(path, modelParams);
+        }
+        catch (Exception e) when (e is LLama.Exceptions.LoadWeightsFailedException or LLama.Exceptions.RuntimeError)
+        {
+            throw new InvalidDataException($"llama.cpp could not load '{path}': {RecentErrors()}", e);
+        }
+
+        // llama.cpp pads the context to 256 cells; the batch sizes must cover the padded size, or a full
+        // batch trips GGML_ASSERT(n_tokens_all <= n_batch) and aborts the process.
+        int nCtx = ((contextSize == 0 ? _model.ContextSize : contextSize) + 255) / 256 * 256;
+        var contextParams = LLamaContextParams.Default();
+        contextParams.n_ctx = (uint)nCtx;
+        contextParams.n_batch = (uint)nCtx;
+        contextParams.n_ubatch = (uint)nCtx;
+        contextParams.n_seq_max = 1;
+        contextParams.n_threads = threads;
+        contextParams.n_threads_batch = threads;
+        contextParams.llama_flash_attn_type = flashAttention switch
+        {
+            true => LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_ENABLED,
+            false => LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_DISABLED,
+            null => LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_AUTO,
+        };
+        contextParams.type_k = f32KvCache ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16;
+        contextParams.type_v = f32KvCache ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16;
+        contextParams.offload_kqv = false;
+        contextParams.op_offload = false;
+        contextParams.no_perf = true;
+        try
+        {
+            _context = _model.CreateContext(contextParams);
+        }
+        catch (Exception e) when (e is LLama.Exceptions.RuntimeError)
+        {
+            _model.Dispose();
+            throw new InvalidOperationException($"llama.cpp could not create a context for '{path}': {RecentErrors()}", e);
+        }
+        ContextSize = (int)_context.ContextSize;
+        if (_context.BatchSize < ContextSize || _context.UBatchSize < ContextSize)
+        {
+            int batch = (int)_context.BatchSize;
+            _context.Dispose();
+            _model.Dispose();
+            throw new InvalidOperationException($"llama.cpp made a context of {ContextSize} cells for '{path}' but a batch of only {batch}; batches must cover the whole context.");
+        }
+        Threads = threads;
+        KvCacheType = contextParams.type_k;
+    }
+
+    /// <summary>Which native build LLamaSharp picked (e.g. the avx512 libllama.so).</summary>
+    public static string NativeLibraryDescription
+    {
+        get
+        {
+            var library = NativeApi.GetLoadedNativeLibrary(NativeLibraryName.LLama);
+            return library?.Metadata?.ToString() ?? "(not loaded)";
+        }
+    }
+
+    /// <summary>llama_print_system_info: the CPU features the loaded ggml build uses.</summary>
+    public static string SystemInfo => Marshal.PtrToStringUTF8(NativeApi.llama_print_system_info()) ?? "";
+
+    /// <summary>Positions the KV cache holds (the requested size rounded up to a multiple of 256).</summary>
+    public int ContextSize { get; }
+
+    public int Threads { get; }
+
+    /// <summary>Element type of the cached K and V rows.</summary>
+    public GGMLType KvCacheType { get; }
+
+    /// <summary>Bytes the KV cache holds per position: K and V rows of every layer.</summary>
+    public long KvBytesPerPosition =>
+        2L * LayerCount * KvHeadCount * (EmbeddingSize / HeadCount) * (KvCacheType == GGMLType.GGML_TYPE_F32 ? 4 : 2);
+
+    /// <summary>Tokens currently in the KV cache; the next appended token goes to this position.</summary>
+    public int Position { get; private set; }
+
+    public int VocabSize => _model.Vocab.Count;
+
+    /// <summary>BOS id, or -1 if the vocabulary has none.</summary>
+    public int Bos => _model.Vocab.BOS is { } t ? (int)t : -1;
+
+    /// <summary>EOS id, or -1 if the vocabulary has none.</summary>
+    public int Eos => _model.Vocab.EOS is { } t ? (int)t : -1;
+
+    /// <summary>Whether tokenizing with addSpecial = true prepends BOS.</summary>
+    public bool AddsBos => _model.Vocab.ShouldAddBOS;
+
+    public int TrainContextSize => _model.ContextSize;
+
+    public int EmbeddingSize => _model.EmbeddingSize;
+
+    public int LayerCount => _model.LayerCount;
+
+    public int HeadCount => _model.HeadCount;
+
+    public int KvHeadCount => _model.KVHeadCount;
+
+    public ulong ParameterCount => _model.ParameterCount;
+
+    /// <summary>Bytes of all weight tensors.</summary>
+    public ulong SizeInBytes => _model.SizeInBytes;
+
+    /// <summary>llama.cpp's one-line description, e.g. "llama ?B all F32".</summary>
+    public string Description => _model.Description;
+
+    public LLamaFtype FileType => _model.FileType;
+
+    /// <summary>A GGUF metadata value as llama.cpp renders it to a string, or null if the key is absent.</summary>
+    public string? Metadata(string key)
+    {
+        var value = _model.MetadataValueByKey(key);
+        return value is { } m ? Encoding.UTF8.GetString(m.Span) : null;
+    }
+
+    /// <summary>Every GGUF metadata key/value pair as llama.cpp renders it (arrays are abbreviated by llama.cpp).</summary>
+    public Dictionary<string, string> AllMetadata()
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (int i = 0; i < _model.MetadataCount; i++)
+        {
+            var key = _model.MetadataKeyByIndex(i);
+            var value = _model.MetadataValueByIndex(i);
+            if (key is { } k)
+            {
+                result[Encoding.UTF8.GetString(k.Span)] = value is { } v ? Encoding.UTF8.GetString(v.Span) : "";
+            }
+        }
+        return result;
+    }
+
+    /// <summary>llama_tokenize. <paramref name="addSpecial"/>: add BOS/EOS as the vocabulary asks;
+    /// <paramref name="parseSpecial"/>: recognise control-token text such as "&lt;s&gt;" in the input.</summary>
+    public int[] Tokenize(string text, bool addSpecial, bool parseSpecial)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var tokens = _model.Tokenize(text, addSpecial, parseSpecial, Encoding.UTF8);
+        var ids = new int[tokens.Length];
+        for (int i = 0; i < ids.Length; i++)
+        {
+            ids[i] = (int)tokens[i];
+        }
+        return ids;
+    }
+
+    /// <summary>llama_token_to_piece: the bytes of one token (a byte token such as &lt;0xE2&gt; is one byte
+    /// of a UTF-8 sequence). <paramref name="special"/>: render control tokens as their text instead of nothing.</summary>
+    public byte[] TokenToBytes(int id, bool special = false)
+    {
+        CheckToken(id);
+        Span<byte> buffer = stackalloc byte[256];
+        uint n = _model.TokenToSpan(id, buffer, 0, special);
+        if (n > buffer.Length)
+        {
+            var large = new byte[n];
+            n = _model.TokenToSpan(id, large, 0, special);
+            return large.AsSpan(0, (int)n).ToArray();
+        }
+        return buffer[..(int)n].ToArray();
+    }
+
+    /// <summary>One token's piece as text (invalid UTF-8 of a lone byte token becomes U+FFFD).</summary>
+    public string TokenToPiece(int id, bool special = false) => Encoding.UTF8.GetString(TokenToBytes(id, special));
+
+    /// <summary>llama_detokenize: the text of a token sequence, including llama.cpp's handling of the
+    /// SentencePiece leading space. <paramref name="removeSpecial"/>: drop a leading BOS / trailing EOS
+    /// when the vocabulary adds them; <paramref name="unparseSpecial"/>: render control tokens as text.</summary>
+    public string Detokenize(ReadOnlySpan<int> tokens, bool removeSpecial = false, bool unparseSpecial = false)
+    {
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            CheckToken(tokens[i]);
+        }
+        nint vocab = Native.ModelGetVocab(_model.DangerousGetHandle());
+        int capacity = 16 * tokens.Length + 16;
+        while (true)
+        {
+            var buffer = new byte[capacity];
+            int n;
+            fixed (int* t = tokens)
+            fixed (byte* b = buffer)
+            {
+                n = Native.Detokenize(vocab, t, tokens.Length, b, capacity, removeSpecial ? (byte)1 : (byte)0, unparseSpecial ? (byte)1 : (byte)0);
+            }
+            if (n >= 0)
+            {
+                return Encoding.UTF8.GetString(buffer, 0, n);
+            }
+            capacity = -n;
+        }
+    }
+
+    /// <summary>Empties the KV cache; the next token goes to position 0.</summary>
+    public void Reset()
+    {
+        _context.MemoryClear(true);
+        Position = 0;
+    }
+
+    /// <summary>Decodes <paramref name="tokens"/> in one llama_decode call at positions
+    /// Position.., requesting logits for the last token only (or for every token when
+    /// <paramref name="allLogits"/>). Read them with <see cref="Logits"/>.</summary>
+    public void Append(ReadOnlySpan<int> tokens, bool allLogits = false)
+    {
+        if (tokens.Length == 0)
+        {
+            throw new ArgumentException("Append needs at least one token.", nameof(tokens));
+        }
+        if (Position + tokens.Length > ContextSize)
+        {
+            throw new ArgumentException(
+                $"{Position} cached + {tokens.Length} new tokens exceed the context of {ContextSize} tokens; create the model with a larger contextSize.",
+                nameof(tokens));
+        }
+        _batch.Clear();
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            CheckToken(tokens[i]);
+            _batch.Add(tokens[i], Position + i, LLamaSeqId.Zero, allLogits || i == tokens.Length - 1);
+        }
+        var result = _context.Decode(_batch);
+        if (result != DecodeResult.Ok)
+        {
+            throw new InvalidOperationException($"llama_decode of {tokens.Length} tokens at position {Position} in '{_path}' returned {result}: {RecentErrors()}");
+        }
+        Position += tokens.Length;
+    }
+
+    /// <summary>The n_vocab logits of batch entry <paramref name="index"/> of the last <see cref="Append"/>
+    /// (-1 = the last token). Valid until the next Append or Reset.</summary>
+    public ReadOnlySpan<float> Logits(int index = -1) => _context.GetLogitsIth(index);
+
+    /// <summary>Logits for every position of <paramref name="tokens"/> from a fresh cache, in one batch.</summary>
+    /// <returns>(T, n_vocab) row-major.</returns>
+    public float[] EvalAllLogits(ReadOnlySpan<int> tokens)
+    {
+        int vocab = VocabSize;
+        var logits = new float[tokens.Length * vocab]; // (T, V)
+        Reset();
+        Append(tokens, allLogits: true);
+        for (int t = 0; t < tokens.Length; t++)
+        {
+            Logits(t).CopyTo(logits.AsSpan(t * vocab, vocab));
+        }
+        return logits;
+    }
+
+    /// <summary>Logits for every position of <paramref name="tokens"/> from a fresh cache, decoding one
+    /// token per llama_decode call (the path a generator takes).</summary>
+    /// <returns>(T, n_vocab) row-major.</returns>
+    public float[] EvalAllLogitsTokenByToken(ReadOnlySpan<int> tokens)
+    {
+        int vocab = VocabSize;
+        var logits = new float[tokens.Length * vocab]; // (T, V)
+        Reset();
+        for (int t = 0; t < tokens.Length; t++)
+        {
+            Append(tokens.Slice(t, 1));
+            Logits().CopyTo(logits.AsSpan(t * vocab, vocab));
+        }
+        return logits;
+    }
+
+    /// <summary>Greedy generation from a fresh cache: the prompt in one batch, then <paramref name="n"/>
+    /// tokens each the argmax (lowest id on ties, as llama.cpp's greedy sampler) of the previous logits.
+    /// Does not stop at EOS.</summary>
+    /// <returns>The prompt followed by the n generated ids.</returns>
+    public int[] Greedy(ReadOnlySpan<int> prompt, int n)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        var ids = new int[prompt.Length + n];
+        prompt.CopyTo(ids);
+        Reset();
+        Append(prompt);
+        for (int i = 0; i < n; i++)
+        {
+            int next = ArgMax(Logits());
+            ids[prompt.Length + i] = next;
+            if (i + 1 < n)
+            {
+                Append(ids.AsSpan(prompt.Length + i, 1));
+            }
+        }
+        return ids;
+    }
+
+    /// <summary>Index of the largest value; the first one on ties.</summary>
+    public static int ArgMax(ReadOnlySpan<float> values)
+    {
+        int best = 0;
+        for (int i = 1; i < values.Length; i++)
+        {
+            if (values[i] > values[best])
+            {
+                best = i;
+            }
+        }
+        return best;
+    }
+
+    /// <summary>llama_model_quantize with llama.cpp's default parameters (what the llama-quantize tool
+    /// does without options: output tensor quantized, no requantizing, no imatrix), only
+    /// <paramref name="ftype"/>, <paramref name="threads"/> and <paramref name="pure"/> set.
+    /// LLamaSharp's LLamaQuantizer is not used because its defaults differ from llama-quantize
+    /// (quantizeOutputTensor = false, allowRequantize = true), which changes output.weight's type.</summary>
+    public static void Quantize(string input, string output, LLamaFtype ftype, int threads, bool pure = false)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        if (!File.Exists(input))
+        {
+            throw new FileNotFoundException($"GGUF model '{input}' to quantize does not exist.", input);
+        }
+        s_recentErrors.Clear();
+        var parameters = LLamaModelQuantizeParams.Default();
+        parameters.ftype = ftype;
+        parameters.nthread = threads;
+        parameters.pure = pure;
+        uint status = NativeApi.llama_model_quantize(input, output, ref parameters);
+        if (status != 0)
+        {
+            throw new InvalidOperationException($"llama_model_quantize('{input}' -> '{output}', {ftype}) failed with {status}: {RecentErrors()}");
+        }
+    }
+
+    public void Dispose()
+    {
+        _context.Dispose();
+        _model.Dispose();
+    }
+
+    private void CheckToken(int id)
+    {
+        if ((uint)id >= (uint)VocabSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(id), id, $"Token id {id} is outside the vocabulary of {VocabSize} tokens of '{_path}'.");
+        }
+    }
+
+    private static void OnNativeLog(LLamaLogLevel level, string message)
+    {
+        if (level is LLamaLogLevel.Warning or LLamaLogLevel.Error)
+        {
+            s_recentErrors.Enqueue(message.TrimEnd());
+            while (s_recentErrors.Count > 16 && s_recentErrors.TryDequeue(out _))
+            {
+            }
+        }
+    }
+
+    private static string RecentErrors()
+    {
+        var lines = s_recentErrors.ToArray();
+        return lines.Length == 0 ? "(llama.cpp logged no warning or error)" : string.Join(" | ", lines);
+    }
+
+    /// <summary>Entry points LLamaSharp keeps internal, bound to the libllama.so it already loaded
+    /// (dlopen by its soname returns that same image).</summary>
+    private static class Native
+    {
+        private static readonly nint s_library = NativeLibrary.Load(
+            OperatingSystem.IsWindows() ? "llama.dll" : OperatingSystem.IsMacOS() ? "libllama.dylib" : "libllama.so");
+
+        private static readonly delegate* unmanaged[Cdecl]<nint, nint> s_getVocab =
+            (delegate* unmanaged[Cdecl]<nint, nint>)NativeLibrary.GetExport(s_library, "llama_model_get_vocab");
+
+        // int32_t llama_detokenize(const llama_vocab*, const llama_token* tokens, int32_t n_tokens,
+        //                          char* text, int32_t text_len_max, bool remove_special, bool unparse_special)
+        private static readonly delegate* unmanaged[Cdecl]<nint, int*, int, byte*, int, byte, byte, int> s_detokenize =
+            (delegate* unmanaged[Cdecl]<nint, int*, int, byte*, int, byte, byte, int>)NativeLibrary.GetExport(s_library, "llama_detokenize");
+
+        public static nint ModelGetVocab(nint model) => s_getVocab(model);
+
+        /// <summary>Returns the byte count, or minus the needed capacity when <paramref name="capacity"/> is too small.</summary>
+        public static int Detokenize(nint vocab, int* tokens, int count, byte* text, int capacity, byte removeSpecial, byte unparseSpecial)
+            => s_detokenize(vocab, tokens, count, text, capacity, removeSpecial, unparseSpecial);
+    }
+}
