@@ -171,7 +171,7 @@ public sealed class MatMulTests : IDisposable
     {
         var e = Assert.Throws<ArgumentException>(() => new WeightMatrix(GgmlType.F16, 3, 4, new byte[23]));
         Assert.Contains("24 bytes", e.Message);
-        Assert.Throws<NotSupportedException>(() => new WeightMatrix(GgmlType.Q4_0, 1, 32, new byte[18]));
+        Assert.Throws<NotSupportedException>(() => new WeightMatrix(GgmlType.I32, 1, 8, new byte[32]));
     }
 
     [Fact]
