@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace ModelSmith.Tensors;
 
@@ -44,13 +45,44 @@ internal static class Activations
     public static void GeluGgml(ReadOnlySpan<float> x, Span<float> y)
     {
         Elementwise.CheckOutput(x.Length, y, x, nameof(y));
-        Half[] table = GgmlGeluTable.Values;
-        for (int i = 0; i < x.Length; i++)
+        float[] table = GgmlGeluTable.Values;
+        Span<ushort> halves = stackalloc ushort[256];
+        for (int start = 0; start < x.Length; start += halves.Length)
         {
-            float v = x[i];
-            if (v <= -10f) y[i] = 0f;
-            else if (v >= 10f) y[i] = v;
-            else y[i] = (float)table[BitConverter.HalfToUInt16Bits((Half)v)];
+            int n = Math.Min(halves.Length, x.Length - start);
+            ReadOnlySpan<float> xs = x.Slice(start, n);
+            Span<float> ys = y.Slice(start, n);
+            // The table index: x rounded to binary16 (nearest even), as ggml's GGML_CPU_FP32_TO_FP16.
+            RowConvert.SingleToHalf(xs, halves);
+            GeluLookup(xs, halves[..n], table, ys);
+        }
+    }
+
+    // y[i] = 0 if x ≤ −10, x if x ≥ 10, else table[h[i]]; 8 entries at a time with AVX2 gathers
+    // (.NET exposes no AVX-512 gather), one at a time otherwise.
+    private static unsafe void GeluLookup(ReadOnlySpan<float> x, ReadOnlySpan<ushort> h, float[] table, Span<float> y)
+    {
+        int n = x.Length, i = 0;
+        fixed (float* t = table)
+        fixed (float* xs = x)
+        fixed (ushort* hs = h)
+        fixed (float* ys = y)
+        {
+            if (Avx2.IsSupported)
+            {
+                for (; i <= n - 8; i += 8)
+                {
+                    Vector256<float> v = Vector256.Load(xs + i);
+                    Vector256<float> g = Avx2.GatherVector256(t, Avx2.ConvertToVector256Int32(hs + i), 4);
+                    g = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(v, Vector256.Create(10f)), v, g);
+                    Vector256.ConditionalSelect(Vector256.LessThanOrEqual(v, Vector256.Create(-10f)), Vector256<float>.Zero, g).Store(ys + i);
+                }
+            }
+            for (; i < n; i++)
+            {
+                float v = xs[i];
+                ys[i] = v <= -10f ? 0f : v >= 10f ? v : t[hs[i]];
+            }
         }
     }
 
@@ -170,16 +202,17 @@ internal static class Activations
         }
     }
 
-    // ggml's table: entry h = fp16(gelu_tanh(float(h))) for every binary16 bit pattern h, built on first use.
+    // ggml's table: entry h = fp16(gelu_tanh(float(h))) for every binary16 bit pattern h, built on first
+    // use and stored already widened to float (256 KiB, L2-resident) so vector gathers return outputs.
     private static class GgmlGeluTable
     {
-        public static readonly Half[] Values = Build();
+        public static readonly float[] Values = Build();
 
-        private static Half[] Build()
+        private static float[] Build()
         {
-            var table = new Half[1 << 16];
+            var table = new float[1 << 16];
             for (int i = 0; i < table.Length; i++)
-                table[i] = (Half)Reference.GeluTanh((float)BitConverter.UInt16BitsToHalf((ushort)i));
+                table[i] = (float)(Half)Reference.GeluTanh((float)BitConverter.UInt16BitsToHalf((ushort)i));
             return table;
         }
     }
@@ -215,6 +248,15 @@ internal static class Activations
         public static void GeluErf(ReadOnlySpan<float> x, Span<float> y)
         {
             for (int i = 0; i < x.Length; i++) y[i] = GeluErf(x[i]);
+        }
+
+        /// <summary>llama.cpp's CPU GELU for one value: clamps, else the binary16 gelu of the binary16 input.</summary>
+        public static float GeluGgml(float x) =>
+            x <= -10f ? 0f : x >= 10f ? x : (float)(Half)GeluTanh((float)(Half)x);
+
+        public static void GeluGgml(ReadOnlySpan<float> x, Span<float> y)
+        {
+            for (int i = 0; i < x.Length; i++) y[i] = GeluGgml(x[i]);
         }
     }
 }

@@ -33,6 +33,18 @@ public class ActivationTests
     public void Gelu_erf_matches_reference_for_every_length() => CheckUnary(Activations.GeluErf, Activations.Reference.GeluErf, 5e-7f, 1e-30f, "gelu erf");
 
     [Fact]
+    public void Ggml_gelu_is_bit_identical_to_reference_for_every_length()
+    {
+        CheckUnary(Activations.GeluGgml, Activations.Reference.GeluGgml, 0f, 0f, "gelu ggml");
+        float[] wide = Uniform(1000, 9, -16f, 16f);
+        var expected = new float[wide.Length];
+        var actual = new float[wide.Length];
+        Activations.Reference.GeluGgml(wide, expected);
+        Activations.GeluGgml(wide, actual);
+        AssertBitEqual(expected, actual, "gelu ggml over the clamps");
+    }
+
+    [Fact]
     public void Swiglu_matches_reference_for_every_length()
     {
         foreach (int n in Lengths)
