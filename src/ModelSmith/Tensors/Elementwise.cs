@@ -47,6 +47,7 @@ internal interface ITernaryOperator
 internal static class Elementwise
 {
     /// <summary>y[i] = op(x[i]). x: (N), y: (N), may be x itself.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Map<TOp>(ReadOnlySpan<float> x, Span<float> y, TOp op) where TOp : struct, IUnaryOperator
     {
         CheckOutput(x.Length, y, x, nameof(y));
@@ -80,6 +81,7 @@ internal static class Elementwise
     }
 
     /// <summary>y[i] = op(a[i], b[i]). a: (N), b: (N), y: (N), may be a or b itself.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Map<TOp>(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y, TOp op) where TOp : struct, IBinaryOperator
     {
         if (a.Length != b.Length)
@@ -119,6 +121,7 @@ internal static class Elementwise
     }
 
     /// <summary>y[i] = op(a[i], b[i], c[i]). a, b, c, y: (N); y may be any input itself.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Map<TOp>(ReadOnlySpan<float> a, ReadOnlySpan<float> b, ReadOnlySpan<float> c, Span<float> y, TOp op) where TOp : struct, ITernaryOperator
     {
         if (a.Length != b.Length || a.Length != c.Length)

@@ -40,6 +40,7 @@ internal static class LayerNorm
     }
 
     // y = x − mean; returns Σ (float)(y²) in double (ggml_vec_cvar_f32 before its division).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static double CenterAndSumSquares(ReadOnlySpan<float> x, float mean, Span<float> y)
     {
         ref float xs = ref MemoryMarshal.GetReference(x);

@@ -234,6 +234,7 @@ internal static unsafe class MatMul
     }
 
     /// <summary>y[r] = x · row r + bias[r] for r in [0, n). x: (K), rows: (n, rowBytes), bias: (n) or null, y: (n).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Gemv<TV, TS, TL>(float* x, nint k, byte* rows, nint rowBytes, int n, float* bias, float* y)
         where TV : unmanaged
         where TS : ISimdFloat<TV>
@@ -285,6 +286,7 @@ internal static unsafe class MatMul
     /// used per row, bias: (n) or null, y: (T, ldy) with the block's first row at column 0,
     /// state: (min(T, TokenChunk), n) registers of scratch.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Blocked<TV, TS>(float* x, int ldx, int tokens, int k, float* w, int ldw, int n, float* bias, float* y, int ldy, TV* state)
         where TV : unmanaged
         where TS : ISimdFloat<TV>
@@ -340,6 +342,7 @@ internal static unsafe class MatMul
     }
 
     // s += x[k0..k1) ⊙ w[k0..k1), one register at a time.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile1x1<TV, TS>(float* x, float* w, nint k0, nint k1, TV* s)
         where TV : unmanaged
         where TS : ISimdFloat<TV>
@@ -350,6 +353,7 @@ internal static unsafe class MatMul
     }
 
     // One token × four rows (w, w+ldw, ...); s: the four accumulators.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile1x4<TV, TS>(float* x, float* w, nint ldw, nint k0, nint k1, TV* s)
         where TV : unmanaged
         where TS : ISimdFloat<TV>
@@ -368,6 +372,7 @@ internal static unsafe class MatMul
     }
 
     // Two tokens × four rows: 8 accumulators, for 16-register ISAs. s: (2, lds).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile2x4<TV, TS>(float* x, nint ldx, float* w, nint ldw, nint k0, nint k1, TV* s, nint lds)
         where TV : unmanaged
         where TS : ISimdFloat<TV>
@@ -398,6 +403,7 @@ internal static unsafe class MatMul
     }
 
     // Four tokens × four rows: 16 accumulators, for 32-register ISAs (AVX-512). s: (4, lds).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile4x4<TV, TS>(float* x, nint ldx, float* w, nint ldw, nint k0, nint k1, TV* s, nint lds)
         where TV : unmanaged
         where TS : ISimdFloat<TV>
