@@ -57,9 +57,10 @@ public sealed class ModelInteropTests(ITestOutputHelper output)
             SyntheticModel.Write(path, config, type, seed: StableSeed(shape));
             (double error, double scale) = CompareLogits(path, TestSequence(config.VocabSize, seed: 11));
             // F32 weights: the only differences are summation order, so the bound is tight. F16 and BF16
-            // weights: llama.cpp rounds activations to the weight type before its dot products (ggml's
-            // vec_dot_type), which moves logits by ~2e-3 of their range; the bound allows for that.
-            double bound = type == GgmlType.F32 ? 1e-3 : 1e-2;
+            // weights: both engines round activations to the weight type before the dot products (ggml's
+            // vec_dot_type), and a last-bit difference in an activation can flip its rounding, which moves
+            // logits by up to ~1e-3 of their range; the bound allows for that.
+            double bound = type == GgmlType.F32 ? 1e-3 : 5e-3;
             Assert.True(error < bound, $"{shape}: relative max-abs logit error {error:E2} (logit scale {scale:F2})");
             CompareGreedy(path);
         }
