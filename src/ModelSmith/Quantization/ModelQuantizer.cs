@@ -88,7 +88,7 @@ public sealed class QuantizationPlan
     /// <summary>Every tensor in output order (llama.cpp's: by layer, then by name).</summary>
     public IReadOnlyList<TensorPlan> Tensors { get; }
 
-    /// <summary>Things the user should know: requantizing, fallbacks taken, importance entries missing or unusable.</summary>
+    /// <summary>Things the user should know: requantizing, importance entries missing or unusable (fallbacks are in <see cref="Fallbacks"/>).</summary>
     public IReadOnlyList<string> Warnings { get; }
 
     /// <summary>Tensors whose row length forced a fallback type.</summary>
@@ -220,17 +220,9 @@ public static class ModelQuantizer
                     missingImportance.Add(t.Name);
                 }
             }
-            if (c.Wanted is GgmlType wanted)
+            if (c.Wanted is GgmlType wanted && options.NoFallback)
             {
-                string line = $"{t.Name} (rows of {t.Shape[0]}): {wanted} needs a multiple of {GgmlTypeInfo.BlockSize(wanted)}, using {c.Type}";
-                if (options.NoFallback)
-                {
-                    refusedFallbacks.Add(line);
-                }
-                else
-                {
-                    warnings.Add("fallback: " + line);
-                }
+                refusedFallbacks.Add($"{t.Name} (rows of {t.Shape[0]}): {wanted} needs a multiple of {GgmlTypeInfo.BlockSize(wanted)}; the fallback would be {c.Type}");
             }
             if (converted && GgmlTypeInfo.BlockSize(t.Type) > 1)
             {
@@ -376,7 +368,7 @@ public static class ModelQuantizer
         public TimeSpan[] Times { get; }
 
         public ReadOnlyMemory<byte> Source(int index) =>
-            new LazyTensorMemory(this, index, checked((int)_plan.Tensors[index].BytesAfter)).Memory;
+            new LazyTensorMemory(this, index, checked((int)_plan.Tensors[index].BytesAfter)).Deferred;
 
         public Span<byte> Produce(int index)
         {
@@ -463,6 +455,9 @@ public static class ModelQuantizer
     private sealed class LazyTensorMemory(TensorConverter converter, int index, int length) : MemoryManager<byte>
     {
         private bool _produced;
+
+        /// <summary>The memory, made without asking for the span (<see cref="MemoryManager{T}.Memory"/> would, for its length).</summary>
+        public Memory<byte> Deferred => CreateMemory(length);
 
         public override Span<byte> GetSpan()
         {
