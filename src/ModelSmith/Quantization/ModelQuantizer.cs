@@ -240,9 +240,11 @@ public static class ModelQuantizer
         }
         if (refusedFallbacks.Count > 0)
         {
+            const int shown = 8;
             throw new QuantizationException(
                 $"{refusedFallbacks.Count} tensor(s) do not fit {options.FileType} and --no-fallback refuses the fallback types:\n  " +
-                string.Join("\n  ", refusedFallbacks) + "\nDrop --no-fallback to accept them, or choose their types with --keep.");
+                string.Join("\n  ", refusedFallbacks.Take(shown)) + (refusedFallbacks.Count > shown ? $"\n  ... and {refusedFallbacks.Count - shown} more" : "") +
+                "\nDrop --no-fallback to accept them, or choose their types with --keep.");
         }
         if (requantized.Count > 0)
         {

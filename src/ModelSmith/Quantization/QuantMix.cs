@@ -468,7 +468,8 @@ public sealed class QuantMix
             GgmlType.Q5_K => GgmlType.Q5_1,
             GgmlType.Q6_K => GgmlType.Q8_0,
             _ => throw new InvalidOperationException(
-                $"Tensor '{name}' has rows of {columns} values, not a multiple of the {type} block of {GgmlTypeInfo.BlockSize(type)}, and llama.cpp defines no fallback for {type}; store it in another type (e.g. --keep '{name}=f16')."),
+                $"Tensor '{name}' has rows of {columns} values, not a multiple of the {type} block of {GgmlTypeInfo.BlockSize(type)}, and llama.cpp defines no fallback for {type}; " +
+                $"store such tensors in another type (e.g. --keep '{System.Text.RegularExpressions.Regex.Replace(name, @"^blk\.[0-9]+\.", "blk.*.")}=f16') or use a K-quant file type, which falls back to F16."),
         };
         return columns % GgmlTypeInfo.BlockSize(fallback) == 0 ? fallback : GgmlType.F16;
     }
