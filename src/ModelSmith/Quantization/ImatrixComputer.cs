@@ -213,6 +213,7 @@ public static class ImatrixComputer
             }
         }
 
+        /// <summary>The statistics as an importance matrix; like llama-imatrix, a weight no batch reached has no entry.</summary>
         public ImportanceMatrix ToMatrix(int chunkSize)
         {
             var matrix = new ImportanceMatrix { ChunkSize = chunkSize };
@@ -227,7 +228,7 @@ public static class ImatrixComputer
 
             void Store(Accumulator? a)
             {
-                if (a is null)
+                if (a is null || a.Count == 0)
                 {
                     return;
                 }
