@@ -59,8 +59,8 @@ public sealed record TensorTypeChoice(GgmlType Type, GgmlType? Wanted, TensorTyp
 /// llama_tensor_get_type, llama_tensor_get_type_impl, tensor_type_fallback), ported rule for rule for the
 /// file types ModelSmith writes:
 /// <list type="bullet">
-/// <item>Only tensors of 2+ dimensions whose name ends in "weight" are converted; norms, positional
-/// embeddings (GPT-2 and the other archs that learn them) and a few tiny tensors keep their type.</item>
+/// <item>Only tensors of 2+ dimensions whose name ends in "weight" are converted; norms, position
+/// embeddings and a few tiny tensors keep their type.</item>
 /// <item>output.weight, and token_embd.weight when the output is tied to it, get Q6_K (Q8_0 when its
 /// rows do not fit the file type's block, or for Falcon, and Q8_0 files keep Q8_0).</item>
 /// <item>attn_v (and the fused attn_qkv) gets more bits: Q2_K → Q3_K (Q4_K with 4+ query heads per KV head),
@@ -139,7 +139,7 @@ public sealed class QuantMix
     public TensorTypeChoice Choose(string name, GgmlType current, ReadOnlySpan<long> shape)
     {
         ArgumentNullException.ThrowIfNull(name);
-        if (!AllowsQuantization(_model.Architecture, name, shape))
+        if (!AllowsQuantization(name, shape))
         {
             return new TensorTypeChoice(current, null, null, Quantizable: false);
         }
@@ -206,12 +206,11 @@ public sealed class QuantMix
 
     /// <summary>
     /// tensor_allows_quantization: 2+ dimensions, a name ending in "weight", and none of llama.cpp's
-    /// exceptions (norms, expert routers, positional embeddings of the archs that learn them, the tiny
+    /// exceptions (norms, expert routers, position and token-type embeddings, the tiny
     /// tensors of RWKV/Mamba/Gemma-3n/T5 and multimodal projectors).
     /// </summary>
-    public static bool AllowsQuantization(string architecture, string name, ReadOnlySpan<long> shape)
+    public static bool AllowsQuantization(string name, ReadOnlySpan<long> shape)
     {
-        ArgumentNullException.ThrowIfNull(architecture);
         ArgumentNullException.ThrowIfNull(name);
         int dims = shape.Length;
         while (dims > 1 && shape[dims - 1] == 1)
@@ -229,15 +228,9 @@ public sealed class QuantMix
                 return false;
             }
         }
-        if (name == "position_embd.weight" && s_learnedPositionArchitectures.Contains(architecture))
-        {
-            return false;
-        }
-        if (name == "token_types.weight" && s_tokenTypeArchitectures.Contains(architecture))
-        {
-            return false;
-        }
-        return true;
+        // llama.cpp compares with LLM_TN(arch)(POS_EMBD / TOKEN_TYPES, "weight"), which names these tensors
+        // the same for every architecture, so they are never quantized whatever the model.
+        return name is not ("position_embd.weight" or "token_types.weight");
     }
 
     /// <summary>The layer number after "blk." as C's sscanf("blk.%d.") reads it, or null.</summary>
@@ -285,18 +278,6 @@ public sealed class QuantMix
         "attn_rel_b.weight", ".position_embd", "sam.pos_embd", "sam.neck.", "sam.net_", ".rel_pos",
         ".patch_embd", ".patch_merger", "a.rvq.codebook", "mm.a.code_embd",
     ];
-
-    /// <summary>Architectures with a learned position embedding (LLM_TENSOR_POS_EMBD), which llama.cpp never quantizes.</summary>
-    private static readonly HashSet<string> s_learnedPositionArchitectures = new(StringComparer.Ordinal)
-    {
-        "gpt2", "starcoder", "refact", "bert", "nomic-bert", "jina-bert-v2", "bloom", "mpt", "codeshell",
-    };
-
-    /// <summary>Architectures with token-type embeddings (LLM_TENSOR_TOKEN_TYPES).</summary>
-    private static readonly HashSet<string> s_tokenTypeArchitectures = new(StringComparer.Ordinal)
-    {
-        "bert", "nomic-bert", "jina-bert-v2", "jina-bert-v3",
-    };
 
     /// <summary>llama_tensor_get_type_impl for the file types ModelSmith writes.</summary>
     private GgmlType MixType(GgmlType type, string name, long columns)

@@ -131,9 +131,11 @@ public sealed class MixesTypeSelectionInteropTests(ITestOutputHelper output)
         {
             Add("output.weight", c, vocab);
         }
+        // Every architecture gets these two: llama.cpp never quantizes them, whatever the architecture.
+        Add("position_embd.weight", c, 128);
+        Add("token_types.weight", c, 2);
         if (m.Architecture == "gpt2")
         {
-            Add("position_embd.weight", c, 128);
             Add("output_norm.bias", c);
         }
         for (int l = 0; l < m.Layers; l++)

@@ -115,19 +115,21 @@ public class MixesRuleTests
     [InlineData("llama", "blk.0.attn_q.bias", false)]
     [InlineData("llama", "blk.0.ffn_gate_inp.weight", false)]
     [InlineData("gpt2", "position_embd.weight", false)]
-    [InlineData("llama", "position_embd.weight", true)]
+    [InlineData("llama", "position_embd.weight", false)]
+    [InlineData("bert", "token_types.weight", false)]
     [InlineData("rwkv6", "blk.0.time_mix_w1.weight", false)]
     public void Only_llama_cpp_quantizable_weights_are_converted(string arch, string name, bool quantizable)
     {
-        Assert.Equal(quantizable, QuantMix.AllowsQuantization(arch, name, [256, 256]));
+        Assert.Equal(quantizable, QuantMix.AllowsQuantization(name, [256, 256]));
+        Assert.Equal(quantizable, QuantMix.Plan(new QuantModelInfo(arch, 1, 4, 4, 0), [new GgufTensorInfo(name, GgmlType.F32, [256, 256], 0)], QuantFileType.Q4_0)[0].Choice.Quantizable);
     }
 
     [Fact]
     public void One_dimensional_tensors_and_trailing_unit_dimensions_are_kept()
     {
-        Assert.False(QuantMix.AllowsQuantization("llama", "blk.0.x.weight", [256]));
-        Assert.False(QuantMix.AllowsQuantization("llama", "blk.0.x.weight", [256, 1]));
-        Assert.True(QuantMix.AllowsQuantization("llama", "blk.0.x.weight", [256, 1, 4]));
+        Assert.False(QuantMix.AllowsQuantization("blk.0.x.weight", [256]));
+        Assert.False(QuantMix.AllowsQuantization("blk.0.x.weight", [256, 1]));
+        Assert.True(QuantMix.AllowsQuantization("blk.0.x.weight", [256, 1, 4]));
     }
 
     [Fact]
