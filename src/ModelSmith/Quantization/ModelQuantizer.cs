@@ -200,8 +200,13 @@ public static class ModelQuantizer
             {
                 if (importance.Entries.TryGetValue(t.Name, out ImatrixEntry? entry))
                 {
+                    // One importance row per matrix of a stacked (expert) tensor: ne0 · ne2 values, as llama.cpp checks.
                     long expected = t.Shape[0] * (t.Shape.Length > 2 ? t.Shape[2] : 1);
-                    if (entry.SumSquares.Length == expected)
+                    if (t.Shape.Length > 3 && t.Shape[3] > 1)
+                    {
+                        warnings.Add($"{t.Name} is a 4-D tensor; it is quantized without its importance entry.");
+                    }
+                    else if (entry.SumSquares.Length == expected)
                     {
                         usesImportance = true;
                     }
