@@ -100,7 +100,7 @@ public sealed class ImatrixCollectionInteropTests(ITestOutputHelper output)
 
     private void Compare(string modelPath, int[] tokens, int bos, bool processOutput)
     {
-        Dictionary<string, ImatrixNative.Stats> theirs = ImatrixNative.Collect(modelPath, tokens, Context, Chunks, bos, processOutput, threads: 2);
+        Dictionary<string, ImatrixNative.Stats> theirs = ImatrixNative.Collect(modelPath, tokens, Context, Chunks, bos, processOutput, threads: 1);
         ImatrixResult ours;
         using (LanguageModel model = LanguageModel.Load(modelPath, threads: 2))
         {
