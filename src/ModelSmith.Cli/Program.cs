@@ -20,6 +20,8 @@ internal static class Program
         {
             InfoCommand.Create(),
             GenerateCommand.Create(),
+            QuantizeCommand.Create(),
+            ImatrixCommand.Create(),
         };
 
         ParseResult parse = root.Parse(args);
