@@ -1,0 +1,198 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using ModelSmith.Formats;
+
+namespace ModelSmith.Quantization.Kernels;
+
+/// <summary>What <see cref="LegacyKernel{TF}"/> needs to know about one format of 32-element blocks.</summary>
+internal unsafe interface ILegacyFormat
+{
+    static abstract GgmlType Type { get; }
+
+    /// <summary>ggml's vec_dot_type: Q8_0 or Q8_1.</summary>
+    static abstract GgmlType ActivationType { get; }
+
+    static abstract int TypeSize { get; }
+
+    /// <summary>
+    /// log2 of the offset the unpacked levels carry (level + 2^shift stored as an unsigned byte, so the
+    /// unsigned×signed byte multiply-adds apply; the kernels subtract 2^shift·Σq afterwards), or −1 when the
+    /// stored levels are already unsigned (Q4_1, Q5_1) or kept signed (Q8_0, see <see cref="Signed"/>).
+    /// </summary>
+    static abstract int OffsetShift { get; }
+
+    /// <summary>Levels stored as signed bytes (Q8_0); the kernels multiply |level| by q·sign(level).</summary>
+    static abstract bool Signed { get; }
+
+    /// <summary>The block has a min m (Q4_1, Q5_1), paired with the activations' s.</summary>
+    static abstract bool HasMin { get; }
+
+    /// <summary>One block's 32 levels (with the offset, natural order), its d and its m (0 if none). Scalar.</summary>
+    static abstract void UnpackBlock(byte* block, byte* levels, out float d, out float m);
+
+    /// <summary>Unpacks <paramref name="blocks"/> blocks with 128/256-bit integer ops (AVX2 machines).
+    /// levels: (32·blocks), d and m: (blocks).</summary>
+    static abstract void UnpackBlocksAvx2(byte* blocks, int count, byte* levels, float* d, float* m);
+
+    /// <summary>The block's contribution to ggml's sumf, in its generic kernel's operation order.
+    /// sumi: the integer dot product of the true levels with the quants.</summary>
+    static abstract float Term(int sumi, float dx, float dy, float mx, float sy);
+
+    /// <summary><see cref="Term(int, float, float, float, float)"/> for eight blocks, lane by lane (same operations).</summary>
+    static abstract Vector256<float> Term(Vector256<int> sumi, Vector256<float> dx, Vector256<float> dy, Vector256<float> mx, Vector256<float> sy);
+}
+
+/// <summary>
+/// Dot products for the formats of 32-element blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against Q8_0/Q8_1
+/// activations.
+/// </summary>
+/// <remarks>
+/// <para><b>Unpacked row</b>: the K levels as bytes (with the format's offset), then d per block (float),
+/// then m per block for Q4_1/Q5_1.</para>
+/// <para><b>Order.</b> ggml's generic kernels add one float term per block to a running sum, in block order,
+/// and every term is computed from the block's exact integer dot product. So the SIMD path computes eight
+/// blocks' integer sums at once (vpdpbusd or pmaddubsw+pmaddwd, 8 partial sums per block, then a
+/// transposing reduction that leaves block i's sum in lane i), the eight terms with vector float ops that
+/// repeat the scalar ones lane by lane, and then adds them to the running sum one at a time. Every path
+/// returns ggml's generic result bit for bit.</para>
+/// </remarks>
+internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, ILegacyFormat
+{
+    public static readonly LegacyKernel<TF> Instance = new();
+
+    public override GgmlType Type => TF.Type;
+
+    public override GgmlType ActivationType => TF.ActivationType;
+
+    public override int BlockSize => 32;
+
+    public override int UnpackedRowBytes(int k) => Align64(k) + (TF.HasMin ? 2 : 1) * Align64(k / 32 * 4);
+
+    private static float* Scales(byte* unpacked, int k) => (float*)(unpacked + Align64(k));
+
+    private static float* Mins(byte* unpacked, int k) => (float*)(unpacked + Align64(k) + Align64(k / 32 * 4));
+
+    public override void Unpack(byte* row, int k, byte* dst, QuantKernelPath path)
+    {
+        int nb = k / 32;
+        float* d = Scales(dst, k);
+        float* m = Mins(dst, k);
+        if (path != QuantKernelPath.Scalar)
+        {
+            TF.UnpackBlocksAvx2(row, nb, dst, d, TF.HasMin ? m : null);
+            return;
+        }
+        for (int b = 0; b < nb; b++)
+        {
+            TF.UnpackBlock(row + (long)b * TF.TypeSize, dst + 32 * b, out d[b], out float mb);
+            if (TF.HasMin) m[b] = mb;
+        }
+    }
+
+    public override float Dot(byte* unpacked, QuantizedActivations a, int token, QuantKernelPath path)
+    {
+        int k = a.K, nb = a.Blocks;
+        sbyte* q = a.Quants + (long)token * k;
+        int o = token * nb;
+        float* dx = Scales(unpacked, k);
+        float* mx = Mins(unpacked, k);
+        float* dy = a.Scales + o;
+        int* qsum = a.BlockSums + o;
+        float* sy = a.Offsets + o;
+        return path switch
+        {
+            QuantKernelPath.Scalar => DotScalar(unpacked, dx, mx, q, dy, qsum, sy, nb),
+            QuantKernelPath.Avx2 => DotAvx2(unpacked, dx, mx, q, dy, qsum, sy, nb, vnni: false),
+            _ => DotAvx2(unpacked, dx, mx, q, dy, qsum, sy, nb, vnni: AvxVnni.IsSupported),
+        };
+    }
+
+    /// <summary>levels: (32·nb), dx, mx, dy, qsum, sy: (nb), q: (32·nb).</summary>
+    private static float DotScalar(byte* levels, float* dx, float* mx, sbyte* q, float* dy, int* qsum, float* sy, int nb)
+    {
+        float sumf = 0;
+        for (int b = 0; b < nb; b++) sumf += TF.Term(BlockSumScalar(levels + 32 * b, q + 32 * b, qsum[b]), dx[b], dy[b], TF.HasMin ? mx[b] : 0f, TF.HasMin ? sy[b] : 0f);
+        return sumf;
+    }
+
+    // Σ level·q over one block, the offset taken out.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int BlockSumScalar(byte* levels, sbyte* q, int qsum)
+    {
+        int s = 0;
+        if (TF.Signed)
+        {
+            for (int j = 0; j < 32; j++) s += (sbyte)levels[j] * q[j];
+            return s;
+        }
+        for (int j = 0; j < 32; j++) s += levels[j] * q[j];
+        return TF.OffsetShift >= 0 ? s - (qsum << TF.OffsetShift) : s;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float DotAvx2(byte* levels, float* dx, float* mx, sbyte* q, float* dy, int* qsum, float* sy, int nb, bool vnni)
+    {
+        float* terms = stackalloc float[8];
+        float sumf = 0;
+        int b = 0;
+        for (; b + 8 <= nb; b += 8)
+        {
+            byte* w = levels + 32 * b;
+            sbyte* y = q + 32 * b;
+            Vector256<int> s0 = BlockDot(w, y, vnni), s1 = BlockDot(w + 32, y + 32, vnni);
+            Vector256<int> s2 = BlockDot(w + 64, y + 64, vnni), s3 = BlockDot(w + 96, y + 96, vnni);
+            Vector256<int> s4 = BlockDot(w + 128, y + 128, vnni), s5 = BlockDot(w + 160, y + 160, vnni);
+            Vector256<int> s6 = BlockDot(w + 192, y + 192, vnni), s7 = BlockDot(w + 224, y + 224, vnni);
+            Vector256<int> sumi = Transpose8(s0, s1, s2, s3, s4, s5, s6, s7);
+            if (TF.OffsetShift >= 0) sumi -= Vector256.Load(qsum + b) << TF.OffsetShift;
+            Vector256<float> t = TF.Term(
+                sumi, Vector256.Load(dx + b), Vector256.Load(dy + b),
+                TF.HasMin ? Vector256.Load(mx + b) : default, TF.HasMin ? Vector256.Load(sy + b) : default);
+            t.Store(terms);
+            sumf += terms[0];
+            sumf += terms[1];
+            sumf += terms[2];
+            sumf += terms[3];
+            sumf += terms[4];
+            sumf += terms[5];
+            sumf += terms[6];
+            sumf += terms[7];
+        }
+        for (; b < nb; b++)
+        {
+            int sumi = Vector256.Sum(BlockDot(levels + 32 * b, q + 32 * b, vnni));
+            if (TF.OffsetShift >= 0) sumi -= qsum[b] << TF.OffsetShift;
+            sumf += TF.Term(sumi, dx[b], dy[b], TF.HasMin ? mx[b] : 0f, TF.HasMin ? sy[b] : 0f);
+        }
+        return sumf;
+    }
+
+    /// <summary>Eight partial sums of level·q over one block (offset still in): lane i sums bytes 4i..4i+3.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> BlockDot(byte* w, sbyte* y, bool vnni)
+    {
+        Vector256<byte> wv = Vector256.Load(w);
+        Vector256<sbyte> yv = Vector256.Load(y);
+        if (TF.Signed)
+        {
+            // |w|·(q·sign(w)): an unsigned×signed product with the same value, as ggml's x86 kernels do.
+            yv = Avx2.Sign(yv, wv.AsSByte());
+            wv = Avx2.Abs(wv.AsSByte());
+        }
+        if (vnni) return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, wv, yv);
+        // Pairs of |w|·q fit int16 without saturating: |w| ≤ 128 and |q| ≤ 127 (ggml's quants never reach −128).
+        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(wv, yv), Vector256<short>.One);
+    }
+
+    /// <summary>Lane i of the result = the sum of the eight lanes of s_i (integer, so any order is exact).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Transpose8(
+        Vector256<int> s0, Vector256<int> s1, Vector256<int> s2, Vector256<int> s3,
+        Vector256<int> s4, Vector256<int> s5, Vector256<int> s6, Vector256<int> s7)
+    {
+        Vector256<int> h0123 = Avx2.HorizontalAdd(Avx2.HorizontalAdd(s0, s1), Avx2.HorizontalAdd(s2, s3));
+        Vector256<int> h4567 = Avx2.HorizontalAdd(Avx2.HorizontalAdd(s4, s5), Avx2.HorizontalAdd(s6, s7));
+        return Avx2.Permute2x128(h0123, h4567, 0x20) + Avx2.Permute2x128(h0123, h4567, 0x31);
+    }
+}
