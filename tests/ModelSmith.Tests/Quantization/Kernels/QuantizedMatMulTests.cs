@@ -267,4 +267,53 @@ public sealed class QuantizedMatMulTests : IDisposable
         }
         Assert.True(RowKernel.IsSupported(type));
     }
+
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void Reference_dot_equals_the_dot_of_the_dequantized_blocks(GgmlType type)
+    {
+        int cols = 1024, rows = 6;
+        byte[] w = QuantizedWeights(type, rows, cols, 9);
+        float[] x = Activations(1, cols, 10);
+        GgmlType vt = VecDotReference.VecDotType(type);
+        byte[] a = VecDotReference.QuantizeActivations(vt, x);
+        var ya = new float[cols];
+        int block = GgmlTypeInfo.BlockSize(vt), size = GgmlTypeInfo.TypeSize(vt);
+        // Q8_1 carries s = F16(d·Σq); ggml multiplies the weights' min by that rounded s, not by d·Σq.
+        var sRounding = new double[cols / 32];
+        for (int b = 0; b < cols / block; b++)
+        {
+            float d = vt == GgmlType.Q8_K ? BitConverter.ToSingle(a, b * size) : (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(a, b * size));
+            int qs = vt switch { GgmlType.Q8_K => 4, GgmlType.Q8_1 => 4, _ => 2 };
+            int sum = 0;
+            for (int j = 0; j < block; j++)
+            {
+                ya[b * block + j] = d * (sbyte)a[b * size + qs + j];
+                sum += (sbyte)a[b * size + qs + j];
+            }
+            if (vt == GgmlType.Q8_1) sRounding[b] = (double)(float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(a, b * size + 2)) - (double)d * sum;
+        }
+        var wf = new float[rows * cols];
+        BlockQuantizer.Dequantize(type, w, rows, cols, wf);
+        int rowBytes = BlockQuantizer.RowSize(type, cols);
+        for (int r = 0; r < rows; r++)
+        {
+            double exact = 0, magnitude = 0;
+            for (int j = 0; j < cols; j++)
+            {
+                exact += (double)wf[r * cols + j] * ya[j];
+                magnitude += Math.Abs((double)wf[r * cols + j] * ya[j]);
+            }
+            if (vt == GgmlType.Q8_1)
+            {
+                for (int b = 0; b < cols / 32; b++)
+                {
+                    double m = (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(w, r * rowBytes + b * GgmlTypeInfo.TypeSize(type) + 2));
+                    exact += m * sRounding[b];
+                }
+            }
+            float dot = VecDotReference.Dot(type, w.AsSpan(r * rowBytes, rowBytes), a, cols);
+            Assert.True(Math.Abs(dot - exact) <= 1e-5 * magnitude + 1e-30, $"{type} row {r}: reference {dot:R}, exact {exact:R} (Σ|terms| {magnitude:R})");
+        }
+    }
 }
