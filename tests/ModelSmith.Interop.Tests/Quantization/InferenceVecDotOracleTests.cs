@@ -77,6 +77,7 @@ public sealed class InferenceVecDotOracleTests(ITestOutputHelper output)
                 scale = Math.Max(scale, Math.Abs(theirs[i]));
             }
             output.WriteLine($"{type} rows={rows} tokens={tokens}: max |ours - ggml_mul_mat| / max |y| = {worst / scale:E2}");
+            Assert.True(worst <= 1e-5 * scale, $"{type} rows={rows} tokens={tokens}: max |ours - ggml| {worst:E2} of max |y| {scale:E2}");
         }
     }
 }

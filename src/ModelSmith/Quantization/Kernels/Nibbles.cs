@@ -9,12 +9,11 @@ internal static unsafe class Nibbles
 {
     /// <summary>16 packed bytes → 32 levels: byte j's low nibble is level j, its high nibble level j + 16.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Split(byte* packed, byte* levels)
+    public static Vector256<byte> Split(byte* packed)
     {
         Vector128<byte> v = Vector128.Load(packed);
         Vector128<byte> mask = Vector128.Create((byte)0x0F);
-        (v & mask).Store(levels);
-        (Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask).Store(levels + 16);
+        return Vector256.Create(v & mask, Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask);
     }
 
     /// <summary>
@@ -23,17 +22,15 @@ internal static unsafe class Nibbles
     /// with 1 &lt;&lt; (j mod 8) and a compare.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void FiveBit(uint qh, byte* packed, byte* levels)
+    public static Vector256<byte> FiveBit(uint qh, byte* packed)
     {
-        Vector128<byte> v = Vector128.Load(packed);
-        Vector128<byte> mask = Vector128.Create((byte)0x0F);
-        Vector256<byte> nibbles = Vector256.Create(v & mask, Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask);
+        Vector256<byte> nibbles = Split(packed);
         Vector256<byte> spread = Avx2.Shuffle(Vector256.Create(qh).AsByte(), Vector256.Create(
             (byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
         Vector256<byte> bit = Vector256.Create(
             (byte)1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
         Vector256<byte> high = Vector256.Equals(spread & bit, bit) & Vector256.Create((byte)0x10);
-        (nibbles | high).Store(levels);
+        return nibbles | high;
     }
 
     /// <summary><see cref="FiveBit"/> one byte at a time.</summary>

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using ModelSmith.Formats;
 using ModelSmith.Tensors;
 
@@ -30,6 +31,16 @@ internal readonly unsafe struct Q2_KFormat : IKQuantFormat
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Scales(byte* block, out Vector256<short> scales, out Vector256<short> mins, out float d, out float dmin)
+    {
+        d = RowConvert.HalfToSingle(*(ushort*)(block + 80));
+        dmin = RowConvert.HalfToSingle(*(ushort*)(block + 82));
+        Vector128<byte> v = Vector128.Load(block);
+        scales = Avx2.ConvertToVector256Int16(v & Vector128.Create((byte)0x0F));
+        mins = Avx2.ConvertToVector256Int16(Vector128.ShiftRightLogical(v, 4));
+    }
+
     public static void UnpackLevels(byte* block, byte* levels)
     {
         for (int n = 0; n < 2; n++)
@@ -43,16 +54,18 @@ internal readonly unsafe struct Q2_KFormat : IKQuantFormat
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void UnpackLevels512(byte* block, byte* levels)
+    public static void Levels512(byte* block, out Vector512<byte> l01, out Vector512<byte> l23, out Vector512<byte> l45, out Vector512<byte> l67)
     {
+        Vector512<ushort> q0 = InterleaveBytes.Twice(Vector256.Load(block + 16)).AsUInt16();
+        Vector512<ushort> q1 = InterleaveBytes.Twice(Vector256.Load(block + 48)).AsUInt16();
+        // Fields (0, 1) and (2, 3) of each half: a different shift per 256-bit half.
+        Vector512<ushort> shift01 = Vector512.Create((ushort)0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2);
+        Vector512<ushort> shift23 = Vector512.Create((ushort)4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6);
         Vector512<byte> three = Vector512.Create((byte)3);
-        Vector512<byte> qs = InterleaveBytes.Halves(Vector512.Load(block + 16));
-        for (int s = 0; s < 4; s++)
-        {
-            Vector512<byte> v = Vector512.ShiftRightLogical(qs.AsUInt16(), 2 * s).AsByte() & three;
-            v.GetLower().Store(levels + 32 * s);
-            v.GetUpper().Store(levels + 128 + 32 * s);
-        }
+        l01 = Avx512BW.ShiftRightLogicalVariable(q0, shift01).AsByte() & three;
+        l23 = Avx512BW.ShiftRightLogicalVariable(q0, shift23).AsByte() & three;
+        l45 = Avx512BW.ShiftRightLogicalVariable(q1, shift01).AsByte() & three;
+        l67 = Avx512BW.ShiftRightLogicalVariable(q1, shift23).AsByte() & three;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using ModelSmith.Formats;
 using ModelSmith.Tensors;
 
@@ -34,6 +35,15 @@ internal readonly unsafe struct Q3_KFormat : IKQuantFormat
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Scales(byte* block, out Vector256<short> scales, out Vector256<short> mins, out float d, out float dmin)
+    {
+        d = RowConvert.HalfToSingle(*(ushort*)(block + 108));
+        dmin = 0f;
+        scales = Avx2.ConvertToVector256Int16(KScales.Q3Scales(block + 96)) - Vector256.Create((short)32);
+        mins = Vector256<short>.Zero;
+    }
+
     public static void UnpackLevels(byte* block, byte* levels)
     {
         byte* hm = block;
@@ -49,21 +59,23 @@ internal readonly unsafe struct Q3_KFormat : IKQuantFormat
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void UnpackLevels512(byte* block, byte* levels)
+    public static void Levels512(byte* block, out Vector512<byte> l01, out Vector512<byte> l23, out Vector512<byte> l45, out Vector512<byte> l67)
     {
-        Vector512<byte> three = Vector512.Create((byte)3);
-        Vector512<byte> four = Vector512.Create((byte)4);
         Vector512<byte> hm = InterleaveBytes.Twice(Vector256.Load(block));
-        Vector512<byte> qs = InterleaveBytes.Halves(Vector512.Load(block + 32));
-        for (int s = 0; s < 4; s++)
-        {
-            // Lower half: chunk s (hmask bit s); upper half: chunk 4 + s (bit 4 + s).
-            Vector512<byte> bit = Vector512.Create(Vector256.Create((byte)(1 << s)), Vector256.Create((byte)(1 << (4 + s))));
-            Vector512<byte> v = (Vector512.ShiftRightLogical(qs.AsUInt16(), 2 * s).AsByte() & three) | (Vector512.Equals(hm & bit, bit) & four);
-            v.GetLower().Store(levels + 32 * s);
-            v.GetUpper().Store(levels + 128 + 32 * s);
-        }
+        Vector512<ushort> q0 = InterleaveBytes.Twice(Vector256.Load(block + 32)).AsUInt16();
+        Vector512<ushort> q1 = InterleaveBytes.Twice(Vector256.Load(block + 64)).AsUInt16();
+        // Chunks (c, c+1) of half n: 2-bit fields (s, s+1), a different shift per 256-bit half, and hmask bits c, c+1.
+        Vector512<ushort> shift01 = Vector512.Create((ushort)0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2);
+        Vector512<ushort> shift23 = Vector512.Create((ushort)4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6);
+        l01 = Chunks(q0, shift01, hm, Vector512.Create((byte)1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2));
+        l23 = Chunks(q0, shift23, hm, Vector512.Create((byte)4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8));
+        l45 = Chunks(q1, shift01, hm, Vector512.Create((byte)16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32));
+        l67 = Chunks(q1, shift23, hm, Vector512.Create((byte)64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128));
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> Chunks(Vector512<ushort> qs, Vector512<ushort> shift, Vector512<byte> hm, Vector512<byte> bit) =>
+        (Avx512BW.ShiftRightLogicalVariable(qs, shift).AsByte() & Vector512.Create((byte)3)) | (Vector512.Equals(hm & bit, bit) & Vector512.Create((byte)4));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void UnpackLevels256(byte* block, byte* levels)

@@ -35,16 +35,8 @@ internal readonly unsafe struct Q4_1Format : ILegacyFormat
         }
     }
 
-    public static void UnpackBlocksAvx2(byte* blocks, int count, byte* levels, float* d, float* m)
-    {
-        for (int b = 0; b < count; b++)
-        {
-            byte* block = blocks + 20 * b;
-            d[b] = RowConvert.HalfToSingle(*(ushort*)block);
-            m[b] = RowConvert.HalfToSingle(*(ushort*)(block + 2));
-            Nibbles.Split(block + 4, levels + 32 * b);
-        }
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<byte> Levels(byte* block) => Nibbles.Split(block + 4);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Term(int sumi, float dx, float dy, float mx, float sy) => (dx * dy) * sumi + mx * sy;

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using ModelSmith.Formats;
 using ModelSmith.Tensors;
 
@@ -26,6 +27,16 @@ internal readonly unsafe struct Q4_KFormat : IKQuantFormat
         KScales.ScaleMinK4(block + 4, scales, mins);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Scales(byte* block, out Vector256<short> scales, out Vector256<short> mins, out float d, out float dmin)
+    {
+        d = RowConvert.HalfToSingle(*(ushort*)block);
+        dmin = RowConvert.HalfToSingle(*(ushort*)(block + 2));
+        KScales.ScaleMinK4(block + 4, out ulong sc, out ulong mn);
+        scales = KScales.Twice(sc);
+        mins = KScales.Twice(mn);
+    }
+
     public static void UnpackLevels(byte* block, byte* levels)
     {
         byte* qs = block + 16;
@@ -40,20 +51,23 @@ internal readonly unsafe struct Q4_KFormat : IKQuantFormat
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void UnpackLevels512(byte* block, byte* levels)
+    public static void Levels512(byte* block, out Vector512<byte> l01, out Vector512<byte> l23, out Vector512<byte> l45, out Vector512<byte> l67)
+    {
+        Pair(block + 16, out l01, out l23);
+        Pair(block + 80, out l45, out l67);
+    }
+
+    // 64 packed bytes (chunks c..c+3): low nibbles hold chunks c | c+2, high nibbles c+1 | c+3, regrouped
+    // into (c, c+1) and (c+2, c+3) by 256-bit halves.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Pair(byte* qs, out Vector512<byte> first, out Vector512<byte> second)
     {
         Vector512<byte> mask = Vector512.Create((byte)0x0F);
-        for (int h = 0; h < 2; h++)
-        {
-            Vector512<byte> v = InterleaveBytes.Halves(Vector512.Load(block + 16 + 64 * h));
-            Vector512<byte> low = v & mask;
-            Vector512<byte> high = Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
-            byte* o = levels + 128 * h;
-            low.GetLower().Store(o);
-            high.GetLower().Store(o + 32);
-            low.GetUpper().Store(o + 64);
-            high.GetUpper().Store(o + 96);
-        }
+        Vector512<byte> v = InterleaveBytes.Halves(Vector512.Load(qs));
+        Vector512<long> low = (v & mask).AsInt64();
+        Vector512<long> high = (Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask).AsInt64();
+        first = Avx512F.Shuffle4x128(low, high, 0b01_00_01_00).AsByte();
+        second = Avx512F.Shuffle4x128(low, high, 0b11_10_11_10).AsByte();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

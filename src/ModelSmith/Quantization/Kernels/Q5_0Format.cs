@@ -30,15 +30,8 @@ internal readonly unsafe struct Q5_0Format : ILegacyFormat
         Nibbles.FiveBitScalar(*(uint*)(block + 2), block + 6, levels);
     }
 
-    public static void UnpackBlocksAvx2(byte* blocks, int count, byte* levels, float* d, float* m)
-    {
-        for (int b = 0; b < count; b++)
-        {
-            byte* block = blocks + 22 * b;
-            d[b] = RowConvert.HalfToSingle(*(ushort*)block);
-            Nibbles.FiveBit(*(uint*)(block + 2), block + 6, levels + 32 * b);
-        }
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<byte> Levels(byte* block) => Nibbles.FiveBit(*(uint*)(block + 2), block + 6);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Term(int sumi, float dx, float dy, float mx, float sy) => (dx * dy) * sumi;

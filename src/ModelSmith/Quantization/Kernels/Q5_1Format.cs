@@ -30,16 +30,8 @@ internal readonly unsafe struct Q5_1Format : ILegacyFormat
         Nibbles.FiveBitScalar(*(uint*)(block + 4), block + 8, levels);
     }
 
-    public static void UnpackBlocksAvx2(byte* blocks, int count, byte* levels, float* d, float* m)
-    {
-        for (int b = 0; b < count; b++)
-        {
-            byte* block = blocks + 24 * b;
-            d[b] = RowConvert.HalfToSingle(*(ushort*)block);
-            m[b] = RowConvert.HalfToSingle(*(ushort*)(block + 2));
-            Nibbles.FiveBit(*(uint*)(block + 4), block + 8, levels + 32 * b);
-        }
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<byte> Levels(byte* block) => Nibbles.FiveBit(*(uint*)(block + 4), block + 8);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Term(int sumi, float dx, float dy, float mx, float sy) => (dx * dy) * sumi + mx * sy;

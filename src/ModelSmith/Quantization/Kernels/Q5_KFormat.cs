@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using ModelSmith.Formats;
 using ModelSmith.Tensors;
 
@@ -26,6 +27,16 @@ internal readonly unsafe struct Q5_KFormat : IKQuantFormat
         KScales.ScaleMinK4(block + 4, scales, mins);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Scales(byte* block, out Vector256<short> scales, out Vector256<short> mins, out float d, out float dmin)
+    {
+        d = RowConvert.HalfToSingle(*(ushort*)block);
+        dmin = RowConvert.HalfToSingle(*(ushort*)(block + 2));
+        KScales.ScaleMinK4(block + 4, out ulong sc, out ulong mn);
+        scales = KScales.Twice(sc);
+        mins = KScales.Twice(mn);
+    }
+
     public static void UnpackLevels(byte* block, byte* levels)
     {
         byte* qh = block + 16;
@@ -41,25 +52,26 @@ internal readonly unsafe struct Q5_KFormat : IKQuantFormat
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void UnpackLevels512(byte* block, byte* levels)
+    public static void Levels512(byte* block, out Vector512<byte> l01, out Vector512<byte> l23, out Vector512<byte> l45, out Vector512<byte> l67)
+    {
+        Vector512<byte> qh = InterleaveBytes.Twice(Vector256.Load(block + 16));
+        Pair(block + 48, qh, Vector512.Create((byte)1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4), out l01, out l23);
+        Pair(block + 112, qh, Vector512.Create((byte)16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64), out l45, out l67);
+    }
+
+    // Chunks c..c+3 from 64 packed bytes: low nibbles c | c+2 (qh bits c | c+2: lowBit), high nibbles
+    // c+1 | c+3 (the next bits), each with its qh bit as bit 4.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Pair(byte* qs, Vector512<byte> qh, Vector512<byte> lowBit, out Vector512<byte> first, out Vector512<byte> second)
     {
         Vector512<byte> mask = Vector512.Create((byte)0x0F);
         Vector512<byte> sixteen = Vector512.Create((byte)0x10);
-        Vector512<byte> qh = InterleaveBytes.Twice(Vector256.Load(block + 16));
-        for (int h = 0; h < 2; h++)
-        {
-            Vector512<byte> v = InterleaveBytes.Halves(Vector512.Load(block + 48 + 64 * h));
-            // Low nibbles: chunks 4h (lower half) and 4h + 2 (upper); high nibbles: 4h + 1 and 4h + 3.
-            Vector512<byte> lowBit = Vector512.Create(Vector256.Create((byte)(1 << (4 * h))), Vector256.Create((byte)(1 << (4 * h + 2))));
-            Vector512<byte> highBit = lowBit + lowBit;
-            Vector512<byte> low = (v & mask) | (Vector512.Equals(qh & lowBit, lowBit) & sixteen);
-            Vector512<byte> high = (Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask) | (Vector512.Equals(qh & highBit, highBit) & sixteen);
-            byte* o = levels + 128 * h;
-            low.GetLower().Store(o);
-            high.GetLower().Store(o + 32);
-            low.GetUpper().Store(o + 64);
-            high.GetUpper().Store(o + 96);
-        }
+        Vector512<byte> v = InterleaveBytes.Halves(Vector512.Load(qs));
+        Vector512<byte> highBit = lowBit + lowBit;
+        Vector512<long> low = ((v & mask) | (Vector512.Equals(qh & lowBit, lowBit) & sixteen)).AsInt64();
+        Vector512<long> high = ((Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask) | (Vector512.Equals(qh & highBit, highBit) & sixteen)).AsInt64();
+        first = Avx512F.Shuffle4x128(low, high, 0b01_00_01_00).AsByte();
+        second = Avx512F.Shuffle4x128(low, high, 0b11_10_11_10).AsByte();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

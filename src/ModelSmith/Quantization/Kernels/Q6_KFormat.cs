@@ -34,6 +34,15 @@ internal readonly unsafe struct Q6_KFormat : IKQuantFormat
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Scales(byte* block, out Vector256<short> scales, out Vector256<short> mins, out float d, out float dmin)
+    {
+        d = RowConvert.HalfToSingle(*(ushort*)(block + 208));
+        dmin = 0f;
+        scales = Avx2.ConvertToVector256Int16((sbyte*)(block + 192));
+        mins = Vector256<short>.Zero;
+    }
+
     public static void UnpackLevels(byte* block, byte* levels)
     {
         for (int n = 0; n < 2; n++)
@@ -52,23 +61,26 @@ internal readonly unsafe struct Q6_KFormat : IKQuantFormat
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void UnpackLevels512(byte* block, byte* levels)
+    public static void Levels512(byte* block, out Vector512<byte> l01, out Vector512<byte> l23, out Vector512<byte> l45, out Vector512<byte> l67)
+    {
+        Half(block, block + 128, out l01, out l23);
+        Half(block + 64, block + 160, out l45, out l67);
+    }
+
+    // One half of 128: ql (64 bytes) gives chunks (0, 1) in its low nibbles and (2, 3) in its high ones;
+    // the qh bits (0-1 | 2-3) and (4-5 | 6-7) move to bits 4-5 with word shifts whose spill across the
+    // byte boundary the 0x30 mask removes.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Half(byte* ql, byte* qh, out Vector512<byte> low, out Vector512<byte> high)
     {
         Vector512<byte> mask = Vector512.Create((byte)0x0F);
         Vector512<byte> bits45 = Vector512.Create((byte)0x30);
-        // qh bits (0-1 | 2-3) moved to bits 4-5 for the low nibbles, (4-5 | 6-7) for the high: word shifts
-        // whose spill across the byte boundary the 0x30 mask removes.
-        Vector512<ushort> lowShift = Vector512.Create(Vector256.Create((ushort)4), Vector256.Create((ushort)2));
-        Vector512<ushort> highShift = Vector512.Create(Vector256.Create((ushort)0), Vector256.Create((ushort)2));
-        for (int n = 0; n < 2; n++)
-        {
-            Vector512<byte> ql = InterleaveBytes.Halves(Vector512.Load(block + 64 * n));
-            Vector512<ushort> qh = InterleaveBytes.Twice(Vector256.Load(block + 128 + 32 * n)).AsUInt16();
-            Vector512<byte> low = (ql & mask) | (Avx512BW.ShiftLeftLogicalVariable(qh, lowShift).AsByte() & bits45);
-            Vector512<byte> high = (Vector512.ShiftRightLogical(ql.AsUInt16(), 4).AsByte() & mask) | (Avx512BW.ShiftRightLogicalVariable(qh, highShift).AsByte() & bits45);
-            low.Store(levels + 128 * n);
-            high.Store(levels + 128 * n + 64);
-        }
+        Vector512<byte> v = InterleaveBytes.Halves(Vector512.Load(ql));
+        Vector512<ushort> h = InterleaveBytes.Twice(Vector256.Load(qh)).AsUInt16();
+        Vector512<ushort> lowShift = Vector512.Create((ushort)4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2);
+        Vector512<ushort> highShift = Vector512.Create((ushort)0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2);
+        low = (v & mask) | (Avx512BW.ShiftLeftLogicalVariable(h, lowShift).AsByte() & bits45);
+        high = (Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask) | (Avx512BW.ShiftRightLogicalVariable(h, highShift).AsByte() & bits45);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -30,15 +30,8 @@ internal readonly unsafe struct Q8_0Format : ILegacyFormat
         for (int j = 0; j < 32; j++) levels[j] = block[2 + j];
     }
 
-    public static void UnpackBlocksAvx2(byte* blocks, int count, byte* levels, float* d, float* m)
-    {
-        for (int b = 0; b < count; b++)
-        {
-            byte* block = blocks + 34 * b;
-            d[b] = RowConvert.HalfToSingle(*(ushort*)block);
-            Vector256.Load(block + 2).Store(levels + 32 * b);
-        }
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<byte> Levels(byte* block) => Vector256.Load(block + 2);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Term(int sumi, float dx, float dy, float mx, float sy) => sumi * (dx * dy);

@@ -49,6 +49,26 @@ internal abstract unsafe class QuantKernel
     /// <summary>Unpacked row · token <paramref name="token"/> of <paramref name="a"/> (K values), in ggml's float order.</summary>
     public abstract float Dot(byte* unpacked, QuantizedActivations a, int token, QuantKernelPath path);
 
+    /// <summary>True when <see cref="DotPacked"/> multiplies a stored row directly (unpacking in registers).</summary>
+    public virtual bool HasPackedDot => false;
+
+    /// <summary>
+    /// Stored row · token <paramref name="token"/>, the same bits as <see cref="Unpack"/> then <see cref="Dot"/>
+    /// without the round trip through memory (decode). Only called when <see cref="HasPackedDot"/>.
+    /// </summary>
+    public virtual float DotPacked(byte* row, QuantizedActivations a, int token, QuantKernelPath path) =>
+        throw new NotSupportedException($"{Type} multiplies unpacked rows only; call Unpack, then Dot.");
+
+    /// <summary>
+    /// y[r] = <see cref="DotPacked"/> of stored row r, for <paramref name="count"/> rows rowBytes apart.
+    /// Kernels may interleave rows; every y[r] has the same bits as one <see cref="DotPacked"/> call.
+    /// rows: (count, rowBytes), y: (count).
+    /// </summary>
+    public virtual void DotPackedRows(byte* rows, int rowBytes, int count, QuantizedActivations a, int token, QuantKernelPath path, float* y)
+    {
+        for (int r = 0; r < count; r++) y[r] = DotPacked(rows + (long)r * rowBytes, a, token, path);
+    }
+
     /// <summary>The widest path this CPU runs.</summary>
     public static QuantKernelPath BestPath { get; } =
         IsSupported(QuantKernelPath.Avx512) ? QuantKernelPath.Avx512 :

@@ -95,12 +95,19 @@ internal static unsafe class QuantizedMatMul
             int n = Math.Min(Block, Rows - r0);
             if (Tokens == 1)
             {
-                byte* row = (byte*)Pool.GetScratchPointer(worker, Unpacked / 4);
-                for (int r = r0; r < r0 + n; r++)
+                if (Kernel.HasPackedDot) Kernel.DotPackedRows(W + (long)r0 * RowBytes, RowBytes, n, Activations, 0, Path, Y + r0);
+                else
                 {
-                    Kernel.Unpack(W + (long)r * RowBytes, Cols, row, Path);
-                    float s = Kernel.Dot(row, Activations, 0, Path);
-                    Y[r] = Bias == null ? s : s + Bias[r];
+                    byte* row = (byte*)Pool.GetScratchPointer(worker, Unpacked / 4);
+                    for (int r = r0; r < r0 + n; r++)
+                    {
+                        Kernel.Unpack(W + (long)r * RowBytes, Cols, row, Path);
+                        Y[r] = Kernel.Dot(row, Activations, 0, Path);
+                    }
+                }
+                if (Bias != null)
+                {
+                    for (int r = r0; r < r0 + n; r++) Y[r] += Bias[r];
                 }
                 return;
             }
