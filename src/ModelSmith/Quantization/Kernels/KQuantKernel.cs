@@ -313,13 +313,75 @@ internal sealed unsafe class KQuantKernel<TF> : QuantKernel where TF : struct, I
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Lanes512(Vector512<byte> l01, Vector512<byte> l23, Vector512<byte> l45, Vector512<byte> l67, sbyte* y, Vector256<short> scales)
     {
-        // Int c of the scales is the pair (s_2c, s_2c+1) chunk c multiplies by; vpermd spreads it over the chunk.
+        ScalePairs(scales, out Vector512<int> p01, out Vector512<int> p23, out Vector512<int> p45, out Vector512<int> p67);
+        return Lanes512(l01, l23, l45, l67, p01, p23, p45, p67, y);
+    }
+
+    /// <summary>Int c of the scales is the pair (s_2c, s_2c+1) that chunk c multiplies by; vpermd spreads it over the chunk.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScalePairs(Vector256<short> scales, out Vector512<int> p01, out Vector512<int> p23, out Vector512<int> p45, out Vector512<int> p67)
+    {
         Vector512<int> pairs = scales.AsInt32().ToVector512Unsafe();
-        Vector512<int> acc = Chunks(l01, Vector512.Load(y), Avx512F.PermuteVar16x32(pairs, Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)));
-        acc += Chunks(l23, Vector512.Load(y + 64), Avx512F.PermuteVar16x32(pairs, Vector512.Create(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)));
-        acc += Chunks(l45, Vector512.Load(y + 128), Avx512F.PermuteVar16x32(pairs, Vector512.Create(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5)));
-        acc += Chunks(l67, Vector512.Load(y + 192), Avx512F.PermuteVar16x32(pairs, Vector512.Create(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7)));
+        p01 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+        p23 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+        p45 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5));
+        p67 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Lanes512(
+        Vector512<byte> l01, Vector512<byte> l23, Vector512<byte> l45, Vector512<byte> l67,
+        Vector512<int> p01, Vector512<int> p23, Vector512<int> p45, Vector512<int> p67, sbyte* y)
+    {
+        Vector512<int> acc = Chunks(l01, Vector512.Load(y), p01) + Chunks(l23, Vector512.Load(y + 64), p23)
+            + Chunks(l45, Vector512.Load(y + 128), p45) + Chunks(l67, Vector512.Load(y + 192), p67);
         return acc.GetLower() + acc.GetUpper();
+    }
+
+    public override void DotTokens(byte* unpacked, QuantizedActivations a, int t0, int count, QuantKernelPath path, float* y, int ldy)
+    {
+        if (path != QuantKernelPath.Avx512 || count < 4)
+        {
+            base.DotTokens(unpacked, a, t0, count, path, y, ldy);
+            return;
+        }
+        int j = 0;
+        for (; j + 4 <= count; j += 4) Dot4(unpacked, a, t0 + j, y + (long)j * ldy, ldy);
+        for (; j < count; j++) y[(long)j * ldy] = Dot(unpacked, a, t0 + j, path);
+    }
+
+    /// <summary>Four tokens against one unpacked row, the levels and scale pairs loaded once for the four. y[j·ldy].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dot4(byte* unpacked, QuantizedActivations a, int t0, float* y, int ldy)
+    {
+        int k = a.K, nsb = a.Blocks;
+        short* scales = ScaleWords(unpacked, k);
+        short* mins = MinWords(unpacked, k);
+        float* dx = Scales(unpacked, k);
+        float* dmx = MinScales(unpacked, k);
+        sbyte* q0 = a.Quants + (long)t0 * k;
+        float* dy = a.Scales + t0 * nsb;
+        short* bsums = a.GroupSums + 16 * t0 * nsb;
+        var acc0 = new Accumulator();
+        var acc1 = new Accumulator();
+        var acc2 = new Accumulator();
+        var acc3 = new Accumulator();
+        for (int i = 0; i < nsb; i++)
+        {
+            byte* w = unpacked + 256 * i;
+            Vector512<byte> l01 = Vector512.Load(w), l23 = Vector512.Load(w + 64), l45 = Vector512.Load(w + 128), l67 = Vector512.Load(w + 192);
+            ScalePairs(Vector256.Load(scales + 16 * i), out Vector512<int> p01, out Vector512<int> p23, out Vector512<int> p45, out Vector512<int> p67);
+            Vector256<short> mn = Vector256.Load(mins + 16 * i);
+            sbyte* yq = q0 + 256 * i;
+            acc0.Add(Lanes512(l01, l23, l45, l67, p01, p23, p45, p67, yq), dx[i], dmx[i], dy[i], Vector256.Load(bsums + 16 * i), mn);
+            acc1.Add(Lanes512(l01, l23, l45, l67, p01, p23, p45, p67, yq + k), dx[i], dmx[i], dy[nsb + i], Vector256.Load(bsums + 16 * (nsb + i)), mn);
+            acc2.Add(Lanes512(l01, l23, l45, l67, p01, p23, p45, p67, yq + 2 * k), dx[i], dmx[i], dy[2 * nsb + i], Vector256.Load(bsums + 16 * (2 * nsb + i)), mn);
+            acc3.Add(Lanes512(l01, l23, l45, l67, p01, p23, p45, p67, yq + 3 * k), dx[i], dmx[i], dy[3 * nsb + i], Vector256.Load(bsums + 16 * (3 * nsb + i)), mn);
+        }
+        y[0] = acc0.Result();
+        y[ldy] = acc1.Result();
+        y[2L * ldy] = acc2.Result();
+        y[3L * ldy] = acc3.Result();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -111,6 +111,105 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         };
     }
 
+    public override void DotTokens(byte* unpacked, QuantizedActivations a, int t0, int count, QuantKernelPath path, float* y, int ldy)
+    {
+        if (path == QuantKernelPath.Scalar || count < 4)
+        {
+            base.DotTokens(unpacked, a, t0, count, path, y, ldy);
+            return;
+        }
+        int j = 0;
+        for (; j + 4 <= count; j += 4) Dot4(unpacked, a, t0 + j, path != QuantKernelPath.Avx2 && AvxVnni.IsSupported, y + (long)j * ldy, ldy);
+        for (; j < count; j++) y[(long)j * ldy] = Dot(unpacked, a, t0 + j, path);
+    }
+
+    /// <summary>
+    /// Four tokens against one unpacked row: each block's levels are loaded once for the four, and the
+    /// four running sums (one dependent chain each, in block order) interleave. y[j·ldy] for j in [0, 4).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dot4(byte* levels, QuantizedActivations a, int t0, bool vnni, float* y, int ldy)
+    {
+        int k = a.K, nb = a.Blocks;
+        float* dx = Scales(levels, k);
+        float* mx = Mins(levels, k);
+        sbyte* q0 = a.Quants + (long)t0 * k, q1 = q0 + k, q2 = q1 + k, q3 = q2 + k;
+        float* terms = stackalloc float[32];
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int b = 0;
+        for (; b + 8 <= nb; b += 8)
+        {
+            byte* w = levels + 32 * b;
+            int o = 32 * b;
+            Vector256<byte> wa = Vector256.Load(w), wb = Vector256.Load(w + 32);
+            Vector256<int> p0 = Pair(wa, wb, q0 + o, vnni), p1 = Pair(wa, wb, q1 + o, vnni), p2 = Pair(wa, wb, q2 + o, vnni), p3 = Pair(wa, wb, q3 + o, vnni);
+            wa = Vector256.Load(w + 64);
+            wb = Vector256.Load(w + 96);
+            p0 = Avx2.HorizontalAdd(p0, Pair(wa, wb, q0 + o + 64, vnni));
+            p1 = Avx2.HorizontalAdd(p1, Pair(wa, wb, q1 + o + 64, vnni));
+            p2 = Avx2.HorizontalAdd(p2, Pair(wa, wb, q2 + o + 64, vnni));
+            p3 = Avx2.HorizontalAdd(p3, Pair(wa, wb, q3 + o + 64, vnni));
+            wa = Vector256.Load(w + 128);
+            wb = Vector256.Load(w + 160);
+            Vector256<int> r0 = Pair(wa, wb, q0 + o + 128, vnni), r1 = Pair(wa, wb, q1 + o + 128, vnni), r2 = Pair(wa, wb, q2 + o + 128, vnni), r3 = Pair(wa, wb, q3 + o + 128, vnni);
+            wa = Vector256.Load(w + 192);
+            wb = Vector256.Load(w + 224);
+            r0 = Avx2.HorizontalAdd(r0, Pair(wa, wb, q0 + o + 192, vnni));
+            r1 = Avx2.HorizontalAdd(r1, Pair(wa, wb, q1 + o + 192, vnni));
+            r2 = Avx2.HorizontalAdd(r2, Pair(wa, wb, q2 + o + 192, vnni));
+            r3 = Avx2.HorizontalAdd(r3, Pair(wa, wb, q3 + o + 192, vnni));
+            Vector256<float> d = Vector256.Load(dx + b);
+            Vector256<float> m = TF.HasMin ? Vector256.Load(mx + b) : default;
+            Terms(p0, r0, d, m, a, t0, b).Store(terms);
+            Terms(p1, r1, d, m, a, t0 + 1, b).Store(terms + 8);
+            Terms(p2, r2, d, m, a, t0 + 2, b).Store(terms + 16);
+            Terms(p3, r3, d, m, a, t0 + 3, b).Store(terms + 24);
+            for (int i = 0; i < 8; i++)
+            {
+                s0 += terms[i];
+                s1 += terms[8 + i];
+                s2 += terms[16 + i];
+                s3 += terms[24 + i];
+            }
+        }
+        for (; b < nb; b++)
+        {
+            Vector256<byte> wv = Vector256.Load(levels + 32 * b);
+            s0 += TailTerm(wv, dx, mx, a, t0, b, vnni);
+            s1 += TailTerm(wv, dx, mx, a, t0 + 1, b, vnni);
+            s2 += TailTerm(wv, dx, mx, a, t0 + 2, b, vnni);
+            s3 += TailTerm(wv, dx, mx, a, t0 + 3, b, vnni);
+        }
+        y[0] = s0;
+        y[ldy] = s1;
+        y[2L * ldy] = s2;
+        y[3L * ldy] = s3;
+    }
+
+    // hadd of two blocks' partial sums: lanes 0-1 and 4-5 hold block a's pair sums, 2-3 and 6-7 block b's.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Pair(Vector256<byte> wa, Vector256<byte> wb, sbyte* y, bool vnni) =>
+        Avx2.HorizontalAdd(BlockDot(wa, y, vnni), BlockDot(wb, y + 32, vnni));
+
+    // The eight terms of blocks b..b+7 for token t, from the hadd trees of blocks 0-3 (h0123) and 4-7 (h4567).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Terms(Vector256<int> h0123, Vector256<int> h4567, Vector256<float> dx, Vector256<float> mx, QuantizedActivations a, int t, int b)
+    {
+        int o = t * a.Blocks + b;
+        Vector256<int> sumi = Avx2.Permute2x128(h0123, h4567, 0x20) + Avx2.Permute2x128(h0123, h4567, 0x31);
+        if (TF.OffsetShift >= 0) sumi -= Vector256.Load(a.BlockSums + o) << TF.OffsetShift;
+        return TF.Term(sumi, dx, Vector256.Load(a.Scales + o), mx, TF.HasMin ? Vector256.Load(a.Offsets + o) : default);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float TailTerm(Vector256<byte> wv, float* dx, float* mx, QuantizedActivations a, int t, int b, bool vnni)
+    {
+        int o = t * a.Blocks + b;
+        int sumi = Vector256.Sum(BlockDot(wv, a.Quants + (long)t * a.K + 32 * b, vnni));
+        if (TF.OffsetShift >= 0) sumi -= a.BlockSums[o] << TF.OffsetShift;
+        return TF.Term(sumi, dx[b], a.Scales[o], TF.HasMin ? mx[b] : 0f, TF.HasMin ? a.Offsets[o] : 0f);
+    }
+
     public override bool HasPackedDot => true;
 
     public override float DotPacked(byte* row, QuantizedActivations a, int token, QuantKernelPath path)

@@ -49,6 +49,15 @@ internal abstract unsafe class QuantKernel
     /// <summary>Unpacked row · token <paramref name="token"/> of <paramref name="a"/> (K values), in ggml's float order.</summary>
     public abstract float Dot(byte* unpacked, QuantizedActivations a, int token, QuantKernelPath path);
 
+    /// <summary>
+    /// y[j·ldy] = <see cref="Dot"/> of the unpacked row with token t0 + j, for j in [0, count). Kernels may
+    /// share the row's loads between tokens; every output has the same bits as one <see cref="Dot"/> call.
+    /// </summary>
+    public virtual void DotTokens(byte* unpacked, QuantizedActivations a, int t0, int count, QuantKernelPath path, float* y, int ldy)
+    {
+        for (int j = 0; j < count; j++) y[(long)j * ldy] = Dot(unpacked, a, t0 + j, path);
+    }
+
     /// <summary>True when <see cref="DotPacked"/> multiplies a stored row directly (unpacking in registers).</summary>
     public virtual bool HasPackedDot => false;
 

@@ -23,6 +23,9 @@ internal static unsafe class QuantizedMatMul
     /// <summary>Weight rows per prefill work item.</summary>
     public const int PrefillRows = 16;
 
+    /// <summary>Tokens per prefill tile.</summary>
+    public const int TokenTile = 4;
+
     /// <summary>y = x·Wᵀ + b on the widest path this CPU has. x: (T, Cols), bias: (Rows) or empty, y: (T, Rows).</summary>
     public static void Forward(ReadOnlySpan<float> x, WeightMatrix w, ReadOnlySpan<float> bias, int tokens, Span<float> y, ComputePool pool) =>
         Forward(x, w, bias, tokens, y, pool, QuantKernel.BestPath);
@@ -114,13 +117,19 @@ internal static unsafe class QuantizedMatMul
 
             byte* rows = (byte*)Pool.GetScratchPointer(worker, n * (Unpacked / 4));
             for (int r = 0; r < n; r++) Kernel.Unpack(W + (long)(r0 + r) * RowBytes, Cols, rows + (long)r * Unpacked, Path);
-            for (int t = 0; t < Tokens; t++)
+            // Tiles of TokenTile tokens × 1 row: the row's loads serve the tile; the tile's quants stay in L1
+            // while they meet every row of the item.
+            for (int t = 0; t < Tokens; t += TokenTile)
             {
-                float* yt = Y + (long)t * Rows;
-                for (int r = 0; r < n; r++)
+                int tc = Math.Min(TokenTile, Tokens - t);
+                for (int r = 0; r < n; r++) Kernel.DotTokens(rows + (long)r * Unpacked, Activations, t, tc, Path, Y + (long)t * Rows + r0 + r, Rows);
+            }
+            if (Bias != null)
+            {
+                for (int t = 0; t < Tokens; t++)
                 {
-                    float s = Kernel.Dot(rows + (long)r * Unpacked, Activations, t, Path);
-                    yt[r0 + r] = Bias == null ? s : s + Bias[r0 + r];
+                    float* yt = Y + (long)t * Rows;
+                    for (int r = r0; r < r0 + n; r++) yt[r] += Bias[r];
                 }
             }
         }

@@ -139,7 +139,7 @@ public sealed class QuantizedMatMulTests : IDisposable
         ulong seed = 1;
         foreach (int cols in Lengths(type))
         {
-            const int rows = 7, tokens = 3;
+            const int rows = 7, tokens = 9;
             byte[] w = QuantizedWeights(type, rows, cols, seed++);
             float[] x = Activations(tokens, cols, seed++);
             CheckAllPaths(type, w, rows, cols, x, tokens, $"{type} K={cols}");
@@ -153,7 +153,7 @@ public sealed class QuantizedMatMulTests : IDisposable
         int seed = 100;
         foreach (int cols in Lengths(type))
         {
-            const int rows = 5, tokens = 2;
+            const int rows = 5, tokens = 6;
             byte[] w = RandomWeights(type, rows, cols, seed++);
             float[] x = Activations(tokens, cols, (ulong)seed++);
             CheckAllPaths(type, w, rows, cols, x, tokens, $"{type} random bytes K={cols}");
