@@ -2,7 +2,6 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using ModelSmith.Formats;
-using ModelSmith.Tensors;
 
 namespace ModelSmith.Quantization.Kernels;
 
@@ -88,8 +87,8 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
                 continue;
             }
             TF.Levels(block).Store(dst + 32 * b);
-            d[b] = RowConvert.HalfToSingle(*(ushort*)block);
-            if (TF.HasMin) m[b] = RowConvert.HalfToSingle(*(ushort*)(block + 2));
+            d[b] = HalfScale.ToSingle(*(ushort*)block);
+            if (TF.HasMin) m[b] = HalfScale.ToSingle(*(ushort*)(block + 2));
         }
     }
 
@@ -338,8 +337,8 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         Vector256<int> heads = Vector256.Create(
             *(int*)w, *(int*)(w + TF.TypeSize), *(int*)(w + 2 * TF.TypeSize), *(int*)(w + 3 * TF.TypeSize),
             *(int*)(w + 4 * TF.TypeSize), *(int*)(w + 5 * TF.TypeSize), *(int*)(w + 6 * TF.TypeSize), *(int*)(w + 7 * TF.TypeSize));
-        Vector256<float> dx = RowConvert.HalfToSingle(Vector256.ShiftRightArithmetic(heads << 16, 16));
-        Vector256<float> mx = TF.HasMin ? RowConvert.HalfToSingle(Vector256.ShiftRightArithmetic(heads, 16)) : default;
+        Vector256<float> dx = HalfScale.ToSingle(heads);
+        Vector256<float> mx = TF.HasMin ? HalfScale.ToSingle(Vector256.ShiftRightLogical(heads, 16)) : default;
         return TF.Term(sumi, dx, Vector256.Load(dy + b), mx, TF.HasMin ? Vector256.Load(sy + b) : default);
     }
 
@@ -349,8 +348,8 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
     {
         int sumi = Vector256.Sum(BlockDot(TF.Levels(w), q + 32 * b, vnni));
         if (TF.OffsetShift >= 0) sumi -= qsum[b] << TF.OffsetShift;
-        float mx = TF.HasMin ? RowConvert.HalfToSingle(*(ushort*)(w + 2)) : 0f;
-        return TF.Term(sumi, RowConvert.HalfToSingle(*(ushort*)w), dy[b], mx, TF.HasMin ? sy[b] : 0f);
+        float mx = TF.HasMin ? HalfScale.ToSingle(*(ushort*)(w + 2)) : 0f;
+        return TF.Term(sumi, HalfScale.ToSingle(*(ushort*)w), dy[b], mx, TF.HasMin ? sy[b] : 0f);
     }
 
     /// <summary>levels: (32·nb), dx, mx, dy, qsum, sy: (nb), q: (32·nb).</summary>

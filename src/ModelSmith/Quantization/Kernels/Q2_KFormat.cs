@@ -2,7 +2,6 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using ModelSmith.Formats;
-using ModelSmith.Tensors;
 
 namespace ModelSmith.Quantization.Kernels;
 
@@ -22,8 +21,8 @@ internal readonly unsafe struct Q2_KFormat : IKQuantFormat
 
     public static void UnpackScales(byte* block, short* scales, short* mins, out float d, out float dmin)
     {
-        d = RowConvert.HalfToSingle(*(ushort*)(block + 80));
-        dmin = RowConvert.HalfToSingle(*(ushort*)(block + 82));
+        d = HalfScale.ToSingle(*(ushort*)(block + 80));
+        dmin = HalfScale.ToSingle(*(ushort*)(block + 82));
         for (int j = 0; j < 16; j++)
         {
             scales[j] = (short)(block[j] & 0xF);
@@ -34,8 +33,8 @@ internal readonly unsafe struct Q2_KFormat : IKQuantFormat
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Scales(byte* block, out Vector256<short> scales, out Vector256<short> mins, out float d, out float dmin)
     {
-        d = RowConvert.HalfToSingle(*(ushort*)(block + 80));
-        dmin = RowConvert.HalfToSingle(*(ushort*)(block + 82));
+        d = HalfScale.ToSingle(*(ushort*)(block + 80));
+        dmin = HalfScale.ToSingle(*(ushort*)(block + 82));
         Vector128<byte> v = Vector128.Load(block);
         scales = Avx2.ConvertToVector256Int16(v & Vector128.Create((byte)0x0F));
         mins = Avx2.ConvertToVector256Int16(Vector128.ShiftRightLogical(v, 4));

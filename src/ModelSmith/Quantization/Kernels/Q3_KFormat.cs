@@ -2,7 +2,6 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using ModelSmith.Formats;
-using ModelSmith.Tensors;
 
 namespace ModelSmith.Quantization.Kernels;
 
@@ -23,7 +22,7 @@ internal readonly unsafe struct Q3_KFormat : IKQuantFormat
 
     public static void UnpackScales(byte* block, short* scales, short* mins, out float d, out float dmin)
     {
-        d = RowConvert.HalfToSingle(*(ushort*)(block + 108));
+        d = HalfScale.ToSingle(*(ushort*)(block + 108));
         dmin = 0f;
         byte* packed = block + 96;
         for (int j = 0; j < 16; j++)
@@ -38,7 +37,7 @@ internal readonly unsafe struct Q3_KFormat : IKQuantFormat
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Scales(byte* block, out Vector256<short> scales, out Vector256<short> mins, out float d, out float dmin)
     {
-        d = RowConvert.HalfToSingle(*(ushort*)(block + 108));
+        d = HalfScale.ToSingle(*(ushort*)(block + 108));
         dmin = 0f;
         scales = Avx2.ConvertToVector256Int16(KScales.Q3Scales(block + 96)) - Vector256.Create((short)32);
         mins = Vector256<short>.Zero;

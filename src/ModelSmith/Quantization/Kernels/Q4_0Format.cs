@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using ModelSmith.Formats;
-using ModelSmith.Tensors;
 
 namespace ModelSmith.Quantization.Kernels;
 
@@ -25,7 +24,7 @@ internal readonly unsafe struct Q4_0Format : ILegacyFormat
 
     public static void UnpackBlock(byte* block, byte* levels, out float d, out float m)
     {
-        d = RowConvert.HalfToSingle(*(ushort*)block);
+        d = HalfScale.ToSingle(*(ushort*)block);
         m = 0f;
         byte* qs = block + 2;
         for (int j = 0; j < 16; j++)

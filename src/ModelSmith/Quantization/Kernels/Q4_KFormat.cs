@@ -2,7 +2,6 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using ModelSmith.Formats;
-using ModelSmith.Tensors;
 
 namespace ModelSmith.Quantization.Kernels;
 
@@ -22,16 +21,16 @@ internal readonly unsafe struct Q4_KFormat : IKQuantFormat
 
     public static void UnpackScales(byte* block, short* scales, short* mins, out float d, out float dmin)
     {
-        d = RowConvert.HalfToSingle(*(ushort*)block);
-        dmin = RowConvert.HalfToSingle(*(ushort*)(block + 2));
+        d = HalfScale.ToSingle(*(ushort*)block);
+        dmin = HalfScale.ToSingle(*(ushort*)(block + 2));
         KScales.ScaleMinK4(block + 4, scales, mins);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Scales(byte* block, out Vector256<short> scales, out Vector256<short> mins, out float d, out float dmin)
     {
-        d = RowConvert.HalfToSingle(*(ushort*)block);
-        dmin = RowConvert.HalfToSingle(*(ushort*)(block + 2));
+        d = HalfScale.ToSingle(*(ushort*)block);
+        dmin = HalfScale.ToSingle(*(ushort*)(block + 2));
         KScales.ScaleMinK4(block + 4, out ulong sc, out ulong mn);
         scales = KScales.Twice(sc);
         mins = KScales.Twice(mn);

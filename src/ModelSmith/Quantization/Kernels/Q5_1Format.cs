@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using ModelSmith.Formats;
-using ModelSmith.Tensors;
 
 namespace ModelSmith.Quantization.Kernels;
 
@@ -25,8 +24,8 @@ internal readonly unsafe struct Q5_1Format : ILegacyFormat
 
     public static void UnpackBlock(byte* block, byte* levels, out float d, out float m)
     {
-        d = RowConvert.HalfToSingle(*(ushort*)block);
-        m = RowConvert.HalfToSingle(*(ushort*)(block + 2));
+        d = HalfScale.ToSingle(*(ushort*)block);
+        m = HalfScale.ToSingle(*(ushort*)(block + 2));
         Nibbles.FiveBitScalar(*(uint*)(block + 4), block + 8, levels);
     }
 

@@ -2,7 +2,6 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using ModelSmith.Formats;
-using ModelSmith.Tensors;
 
 namespace ModelSmith.Quantization.Kernels;
 
@@ -24,7 +23,7 @@ internal readonly unsafe struct Q6_KFormat : IKQuantFormat
 
     public static void UnpackScales(byte* block, short* scales, short* mins, out float d, out float dmin)
     {
-        d = RowConvert.HalfToSingle(*(ushort*)(block + 208));
+        d = HalfScale.ToSingle(*(ushort*)(block + 208));
         dmin = 0f;
         sbyte* sc = (sbyte*)(block + 192);
         for (int j = 0; j < 16; j++)
@@ -37,7 +36,7 @@ internal readonly unsafe struct Q6_KFormat : IKQuantFormat
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Scales(byte* block, out Vector256<short> scales, out Vector256<short> mins, out float d, out float dmin)
     {
-        d = RowConvert.HalfToSingle(*(ushort*)(block + 208));
+        d = HalfScale.ToSingle(*(ushort*)(block + 208));
         dmin = 0f;
         scales = Avx2.ConvertToVector256Int16((sbyte*)(block + 192));
         mins = Vector256<short>.Zero;

@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using ModelSmith.Formats;
-using ModelSmith.Tensors;
 
 namespace ModelSmith.Quantization.Kernels;
 
@@ -25,7 +24,7 @@ internal readonly unsafe struct Q8_0Format : ILegacyFormat
 
     public static void UnpackBlock(byte* block, byte* levels, out float d, out float m)
     {
-        d = RowConvert.HalfToSingle(*(ushort*)block);
+        d = HalfScale.ToSingle(*(ushort*)block);
         m = 0f;
         for (int j = 0; j < 32; j++) levels[j] = block[2 + j];
     }

@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -193,6 +194,11 @@ internal sealed unsafe class QuantizedActivations
     /// </summary>
     private static void QuantizeSuperBlock(float* x, sbyte* q, float* d, short* bsums)
     {
+        if (Avx2.IsSupported)
+        {
+            QuantizeSuperBlockAvx2(x, q, d, bsums);
+            return;
+        }
         float amax = 0f, max = 0f;
         for (int j = 0; j < 256; j++)
         {
@@ -226,4 +232,58 @@ internal sealed unsafe class QuantizedActivations
             for (int i = 0; i < 32; i++) q[c + i] = natural[c + order[i]];
         }
     }
+
+    /// <summary>
+    /// <see cref="QuantizeSuperBlock"/> with AVX2, the same bytes: the largest magnitude by a max tree, its
+    /// first occurrence by a compare mask (max is that element's signed value), then ggml's nearest_int
+    /// (the same float add) on eight values at a time.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void QuantizeSuperBlockAvx2(float* x, sbyte* q, float* d, short* bsums)
+    {
+        Vector256<float> m = Vector256<float>.Zero;
+        for (int j = 0; j < 256; j += 8) m = Vector256.Max(m, Vector256.Abs(Vector256.Load(x + j)));
+        Vector128<float> m4 = Vector128.Max(m.GetLower(), m.GetUpper());
+        m4 = Vector128.Max(m4, Sse.MoveHighToLow(m4, m4));
+        float amax = MathF.Max(m4.ToScalar(), m4.GetElement(1));
+        if (amax == 0f)
+        {
+            *d = 0f;
+            new Span<byte>(q, 256).Clear();
+            new Span<short>(bsums, 16).Clear();
+            return;
+        }
+        float max = 0f;
+        Vector256<float> target = Vector256.Create(amax);
+        for (int j = 0; j < 256; j += 8)
+        {
+            uint hits = Vector256.Equals(Vector256.Abs(Vector256.Load(x + j)), target).ExtractMostSignificantBits();
+            if (hits != 0)
+            {
+                max = x[j + BitOperations.TrailingZeroCount(hits)];
+                break;
+            }
+        }
+        float iscale = -127f / max;
+        Vector256<float> scale = Vector256.Create(iscale);
+        Vector256<float> magic = Vector256.Create(12582912f);
+        sbyte* natural = stackalloc sbyte[256];
+        for (int j = 0; j < 256; j += 32)
+        {
+            Vector256<int> a = Nearest(Vector256.Load(x + j) * scale, magic);
+            Vector256<int> b = Nearest(Vector256.Load(x + j + 8) * scale, magic);
+            Vector256<int> c = Nearest(Vector256.Load(x + j + 16) * scale, magic);
+            Vector256<int> e = Nearest(Vector256.Load(x + j + 24) * scale, magic);
+            bsums[j / 16] = (short)Vector256.Sum(a + b);
+            bsums[j / 16 + 1] = (short)Vector256.Sum(c + e);
+            Vector256.Narrow(Vector256.Narrow(a, b), Vector256.Narrow(c, e)).Store(natural + j);
+        }
+        *d = 1 / iscale;
+        for (int c = 0; c < 256; c += 32) InterleaveBytes.One(Vector256.Load((byte*)natural + c)).Store((byte*)q + c);
+    }
+
+    // ggml's nearest_int(v) (1.5·2^23 added, the low mantissa bits read back), then min(127, ·).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Nearest(Vector256<float> v, Vector256<float> magic) =>
+        Vector256.Min((((v + magic).AsInt32()) & Vector256.Create(0x007FFFFF)) - Vector256.Create(0x00400000), Vector256.Create(127));
 }
