@@ -72,6 +72,8 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
 
     private static float* Mins(byte* unpacked, int k) => (float*)(unpacked + Align64(k) + Align64(k / 32 * 4));
 
+    public override bool GroupsBlocks => true;
+
     public override void Unpack(byte* row, int k, byte* dst, QuantKernelPath path)
     {
         int nb = k / 32;
@@ -90,6 +92,7 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
             d[b] = HalfScale.ToSingle(*(ushort*)block);
             if (TF.HasMin) m[b] = HalfScale.ToSingle(*(ushort*)(block + 2));
         }
+        QuantizedActivations.GroupBlocks(dst, nb);
     }
 
     public override float Dot(byte* unpacked, QuantizedActivations a, int token, QuantKernelPath path)
@@ -123,8 +126,9 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
     }
 
     /// <summary>
-    /// Four tokens against one unpacked row: each block's levels are loaded once for the four, and the
-    /// four running sums (one dependent chain each, in block order) interleave. y[j·ldy] for j in [0, 4).
+    /// Four tokens against one unpacked row: each 32 bytes of levels (4 of each of 8 blocks, grouped) are
+    /// loaded once for the four, vpdpbusd leaves block i's dot product in lane i, and the four running sums
+    /// (one dependent chain each, in block order) interleave. y[j·ldy] for j in [0, 4).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot4(byte* levels, QuantizedActivations a, int t0, bool vnni, float* y, int ldy)
@@ -140,29 +144,22 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         {
             byte* w = levels + 32 * b;
             int o = 32 * b;
-            Vector256<byte> wa = Vector256.Load(w), wb = Vector256.Load(w + 32);
-            Vector256<int> p0 = Pair(wa, wb, q0 + o, vnni), p1 = Pair(wa, wb, q1 + o, vnni), p2 = Pair(wa, wb, q2 + o, vnni), p3 = Pair(wa, wb, q3 + o, vnni);
-            wa = Vector256.Load(w + 64);
-            wb = Vector256.Load(w + 96);
-            p0 = Avx2.HorizontalAdd(p0, Pair(wa, wb, q0 + o + 64, vnni));
-            p1 = Avx2.HorizontalAdd(p1, Pair(wa, wb, q1 + o + 64, vnni));
-            p2 = Avx2.HorizontalAdd(p2, Pair(wa, wb, q2 + o + 64, vnni));
-            p3 = Avx2.HorizontalAdd(p3, Pair(wa, wb, q3 + o + 64, vnni));
-            wa = Vector256.Load(w + 128);
-            wb = Vector256.Load(w + 160);
-            Vector256<int> r0 = Pair(wa, wb, q0 + o + 128, vnni), r1 = Pair(wa, wb, q1 + o + 128, vnni), r2 = Pair(wa, wb, q2 + o + 128, vnni), r3 = Pair(wa, wb, q3 + o + 128, vnni);
-            wa = Vector256.Load(w + 192);
-            wb = Vector256.Load(w + 224);
-            r0 = Avx2.HorizontalAdd(r0, Pair(wa, wb, q0 + o + 192, vnni));
-            r1 = Avx2.HorizontalAdd(r1, Pair(wa, wb, q1 + o + 192, vnni));
-            r2 = Avx2.HorizontalAdd(r2, Pair(wa, wb, q2 + o + 192, vnni));
-            r3 = Avx2.HorizontalAdd(r3, Pair(wa, wb, q3 + o + 192, vnni));
+            Vector256<int> c0 = Vector256<int>.Zero, c1 = Vector256<int>.Zero, c2 = Vector256<int>.Zero, c3 = Vector256<int>.Zero;
+            for (int j = 0; j < 256; j += 32)
+            {
+                Vector256<byte> wv = Vector256.Load(w + j);
+                Vector256<byte> magnitude = TF.Signed ? Avx2.Abs(wv.AsSByte()) : wv;
+                c0 = Accumulate(c0, magnitude, wv, q0 + o + j, vnni);
+                c1 = Accumulate(c1, magnitude, wv, q1 + o + j, vnni);
+                c2 = Accumulate(c2, magnitude, wv, q2 + o + j, vnni);
+                c3 = Accumulate(c3, magnitude, wv, q3 + o + j, vnni);
+            }
             Vector256<float> d = Vector256.Load(dx + b);
             Vector256<float> m = TF.HasMin ? Vector256.Load(mx + b) : default;
-            Terms(p0, r0, d, m, a, t0, b).Store(terms);
-            Terms(p1, r1, d, m, a, t0 + 1, b).Store(terms + 8);
-            Terms(p2, r2, d, m, a, t0 + 2, b).Store(terms + 16);
-            Terms(p3, r3, d, m, a, t0 + 3, b).Store(terms + 24);
+            Terms(c0, d, m, a, t0, b).Store(terms);
+            Terms(c1, d, m, a, t0 + 1, b).Store(terms + 8);
+            Terms(c2, d, m, a, t0 + 2, b).Store(terms + 16);
+            Terms(c3, d, m, a, t0 + 3, b).Store(terms + 24);
             for (int i = 0; i < 8; i++)
             {
                 s0 += terms[i];
@@ -185,17 +182,25 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         y[3L * ldy] = s3;
     }
 
-    // hadd of two blocks' partial sums: lanes 0-1 and 4-5 hold block a's pair sums, 2-3 and 6-7 block b's.
+    /// <summary>
+    /// acc + the 4-byte dot products of grouped levels and quants: lane i gains 4 products of block i.
+    /// magnitude: the levels (|levels| for signed formats), levels: as stored (their signs), y: 32 quants.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Pair(Vector256<byte> wa, Vector256<byte> wb, sbyte* y, bool vnni) =>
-        Avx2.HorizontalAdd(BlockDot(wa, y, vnni), BlockDot(wb, y + 32, vnni));
+    private static Vector256<int> Accumulate(Vector256<int> acc, Vector256<byte> magnitude, Vector256<byte> levels, sbyte* y, bool vnni)
+    {
+        Vector256<sbyte> yv = Vector256.Load(y);
+        if (TF.Signed) yv = Avx2.Sign(yv, levels.AsSByte());
+        return vnni
+            ? AvxVnni.MultiplyWideningAndAdd(acc, magnitude, yv)
+            : acc + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitude, yv), Vector256<short>.One);
+    }
 
-    // The eight terms of blocks b..b+7 for token t, from the hadd trees of blocks 0-3 (h0123) and 4-7 (h4567).
+    // The eight terms of blocks b..b+7 for token t from their integer dot products (lane i = block b + i).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Terms(Vector256<int> h0123, Vector256<int> h4567, Vector256<float> dx, Vector256<float> mx, QuantizedActivations a, int t, int b)
+    private static Vector256<float> Terms(Vector256<int> sumi, Vector256<float> dx, Vector256<float> mx, QuantizedActivations a, int t, int b)
     {
         int o = t * a.Blocks + b;
-        Vector256<int> sumi = Avx2.Permute2x128(h0123, h4567, 0x20) + Avx2.Permute2x128(h0123, h4567, 0x31);
         if (TF.OffsetShift >= 0) sumi -= Vector256.Load(a.BlockSums + o) << TF.OffsetShift;
         return TF.Term(sumi, dx, Vector256.Load(a.Scales + o), mx, TF.HasMin ? Vector256.Load(a.Offsets + o) : default);
     }
@@ -226,7 +231,9 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
             for (int b = 0; b < nb; b++)
             {
                 TF.UnpackBlock(row + (long)b * TF.TypeSize, levels, out float dx, out float mx);
-                sumf += TF.Term(BlockSumScalar(levels, q + 32 * b, qsum[b]), dx, dy[b], mx, TF.HasMin ? sy[b] : 0f);
+                int sumi = BlockSumScalar(levels, q + 32 * b);
+                if (TF.OffsetShift >= 0) sumi -= qsum[b] << TF.OffsetShift;
+                sumf += TF.Term(sumi, dx, dy[b], mx, TF.HasMin ? sy[b] : 0f);
             }
             return sumf;
         }
@@ -352,28 +359,45 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         return TF.Term(sumi, HalfScale.ToSingle(*(ushort*)w), dy[b], mx, TF.HasMin ? sy[b] : 0f);
     }
 
-    /// <summary>levels: (32·nb), dx, mx, dy, qsum, sy: (nb), q: (32·nb).</summary>
+    /// <summary>levels and q: (32·nb), grouped; dx, mx, dy, qsum, sy: (nb).</summary>
     private static float DotScalar(byte* levels, float* dx, float* mx, sbyte* q, float* dy, int* qsum, float* sy, int nb)
     {
         float sumf = 0;
-        for (int b = 0; b < nb; b++) sumf += TF.Term(BlockSumScalar(levels + 32 * b, q + 32 * b, qsum[b]), dx[b], dy[b], TF.HasMin ? mx[b] : 0f, TF.HasMin ? sy[b] : 0f);
+        int full = nb / 8 * 8;
+        for (int b = 0; b < nb; b++)
+        {
+            int sumi = b < full ? GroupedSumScalar(levels + 32 * (b & ~7), q + 32 * (b & ~7), b & 7) : BlockSumScalar(levels + 32 * b, q + 32 * b);
+            if (TF.OffsetShift >= 0) sumi -= qsum[b] << TF.OffsetShift;
+            sumf += TF.Term(sumi, dx[b], dy[b], TF.HasMin ? mx[b] : 0f, TF.HasMin ? sy[b] : 0f);
+        }
         return sumf;
     }
 
-    // Σ level·q over one block, the offset taken out.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int BlockSumScalar(byte* levels, sbyte* q, int qsum)
+    // Σ level·q over block i of a group of 8 stored grouped (its 4-byte word j at word 8j + i), offset still in.
+    private static int GroupedSumScalar(byte* levels, sbyte* q, int i)
     {
         int s = 0;
-        if (TF.Signed)
+        for (int j = 0; j < 8; j++)
         {
-            for (int j = 0; j < 32; j++) s += (sbyte)levels[j] * q[j];
-            return s;
+            for (int t = 0; t < 4; t++)
+            {
+                int e = 32 * j + 4 * i + t;
+                s += (TF.Signed ? (sbyte)levels[e] : levels[e]) * q[e];
+            }
         }
-        for (int j = 0; j < 32; j++) s += levels[j] * q[j];
-        return TF.OffsetShift >= 0 ? s - (qsum << TF.OffsetShift) : s;
+        return s;
     }
 
+    // Σ level·q over one block in natural order, offset still in.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int BlockSumScalar(byte* levels, sbyte* q)
+    {
+        int s = 0;
+        for (int j = 0; j < 32; j++) s += (TF.Signed ? (sbyte)levels[j] : levels[j]) * q[j];
+        return s;
+    }
+
+    /// <summary>levels and q: (32·nb), grouped; dx, mx, dy, qsum, sy: (nb).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float DotAvx2(byte* levels, float* dx, float* mx, sbyte* q, float* dy, int* qsum, float* sy, int nb, bool vnni)
     {
@@ -384,24 +408,18 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         {
             byte* w = levels + 32 * b;
             sbyte* y = q + 32 * b;
-            Vector256<int> s0 = BlockDot(Vector256.Load(w), y, vnni), s1 = BlockDot(Vector256.Load(w + 32), y + 32, vnni);
-            Vector256<int> s2 = BlockDot(Vector256.Load(w + 64), y + 64, vnni), s3 = BlockDot(Vector256.Load(w + 96), y + 96, vnni);
-            Vector256<int> s4 = BlockDot(Vector256.Load(w + 128), y + 128, vnni), s5 = BlockDot(Vector256.Load(w + 160), y + 160, vnni);
-            Vector256<int> s6 = BlockDot(Vector256.Load(w + 192), y + 192, vnni), s7 = BlockDot(Vector256.Load(w + 224), y + 224, vnni);
-            Vector256<int> sumi = Transpose8(s0, s1, s2, s3, s4, s5, s6, s7);
+            Vector256<int> sumi = Vector256<int>.Zero;
+            for (int j = 0; j < 256; j += 32)
+            {
+                Vector256<byte> wv = Vector256.Load(w + j);
+                sumi = Accumulate(sumi, TF.Signed ? Avx2.Abs(wv.AsSByte()) : wv, wv, y + j, vnni);
+            }
             if (TF.OffsetShift >= 0) sumi -= Vector256.Load(qsum + b) << TF.OffsetShift;
             Vector256<float> t = TF.Term(
                 sumi, Vector256.Load(dx + b), Vector256.Load(dy + b),
                 TF.HasMin ? Vector256.Load(mx + b) : default, TF.HasMin ? Vector256.Load(sy + b) : default);
             t.Store(terms);
-            sumf += terms[0];
-            sumf += terms[1];
-            sumf += terms[2];
-            sumf += terms[3];
-            sumf += terms[4];
-            sumf += terms[5];
-            sumf += terms[6];
-            sumf += terms[7];
+            for (int i = 0; i < 8; i++) sumf += terms[i];
         }
         for (; b < nb; b++)
         {

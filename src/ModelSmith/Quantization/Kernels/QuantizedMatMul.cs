@@ -49,7 +49,8 @@ internal static unsafe class QuantizedMatMul
             throw new ArgumentException("MatMul input x and output y overlap; give the output its own buffer.", nameof(y));
 
         QuantizedActivations act = QuantizedActivations.ForCurrentThread();
-        act.Quantize(x, tokens, w.Cols, kernel.ActivationType);
+        bool packedDecode = tokens == 1 && kernel.HasPackedDot;
+        act.Quantize(x, tokens, w.Cols, kernel.ActivationType, grouped: kernel.GroupsBlocks && !packedDecode);
 
         fixed (byte* pw = w.Data.Span)
         fixed (float* pb = bias)
