@@ -108,8 +108,8 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         return path switch
         {
             QuantKernelPath.Scalar => DotScalar(unpacked, dx, mx, q, dy, qsum, sy, nb),
-            QuantKernelPath.Avx2 => DotAvx2(unpacked, dx, mx, q, dy, qsum, sy, nb, vnni: false),
-            _ => DotAvx2(unpacked, dx, mx, q, dy, qsum, sy, nb, vnni: AvxVnni.IsSupported),
+            QuantKernelPath.Avx2 => DotAvx2<MaddDot>(unpacked, dx, mx, q, dy, qsum, sy, nb),
+            _ => AvxVnni.IsSupported ? DotAvx2<VnniDot>(unpacked, dx, mx, q, dy, qsum, sy, nb) : DotAvx2<MaddDot>(unpacked, dx, mx, q, dy, qsum, sy, nb),
         };
     }
 
@@ -121,7 +121,12 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
             return;
         }
         int j = 0;
-        for (; j + 4 <= count; j += 4) Dot4(unpacked, a, t0 + j, path != QuantKernelPath.Avx2 && AvxVnni.IsSupported, y + (long)j * ldy, ldy);
+        bool vnni = path != QuantKernelPath.Avx2 && AvxVnni.IsSupported;
+        for (; j + 4 <= count; j += 4)
+        {
+            if (vnni) Dot4<VnniDot>(unpacked, a, t0 + j, y + (long)j * ldy, ldy);
+            else Dot4<MaddDot>(unpacked, a, t0 + j, y + (long)j * ldy, ldy);
+        }
         for (; j < count; j++) y[(long)j * ldy] = Dot(unpacked, a, t0 + j, path);
     }
 
@@ -131,7 +136,8 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
     /// (one dependent chain each, in block order) interleave. y[j·ldy] for j in [0, 4).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot4(byte* levels, QuantizedActivations a, int t0, bool vnni, float* y, int ldy)
+    private static void Dot4<TD>(byte* levels, QuantizedActivations a, int t0, float* y, int ldy)
+        where TD : struct, IByteDot
     {
         int k = a.K, nb = a.Blocks;
         float* dx = Scales(levels, k);
@@ -149,10 +155,10 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
             {
                 Vector256<byte> wv = Vector256.Load(w + j);
                 Vector256<byte> magnitude = TF.Signed ? Avx2.Abs(wv.AsSByte()) : wv;
-                c0 = Accumulate(c0, magnitude, wv, q0 + o + j, vnni);
-                c1 = Accumulate(c1, magnitude, wv, q1 + o + j, vnni);
-                c2 = Accumulate(c2, magnitude, wv, q2 + o + j, vnni);
-                c3 = Accumulate(c3, magnitude, wv, q3 + o + j, vnni);
+                c0 = Accumulate<TD>(c0, magnitude, wv, q0 + o + j);
+                c1 = Accumulate<TD>(c1, magnitude, wv, q1 + o + j);
+                c2 = Accumulate<TD>(c2, magnitude, wv, q2 + o + j);
+                c3 = Accumulate<TD>(c3, magnitude, wv, q3 + o + j);
             }
             Vector256<float> d = Vector256.Load(dx + b);
             Vector256<float> m = TF.HasMin ? Vector256.Load(mx + b) : default;
@@ -171,10 +177,10 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         for (; b < nb; b++)
         {
             Vector256<byte> wv = Vector256.Load(levels + 32 * b);
-            s0 += TailTerm(wv, dx, mx, a, t0, b, vnni);
-            s1 += TailTerm(wv, dx, mx, a, t0 + 1, b, vnni);
-            s2 += TailTerm(wv, dx, mx, a, t0 + 2, b, vnni);
-            s3 += TailTerm(wv, dx, mx, a, t0 + 3, b, vnni);
+            s0 += TailTerm<TD>(wv, dx, mx, a, t0, b);
+            s1 += TailTerm<TD>(wv, dx, mx, a, t0 + 1, b);
+            s2 += TailTerm<TD>(wv, dx, mx, a, t0 + 2, b);
+            s3 += TailTerm<TD>(wv, dx, mx, a, t0 + 3, b);
         }
         y[0] = s0;
         y[ldy] = s1;
@@ -187,13 +193,12 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
     /// magnitude: the levels (|levels| for signed formats), levels: as stored (their signs), y: 32 quants.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Accumulate(Vector256<int> acc, Vector256<byte> magnitude, Vector256<byte> levels, sbyte* y, bool vnni)
+    private static Vector256<int> Accumulate<TD>(Vector256<int> acc, Vector256<byte> magnitude, Vector256<byte> levels, sbyte* y)
+        where TD : struct, IByteDot
     {
         Vector256<sbyte> yv = Vector256.Load(y);
         if (TF.Signed) yv = Avx2.Sign(yv, levels.AsSByte());
-        return vnni
-            ? AvxVnni.MultiplyWideningAndAdd(acc, magnitude, yv)
-            : acc + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitude, yv), Vector256<short>.One);
+        return TD.Add(acc, magnitude, yv);
     }
 
     // The eight terms of blocks b..b+7 for token t from their integer dot products (lane i = block b + i).
@@ -206,10 +211,11 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float TailTerm(Vector256<byte> wv, float* dx, float* mx, QuantizedActivations a, int t, int b, bool vnni)
+    private static float TailTerm<TD>(Vector256<byte> wv, float* dx, float* mx, QuantizedActivations a, int t, int b)
+        where TD : struct, IByteDot
     {
         int o = t * a.Blocks + b;
-        int sumi = Vector256.Sum(BlockDot(wv, a.Quants + (long)t * a.K + 32 * b, vnni));
+        int sumi = Vector256.Sum(BlockDot<TD>(wv, a.Quants + (long)t * a.K + 32 * b));
         if (TF.OffsetShift >= 0) sumi -= a.BlockSums[o] << TF.OffsetShift;
         return TF.Term(sumi, dx[b], a.Scales[o], TF.HasMin ? mx[b] : 0f, TF.HasMin ? a.Offsets[o] : 0f);
     }
@@ -237,7 +243,9 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
             }
             return sumf;
         }
-        return DotPackedAvx2(row, q, dy, qsum, sy, nb, path == QuantKernelPath.Avx2 ? false : AvxVnni.IsSupported);
+        return path != QuantKernelPath.Avx2 && AvxVnni.IsSupported
+            ? DotPackedAvx2<VnniDot>(row, q, dy, qsum, sy, nb)
+            : DotPackedAvx2<MaddDot>(row, q, dy, qsum, sy, nb);
     }
 
     public override void DotPackedRows(byte* rows, int rowBytes, int count, QuantizedActivations a, int token, QuantKernelPath path, float* y)
@@ -253,7 +261,10 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         bool vnni = path != QuantKernelPath.Avx2 && AvxVnni.IsSupported;
         int r = 0;
         for (; r + 4 <= count; r += 4)
-            DotPacked4(rows + (long)r * rowBytes, rowBytes, q, a.Scales + o, a.BlockSums + o, a.Offsets + o, nb, vnni, y + r);
+        {
+            if (vnni) DotPacked4<VnniDot>(rows + (long)r * rowBytes, rowBytes, q, a.Scales + o, a.BlockSums + o, a.Offsets + o, nb, y + r);
+            else DotPacked4<MaddDot>(rows + (long)r * rowBytes, rowBytes, q, a.Scales + o, a.BlockSums + o, a.Offsets + o, nb, y + r);
+        }
         for (; r < count; r++) y[r] = DotPacked(rows + (long)r * rowBytes, a, token, path);
     }
 
@@ -263,7 +274,8 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
     /// chains fill those waits. rows: 4 rows of rowBytes, y: (4).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotPacked4(byte* rows, int rowBytes, sbyte* q, float* dy, int* qsum, float* sy, int nb, bool vnni, float* y)
+    private static void DotPacked4<TD>(byte* rows, int rowBytes, sbyte* q, float* dy, int* qsum, float* sy, int nb, float* y)
+        where TD : struct, IByteDot
     {
         float* terms = stackalloc float[32];
         byte* r0 = rows, r1 = rows + rowBytes, r2 = rows + 2 * rowBytes, r3 = rows + 3 * rowBytes;
@@ -282,10 +294,10 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
                 Sse.Prefetch0(ahead + 2 * rowBytes + i);
                 Sse.Prefetch0(ahead + 3 * rowBytes + i);
             }
-            GroupTerms(r0 + offset, q, dy, qsum, sy, b, vnni).Store(terms);
-            GroupTerms(r1 + offset, q, dy, qsum, sy, b, vnni).Store(terms + 8);
-            GroupTerms(r2 + offset, q, dy, qsum, sy, b, vnni).Store(terms + 16);
-            GroupTerms(r3 + offset, q, dy, qsum, sy, b, vnni).Store(terms + 24);
+            GroupTerms<TD>(r0 + offset, q, dy, qsum, sy, b).Store(terms);
+            GroupTerms<TD>(r1 + offset, q, dy, qsum, sy, b).Store(terms + 8);
+            GroupTerms<TD>(r2 + offset, q, dy, qsum, sy, b).Store(terms + 16);
+            GroupTerms<TD>(r3 + offset, q, dy, qsum, sy, b).Store(terms + 24);
             for (int i = 0; i < 8; i++)
             {
                 s0 += terms[i];
@@ -297,10 +309,10 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         for (; b < nb; b++)
         {
             long offset = (long)b * TF.TypeSize;
-            s0 += BlockTerm(r0 + offset, q, dy, qsum, sy, b, vnni);
-            s1 += BlockTerm(r1 + offset, q, dy, qsum, sy, b, vnni);
-            s2 += BlockTerm(r2 + offset, q, dy, qsum, sy, b, vnni);
-            s3 += BlockTerm(r3 + offset, q, dy, qsum, sy, b, vnni);
+            s0 += BlockTerm<TD>(r0 + offset, q, dy, qsum, sy, b);
+            s1 += BlockTerm<TD>(r1 + offset, q, dy, qsum, sy, b);
+            s2 += BlockTerm<TD>(r2 + offset, q, dy, qsum, sy, b);
+            s3 += BlockTerm<TD>(r3 + offset, q, dy, qsum, sy, b);
         }
         y[0] = s0;
         y[1] = s1;
@@ -310,33 +322,35 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
 
     /// <summary><see cref="DotAvx2"/> straight from the stored blocks: levels unpacked in registers.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float DotPackedAvx2(byte* row, sbyte* q, float* dy, int* qsum, float* sy, int nb, bool vnni)
+    private static float DotPackedAvx2<TD>(byte* row, sbyte* q, float* dy, int* qsum, float* sy, int nb)
+        where TD : struct, IByteDot
     {
         float* terms = stackalloc float[8];
         float sumf = 0;
         int b = 0;
         for (; b + 8 <= nb; b += 8)
         {
-            GroupTerms(row + (long)b * TF.TypeSize, q, dy, qsum, sy, b, vnni).Store(terms);
+            GroupTerms<TD>(row + (long)b * TF.TypeSize, q, dy, qsum, sy, b).Store(terms);
             for (int i = 0; i < 8; i++) sumf += terms[i];
         }
-        for (; b < nb; b++) sumf += BlockTerm(row + (long)b * TF.TypeSize, q, dy, qsum, sy, b, vnni);
+        for (; b < nb; b++) sumf += BlockTerm<TD>(row + (long)b * TF.TypeSize, q, dy, qsum, sy, b);
         return sumf;
     }
 
     /// <summary>The float terms of blocks b..b+7 of one stored row (w points at block b).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> GroupTerms(byte* w, sbyte* q, float* dy, int* qsum, float* sy, int b, bool vnni)
+    private static Vector256<float> GroupTerms<TD>(byte* w, sbyte* q, float* dy, int* qsum, float* sy, int b)
+        where TD : struct, IByteDot
     {
         sbyte* y = q + 32 * b;
-        Vector256<int> s0 = BlockDot(TF.Levels(w), y, vnni);
-        Vector256<int> s1 = BlockDot(TF.Levels(w + TF.TypeSize), y + 32, vnni);
-        Vector256<int> s2 = BlockDot(TF.Levels(w + 2 * TF.TypeSize), y + 64, vnni);
-        Vector256<int> s3 = BlockDot(TF.Levels(w + 3 * TF.TypeSize), y + 96, vnni);
-        Vector256<int> s4 = BlockDot(TF.Levels(w + 4 * TF.TypeSize), y + 128, vnni);
-        Vector256<int> s5 = BlockDot(TF.Levels(w + 5 * TF.TypeSize), y + 160, vnni);
-        Vector256<int> s6 = BlockDot(TF.Levels(w + 6 * TF.TypeSize), y + 192, vnni);
-        Vector256<int> s7 = BlockDot(TF.Levels(w + 7 * TF.TypeSize), y + 224, vnni);
+        Vector256<int> s0 = BlockDot<TD>(TF.Levels(w), y);
+        Vector256<int> s1 = BlockDot<TD>(TF.Levels(w + TF.TypeSize), y + 32);
+        Vector256<int> s2 = BlockDot<TD>(TF.Levels(w + 2 * TF.TypeSize), y + 64);
+        Vector256<int> s3 = BlockDot<TD>(TF.Levels(w + 3 * TF.TypeSize), y + 96);
+        Vector256<int> s4 = BlockDot<TD>(TF.Levels(w + 4 * TF.TypeSize), y + 128);
+        Vector256<int> s5 = BlockDot<TD>(TF.Levels(w + 5 * TF.TypeSize), y + 160);
+        Vector256<int> s6 = BlockDot<TD>(TF.Levels(w + 6 * TF.TypeSize), y + 192);
+        Vector256<int> s7 = BlockDot<TD>(TF.Levels(w + 7 * TF.TypeSize), y + 224);
         Vector256<int> sumi = Transpose8(s0, s1, s2, s3, s4, s5, s6, s7);
         if (TF.OffsetShift >= 0) sumi -= Vector256.Load(qsum + b) << TF.OffsetShift;
         // Each block starts with d (and m): the first four bytes of the eight blocks, d in the low half.
@@ -351,9 +365,10 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
 
     /// <summary>The float term of block b of one stored row (w points at it).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float BlockTerm(byte* w, sbyte* q, float* dy, int* qsum, float* sy, int b, bool vnni)
+    private static float BlockTerm<TD>(byte* w, sbyte* q, float* dy, int* qsum, float* sy, int b)
+        where TD : struct, IByteDot
     {
-        int sumi = Vector256.Sum(BlockDot(TF.Levels(w), q + 32 * b, vnni));
+        int sumi = Vector256.Sum(BlockDot<TD>(TF.Levels(w), q + 32 * b));
         if (TF.OffsetShift >= 0) sumi -= qsum[b] << TF.OffsetShift;
         float mx = TF.HasMin ? HalfScale.ToSingle(*(ushort*)(w + 2)) : 0f;
         return TF.Term(sumi, HalfScale.ToSingle(*(ushort*)w), dy[b], mx, TF.HasMin ? sy[b] : 0f);
@@ -399,7 +414,8 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
 
     /// <summary>levels and q: (32·nb), grouped; dx, mx, dy, qsum, sy: (nb).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float DotAvx2(byte* levels, float* dx, float* mx, sbyte* q, float* dy, int* qsum, float* sy, int nb, bool vnni)
+    private static float DotAvx2<TD>(byte* levels, float* dx, float* mx, sbyte* q, float* dy, int* qsum, float* sy, int nb)
+        where TD : struct, IByteDot
     {
         float* terms = stackalloc float[8];
         float sumf = 0;
@@ -412,7 +428,7 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
             for (int j = 0; j < 256; j += 32)
             {
                 Vector256<byte> wv = Vector256.Load(w + j);
-                sumi = Accumulate(sumi, TF.Signed ? Avx2.Abs(wv.AsSByte()) : wv, wv, y + j, vnni);
+                sumi = Accumulate<TD>(sumi, TF.Signed ? Avx2.Abs(wv.AsSByte()) : wv, wv, y + j);
             }
             if (TF.OffsetShift >= 0) sumi -= Vector256.Load(qsum + b) << TF.OffsetShift;
             Vector256<float> t = TF.Term(
@@ -423,7 +439,7 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         }
         for (; b < nb; b++)
         {
-            int sumi = Vector256.Sum(BlockDot(Vector256.Load(levels + 32 * b), q + 32 * b, vnni));
+            int sumi = Vector256.Sum(BlockDot<TD>(Vector256.Load(levels + 32 * b), q + 32 * b));
             if (TF.OffsetShift >= 0) sumi -= qsum[b] << TF.OffsetShift;
             sumf += TF.Term(sumi, dx[b], dy[b], TF.HasMin ? mx[b] : 0f, TF.HasMin ? sy[b] : 0f);
         }
@@ -432,7 +448,8 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
 
     /// <summary>Eight partial sums of level·q over one block (offset still in): lane i sums bytes 4i..4i+3.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> BlockDot(Vector256<byte> wv, sbyte* y, bool vnni)
+    private static Vector256<int> BlockDot<TD>(Vector256<byte> wv, sbyte* y)
+        where TD : struct, IByteDot
     {
         Vector256<sbyte> yv = Vector256.Load(y);
         if (TF.Signed)
@@ -441,9 +458,7 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
             yv = Avx2.Sign(yv, wv.AsSByte());
             wv = Avx2.Abs(wv.AsSByte());
         }
-        if (vnni) return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, wv, yv);
-        // Pairs of |w|·q fit int16 without saturating: |w| ≤ 128 and |q| ≤ 127 (ggml's quants never reach −128).
-        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(wv, yv), Vector256<short>.One);
+        return TD.Add(Vector256<int>.Zero, wv, yv);
     }
 
     /// <summary>Lane i of the result = the sum of the eight lanes of s_i (integer, so any order is exact).</summary>
@@ -456,4 +471,28 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         Vector256<int> h4567 = Avx2.HorizontalAdd(Avx2.HorizontalAdd(s4, s5), Avx2.HorizontalAdd(s6, s7));
         return Avx2.Permute2x128(h0123, h4567, 0x20) + Avx2.Permute2x128(h0123, h4567, 0x31);
     }
+}
+
+/// <summary>Four-byte dot products (unsigned × signed bytes, summed per 32-bit lane) added to an accumulator.</summary>
+internal interface IByteDot
+{
+    static abstract Vector256<int> Add(Vector256<int> acc, Vector256<byte> u, Vector256<sbyte> s);
+}
+
+/// <summary>AVX-VNNI's vpdpbusd: the four products and the add in one instruction, exact.</summary>
+internal readonly struct VnniDot : IByteDot
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Add(Vector256<int> acc, Vector256<byte> u, Vector256<sbyte> s) => AvxVnni.MultiplyWideningAndAdd(acc, u, s);
+}
+
+/// <summary>
+/// AVX2's pmaddubsw then pmaddwd by ones. Exact when no pair sum of pmaddubsw saturates int16: every level
+/// used here is at most 31, or |level| ≤ 128 against quants in [−127, 127] (2·128·127 &lt; 32767).
+/// </summary>
+internal readonly struct MaddDot : IByteDot
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Add(Vector256<int> acc, Vector256<byte> u, Vector256<sbyte> s) =>
+        acc + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), Vector256<short>.One);
 }
