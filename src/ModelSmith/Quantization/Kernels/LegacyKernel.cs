@@ -47,14 +47,20 @@ internal unsafe interface ILegacyFormat
 /// activations.
 /// </summary>
 /// <remarks>
-/// <para><b>Unpacked row</b>: the K levels as bytes (with the format's offset), then d per block (float),
-/// then m per block for Q4_1/Q5_1.</para>
 /// <para><b>Order.</b> ggml's generic kernels add one float term per block to a running sum, in block order,
-/// and every term is computed from the block's exact integer dot product. So the SIMD path computes eight
-/// blocks' integer sums at once (vpdpbusd or pmaddubsw+pmaddwd, 8 partial sums per block, then a
-/// transposing reduction that leaves block i's sum in lane i), the eight terms with vector float ops that
-/// repeat the scalar ones lane by lane, and then adds them to the running sum one at a time. Every path
-/// returns ggml's generic result bit for bit.</para>
+/// and every term is computed from the block's exact integer dot product. So the SIMD paths compute eight
+/// blocks' integer dot products at once, the eight terms with vector float ops that repeat the scalar ones
+/// lane by lane, and then add them to the running sum one at a time. Every path returns ggml's generic
+/// result bit for bit.</para>
+/// <para><b>Decode</b> (<see cref="DotPackedRows"/>) reads the stored blocks: each block's levels are unpacked
+/// in a register, vpdpbusd (or pmaddubsw+pmaddwd) gives 8 partial sums per block, and a transposing
+/// reduction leaves block i's sum in lane i. Four rows run together so their four add chains overlap,
+/// with the next four rows prefetched.</para>
+/// <para><b>Prefill</b> unpacks a row once (<see cref="Unpack"/>: the K levels as bytes with the format's
+/// offset, each full group of 8 blocks stored as the transpose of its 8×8 matrix of 4-byte words; then d
+/// and m per block as floats) against activations quantized in the same grouped order, so one 32-byte load
+/// holds 4 levels of each of 8 blocks and vpdpbusd accumulates block i in lane i with no reduction; four
+/// tokens share each load.</para>
 /// </remarks>
 internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, ILegacyFormat
 {
