@@ -9,8 +9,8 @@ namespace ModelSmith.Interop.Tests.Quantization;
 /// <summary>
 /// Our engine on files llama.cpp quantized: a random-weight Llama (dim 256, FFN 768, vocab 512, so every
 /// row is whole 256-blocks) quantized by llama_model_quantize to every block type (pure: every matrix,
-/// embedding and output included, in that type) and to the default Q4_K_M mix, plus stories260K whose
-/// rows of 64 and 172 make llama.cpp fall back to other types. Compared: logits at all 64 positions of a
+/// embedding and output included, in that type) and to the default Q4_K_M mix, a random GPT-2 (biases,
+/// fused QKV), and stories260K whose rows of 64 and 172 make llama.cpp fall back to other types. Compared: logits at all 64 positions of a
 /// sequence (relative max-abs error, max |Δ| / max |logit|) and 64 greedy tokens from BOS.
 /// </summary>
 /// <remarks>
@@ -96,6 +96,30 @@ public sealed class InferenceInteropTests(ITestOutputHelper output, InferenceInt
         finally
         {
             File.Delete(path);
+        }
+    }
+
+    [Theory]
+    [InlineData(LLamaFtype.MOSTLY_Q8_0, true)]
+    [InlineData(LLamaFtype.MOSTLY_Q4_K_M, false)]
+    public void Llama_cpp_quantized_gpt2_gives_llama_cpp_logits_and_greedy_tokens(LLamaFtype ftype, bool pure)
+    {
+        string f32 = Path.Combine(_model.Directory, "gpt2-f32.gguf");
+        string path = Path.Combine(_model.Directory, $"gpt2-{ftype}-{(pure ? "pure" : "mix")}.gguf");
+        SyntheticModel.Write(f32, new ModelConfig
+        {
+            Architecture = ModelArchitecture.Gpt2, VocabSize = 512, ContextLength = 128, EmbeddingLength = 256, BlockCount = 2,
+            FeedForwardLength = 1024, HeadCount = 4, KvHeadCount = 4, HeadDim = 64, NormEpsilon = 1e-5f, TiedOutput = false,
+        }, GgmlType.F32, seed: 5);
+        LlamaCppModel.Quantize(f32, path, ftype, threads: 2, pure);
+        try
+        {
+            Compare(path, TestSequence(512, seed: 9));
+        }
+        finally
+        {
+            File.Delete(path);
+            File.Delete(f32);
         }
     }
 
