@@ -32,6 +32,8 @@ namespace ModelSmith.Tensors;
 /// So a result does not depend on the thread count, the tile it fell in, or the number of tokens in the
 /// call (a decoded token gives bit-identical logits to the same token in a prefill batch). It does depend
 /// on the vector width (AVX-512 vs AVX2 vs SSE).</para>
+/// <para><b>Activations.</b> For F16 and BF16 weights x is first rounded to the weight type, as ggml's
+/// vec_dot_type conversion does, so results track llama.cpp's rather than the exact product.</para>
 /// <para><b>Accuracy.</b> Compared with the exact product (<see cref="Reference"/> accumulates in double),
 /// |y − y_ref| ≤ 1e-5 · Σ_k |x_k·w_k| for K up to a few thousand: float rounding of a K-term sum is at
 /// most ~(K/lanes + lanes) · 2^-24 relative to that sum, and in practice far below.</para>
@@ -65,12 +67,18 @@ internal static unsafe class MatMul
             // as much as 30% to the micro-kernels (a misaligned 64-byte load touches two cache lines).
             float* xs = px;
             int ldx = k;
-            if (tokens > 1)
+            bool round = RoundsActivations(w.Type);
+            if (tokens > 1 || round)
             {
                 ldx = AlignedStride(k);
                 xs = PackBuffer(tokens * ldx);
                 for (int t = 0; t < tokens; t++)
-                    new ReadOnlySpan<float>(px + (long)t * k, k).CopyTo(new Span<float>(xs + (long)t * ldx, k));
+                {
+                    var source = new ReadOnlySpan<float>(px + (long)t * k, k);
+                    var packed = new Span<float>(xs + (long)t * ldx, k);
+                    if (round) RoundToWeightType(source, w.Type, packed);
+                    else source.CopyTo(packed);
+                }
             }
 
             int block = RowsPerItem(tokens, w.Rows, pool.ThreadCount);
@@ -100,6 +108,36 @@ internal static unsafe class MatMul
         if (tokens > 1) return RowBlock;
         int perThread = rows / (4 * threads) & ~3;
         return Math.Clamp(perThread, RowBlock, 4 * RowBlock);
+    }
+
+    /// <summary>
+    /// True when llama.cpp multiplies this weight type with activations rounded to it: ggml's CPU backend
+    /// converts the input to the type's vec_dot_type before the dot products, and for F16 and BF16 weights
+    /// that is F16 and BF16 themselves. Doing the same keeps our logits within ~1e-5 of llama.cpp's
+    /// instead of ~2e-3 (F16) or ~2e-2 (BF16) of their range.
+    /// </summary>
+    internal static bool RoundsActivations(GgmlType type) => type is GgmlType.F16 or GgmlType.BF16;
+
+    /// <summary>x rounded to the weight type's precision (round to nearest even) and widened back. x, dst: (K).</summary>
+    internal static void RoundToWeightType(ReadOnlySpan<float> x, GgmlType type, Span<float> dst)
+    {
+        const int Chunk = 1024;
+        Span<ushort> narrow = stackalloc ushort[Chunk];
+        for (int i = 0; i < x.Length; i += Chunk)
+        {
+            int n = Math.Min(Chunk, x.Length - i);
+            Span<ushort> bits = narrow[..n];
+            if (type == GgmlType.F16)
+            {
+                RowConvert.SingleToHalf(x.Slice(i, n), bits);
+                RowConvert.HalfToSingle(bits, dst.Slice(i, n));
+            }
+            else
+            {
+                RowConvert.SingleToBFloat16(x.Slice(i, n), bits);
+                RowConvert.BFloat16ToSingle(bits, dst.Slice(i, n));
+            }
+        }
     }
 
     // Floats per row of a packed operand: the row length rounded up to whole 64-byte lines.
@@ -501,12 +539,20 @@ internal static unsafe class MatMul
                 for (int t = 0; t < tokens; t++)
                 {
                     double s = 0;
-                    for (int k = 0; k < w.Cols; k++) s += (double)x[t * w.Cols + k] * row[k];
+                    for (int k = 0; k < w.Cols; k++) s += (double)RoundScalar(x[t * w.Cols + k], w.Type) * row[k];
                     if (!bias.IsEmpty) s += bias[r];
                     y[t * w.Rows + r] = (float)s;
                 }
             }
         }
+
+        /// <summary>One activation as the weight type's dot product sees it (see <see cref="RoundsActivations"/>).</summary>
+        public static float RoundScalar(float v, GgmlType type) => type switch
+        {
+            GgmlType.F16 => RowConvert.Reference.HalfToSingle(RowConvert.Reference.SingleToHalf(v)),
+            GgmlType.BF16 => RowConvert.Reference.BFloat16ToSingle(RowConvert.Reference.SingleToBFloat16(v)),
+            _ => v,
+        };
 
         /// <summary>Row <paramref name="r"/> of <paramref name="w"/> as floats, one element at a time. dst: (Cols).</summary>
         public static void DequantizeRow(WeightMatrix w, int r, Span<float> dst)
