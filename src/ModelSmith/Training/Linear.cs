@@ -1,0 +1,54 @@
+using System.Numerics.Tensors;
+using ModelSmith.Tensors;
+
+namespace ModelSmith.Training;
+
+/// <summary>
+/// A linear layer y = x·Wᵀ + b with W stored (out, in) as GGUF stores it, and its backward pass; all three
+/// products go through <see cref="Gemm"/> (transposes are strided packs, never copies).
+/// </summary>
+internal static unsafe class Linear
+{
+    /// <summary>
+    /// y = residual + x·Wᵀ + b. x: (N, In), w: (Out, In), bias: (Out) or null, residual: (N, Out) or null,
+    /// y: (N, Out), may be residual. Each output's multiply-add chain starts from residual + bias, which fuses
+    /// the residual connection into the product.
+    /// </summary>
+    public static void Forward(ComputePool pool, GemmBuffer buffer, float* x, float* w, float* bias, int n, int inDim, int outDim, float* y, float* residual = null)
+    {
+        bool initialised = bias != null || residual != null;
+        if (initialised)
+        {
+            var b = new ReadOnlySpan<float>(bias, bias == null ? 0 : outDim);
+            for (int t = 0; t < n; t++)
+            {
+                var row = new Span<float>(y + (long)t * outDim, outDim);
+                if (residual == null) b.CopyTo(row);
+                else
+                {
+                    if (residual != y) new ReadOnlySpan<float>(residual + (long)t * outDim, outDim).CopyTo(row);
+                    if (bias != null) TensorPrimitives.Add(row, b, row);
+                }
+            }
+        }
+        Gemm.Multiply(pool, buffer, Strided.Rows(x, inDim), Strided.Columns(w, inDim), n, outDim, inDim, y, outDim, accumulate: initialised);
+    }
+
+    /// <summary>
+    /// dx = dy·W (or dx += dy·W when <paramref name="accumulateDx"/>), dW += dyᵀ·x, db += Σ_t dy.
+    /// dy: (N, Out), x: (N, In), w: (Out, In), dx: (N, In), dw: (Out, In), dbias: (Out) or null.
+    /// </summary>
+    public static void Backward(ComputePool pool, GemmBuffer buffer, float* dy, float* x, float* w, int n, int inDim, int outDim, float* dx, bool accumulateDx, float* dw, float* dbias)
+    {
+        Gemm.Multiply(pool, buffer, Strided.Rows(dy, outDim), Strided.Rows(w, inDim), n, inDim, outDim, dx, inDim, accumulateDx);
+        Gemm.Multiply(pool, buffer, Strided.Columns(dy, outDim), Strided.Rows(x, inDim), outDim, inDim, n, dw, inDim, accumulate: true);
+        if (dbias != null) SumRows(dy, n, outDim, dbias);
+    }
+
+    /// <summary>sum[j] += Σ_t m[t, j], over rows in order. m: (N, Cols), sum: (Cols).</summary>
+    public static void SumRows(float* m, int n, int cols, float* sum)
+    {
+        var s = new Span<float>(sum, cols);
+        for (int t = 0; t < n; t++) TensorPrimitives.Add(s, new ReadOnlySpan<float>(m + (long)t * cols, cols), s);
+    }
+}

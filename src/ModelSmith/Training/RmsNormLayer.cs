@@ -1,0 +1,84 @@
+using System.Numerics.Tensors;
+using ModelSmith.Tensors;
+
+namespace ModelSmith.Training;
+
+/// <summary>
+/// RMS normalisation of each row, with its backward pass: y = x · r ⊙ w, r = 1/√(mean(x²) + eps).
+/// The forward rounds exactly as the inference kernel (<see cref="RmsNorm"/>) does: the sum of squares in
+/// double, r in float, then (x·r)·w.
+/// </summary>
+internal static unsafe class RmsNormLayer
+{
+    /// <summary>
+    /// y[t] = x[t]·r[t] ⊙ w and rstd[t] = r[t] for every row.
+    /// x: (N, C), weight: (C), y: (N, C), rstd: (N).
+    /// </summary>
+    public static void Forward(ComputePool pool, float* x, float* weight, float eps, int n, int c, float* y, float* rstd)
+    {
+        var k = new ForwardRows { X = x, Weight = weight, Eps = eps, C = c, Y = y, Rstd = rstd };
+        RowParallel.For(pool, n, RowParallel.Chunk(pool, n), in k);
+    }
+
+    /// <summary>
+    /// With g = w ⊙ dy and x̂ = x·r: dx += r·(g − x̂·mean(g ⊙ x̂)) and dw += Σ_t dy ⊙ x̂.
+    /// dy: (N, C), x: (N, C), weight: (C), rstd: (N), dx: (N, C) accumulated (may not alias dy), dweight: (C) accumulated.
+    /// </summary>
+    public static void Backward(ComputePool pool, float* dy, float* x, float* weight, float* rstd, int n, int c, float* dx, float* dweight)
+    {
+        var k = new BackwardRows { Dy = dy, X = x, Weight = weight, Rstd = rstd, C = c, Dx = dx };
+        RowParallel.For(pool, n, RowParallel.Chunk(pool, n), in k);
+        // The weight gradient sums over tokens in order, so it is the same for every thread count.
+        var dw = new Span<float>(dweight, c);
+        for (int t = 0; t < n; t++)
+        {
+            var xt = new ReadOnlySpan<float>(x + (long)t * c, c);
+            var dyt = new ReadOnlySpan<float>(dy + (long)t * c, c);
+            float r = rstd[t];
+            for (int i = 0; i < c; i++) dw[i] += dyt[i] * (xt[i] * r);
+        }
+    }
+
+    private struct ForwardRows : IRowsKernel
+    {
+        public float* X, Weight, Y, Rstd;
+        public float Eps;
+        public int C;
+
+        public readonly void Run(int start, int end, int worker)
+        {
+            for (int t = start; t < end; t++)
+            {
+                var x = new ReadOnlySpan<float>(X + (long)t * C, C);
+                var y = new Span<float>(Y + (long)t * C, C);
+                float r = RmsNorm.Scale(VectorOps.SumOfSquaresDouble(x), C, Eps);
+                Rstd[t] = r;
+                TensorPrimitives.Multiply(x, r, y);
+                TensorPrimitives.Multiply(y, new ReadOnlySpan<float>(Weight, C), y);
+            }
+        }
+    }
+
+    private struct BackwardRows : IRowsKernel
+    {
+        public float* Dy, X, Weight, Rstd, Dx;
+        public int C;
+
+        public readonly void Run(int start, int end, int worker)
+        {
+            var w = new ReadOnlySpan<float>(Weight, C);
+            for (int t = start; t < end; t++)
+            {
+                var x = new ReadOnlySpan<float>(X + (long)t * C, C);
+                var dy = new ReadOnlySpan<float>(Dy + (long)t * C, C);
+                var dx = new Span<float>(Dx + (long)t * C, C);
+                float r = Rstd[t];
+                // mean(g ⊙ x̂) = r · mean(w ⊙ dy ⊙ x)
+                double dot = 0;
+                for (int i = 0; i < C; i++) dot += w[i] * dy[i] * x[i];
+                float m = (float)(dot / C) * r;
+                for (int i = 0; i < C; i++) dx[i] += r * (w[i] * dy[i] - x[i] * r * m);
+            }
+        }
+    }
+}
