@@ -40,6 +40,49 @@ public sealed record ParameterTensor(string Name, ParameterKind Kind, int Rows, 
     public long[] GgufShape => IsVector ? [Cols] : [Cols, Rows];
 }
 
+/// <summary>
+/// Named tensors packed back to back in one flat float vector: the layout shared by a set of values, its
+/// gradients and its optimizer moments.
+/// </summary>
+public abstract class TensorLayout
+{
+    private readonly List<ParameterTensor> _tensors = [];
+    private readonly Dictionary<string, ParameterTensor> _byName = [];
+    private long _count;
+
+    /// <summary>Every tensor, in storage order.</summary>
+    public IReadOnlyList<ParameterTensor> Tensors => _tensors;
+
+    /// <summary>Total floats.</summary>
+    public int Count => (int)_count;
+
+    /// <summary>The tensor called <paramref name="name"/>, or null.</summary>
+    public ParameterTensor? Find(string name) => _byName.GetValueOrDefault(name);
+
+    /// <summary>True when <paramref name="other"/> has the same tensors (names, kinds, shapes) in the same order.</summary>
+    public bool SameShape(TensorLayout other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        if (other._tensors.Count != _tensors.Count) return false;
+        for (int i = 0; i < _tensors.Count; i++)
+            if (other._tensors[i] != _tensors[i]) return false;
+        return true;
+    }
+
+    /// <summary>Appends a (rows, cols) tensor and returns its offset.</summary>
+    private protected int Add(string name, ParameterKind kind, int rows, int cols)
+    {
+        long length = (long)rows * cols;
+        if (_count + length > Array.MaxLength)
+            throw new ArgumentException($"Tensor '{name}' would take the layout past {Array.MaxLength} floats, more than one array holds; choose a smaller configuration.");
+        var t = new ParameterTensor(name, kind, rows, cols, (int)_count);
+        _tensors.Add(t);
+        _byName.Add(name, t);
+        _count += length;
+        return t.Offset;
+    }
+}
+
 /// <summary>Offsets of one block's tensors in the flat parameter vector (−1 where the architecture has none).</summary>
 internal readonly record struct BlockOffsets
 {
@@ -86,11 +129,8 @@ internal readonly record struct BlockOffsets
 /// within a block, Llama's Q, K, V weights are adjacent (one fused (H·D + 2·Hkv·D, C) matrix for the GEMMs) and
 /// so are gate and up ((2F, C)).
 /// </summary>
-public sealed class ParameterLayout
+public sealed class ParameterLayout : TensorLayout
 {
-    private readonly List<ParameterTensor> _tensors = [];
-    private readonly Dictionary<string, ParameterTensor> _byName = [];
-
     public ParameterLayout(ModelConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -98,19 +138,6 @@ public sealed class ParameterLayout
         if (problem != null) throw new ArgumentException(problem, nameof(config));
         Config = config;
         int c = config.EmbeddingLength, f = config.FeedForwardLength, v = config.VocabSize;
-        long offset = 0;
-        int Add(string name, ParameterKind kind, int rows, int cols)
-        {
-            long length = (long)rows * cols;
-            if (offset + length > Array.MaxLength)
-                throw new ArgumentException($"A model of {config.ParameterCount} parameters does not fit in one float array ({Array.MaxLength} elements); choose a smaller configuration.", nameof(config));
-            var t = new ParameterTensor(name, kind, rows, cols, (int)offset);
-            _tensors.Add(t);
-            _byName.Add(name, t);
-            offset += length;
-            return t.Offset;
-        }
-
         TokenEmbedding = Add("token_embd.weight", ParameterKind.TokenEmbedding, v, c);
         PositionEmbedding = config.Architecture == ModelArchitecture.Gpt2
             ? Add("position_embd.weight", ParameterKind.PositionEmbedding, config.ContextLength, c)
@@ -161,19 +188,9 @@ public sealed class ParameterLayout
         OutputNorm = Add("output_norm.weight", ParameterKind.Norm, 1, c);
         OutputNormBias = config.Architecture == ModelArchitecture.Gpt2 ? Add("output_norm.bias", ParameterKind.Bias, 1, c) : -1;
         Output = config.TiedOutput ? TokenEmbedding : Add("output.weight", ParameterKind.Output, v, c);
-        Count = (int)offset;
     }
 
     public ModelConfig Config { get; }
-
-    /// <summary>Every tensor, in GGUF order.</summary>
-    public IReadOnlyList<ParameterTensor> Tensors => _tensors;
-
-    /// <summary>Total floats.</summary>
-    public int Count { get; }
-
-    /// <summary>The tensor called <paramref name="name"/> (GGUF name), or null.</summary>
-    public ParameterTensor? Find(string name) => _byName.GetValueOrDefault(name);
 
     internal int TokenEmbedding { get; }
 

@@ -5,15 +5,15 @@ using ModelSmith.Models;
 namespace ModelSmith.Training;
 
 /// <summary>
-/// A flat float vector laid out by a <see cref="ParameterLayout"/>, allocated once and pinned, so kernels
-/// address its tensors by offset. Base of <see cref="ModelParameters"/> and <see cref="ModelGradients"/>, which
-/// are separate types so that one is never passed where the other is meant.
+/// A flat float vector laid out by a <see cref="TensorLayout"/>, allocated once and pinned, so kernels
+/// address its tensors by offset. Base of <see cref="ModelParameters"/> and <see cref="ModelGradients"/> (and
+/// of the LoRA adapter sets), which are separate types so that one is never passed where the other is meant.
 /// </summary>
-public abstract unsafe class TensorSet
+public abstract unsafe class TensorSet<TLayout> where TLayout : TensorLayout
 {
     private readonly float[] _values;
 
-    private protected TensorSet(ParameterLayout layout)
+    private protected TensorSet(TLayout layout)
     {
         ArgumentNullException.ThrowIfNull(layout);
         Layout = layout;
@@ -21,9 +21,7 @@ public abstract unsafe class TensorSet
         Pointer = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_values));
     }
 
-    public ParameterLayout Layout { get; }
-
-    public ModelConfig Config => Layout.Config;
+    public TLayout Layout { get; }
 
     /// <summary>All values, in layout order.</summary>
     public Span<float> Values => _values;
@@ -48,21 +46,23 @@ public abstract unsafe class TensorSet
     internal float* At(int offset) => offset < 0 ? null : Pointer + offset;
 
     /// <summary>Copies every value from <paramref name="other"/>, which must have the same layout.</summary>
-    public void CopyFrom(TensorSet other)
+    public void CopyFrom(TensorSet<TLayout> other)
     {
         ArgumentNullException.ThrowIfNull(other);
-        if (other.Layout.Count != Layout.Count || other.Config != Config)
-            throw new ArgumentException("Cannot copy between tensor sets of different model configurations.", nameof(other));
+        if (!other.Layout.SameShape(Layout))
+            throw new ArgumentException("Cannot copy between tensor sets of different layouts.", nameof(other));
         other._values.AsSpan().CopyTo(_values);
     }
 }
 
 /// <summary>The trainable weights of a model, in <see cref="ParameterLayout"/> order.</summary>
-public sealed class ModelParameters : TensorSet
+public sealed class ModelParameters : TensorSet<ParameterLayout>
 {
     public ModelParameters(ParameterLayout layout) : base(layout)
     {
     }
+
+    public ModelConfig Config => Layout.Config;
 
     /// <summary>
     /// GPT-2-style initialisation from <paramref name="seed"/>: matrices and embeddings N(0, std²), the two
@@ -90,7 +90,7 @@ public sealed class ModelParameters : TensorSet
 }
 
 /// <summary>Gradients of the loss with respect to every parameter, in <see cref="ParameterLayout"/> order.</summary>
-public sealed class ModelGradients : TensorSet
+public sealed class ModelGradients : TensorSet<ParameterLayout>
 {
     public ModelGradients(ParameterLayout layout) : base(layout)
     {

@@ -95,6 +95,8 @@ public sealed unsafe class TrainingModel : IDisposable
 
     public int Threads => _pool.ThreadCount;
 
+    internal ComputePool Pool => _pool;
+
     /// <summary>Bytes of activation memory (kept for the backward pass, plus gradient scratch).</summary>
     public long ActivationBytes => _act.SizeInBytes;
 

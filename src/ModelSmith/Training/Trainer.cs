@@ -1,0 +1,71 @@
+namespace ModelSmith.Training;
+
+/// <summary>
+/// One micro-batch: <see cref="Batch"/> sequences of <see cref="SeqLen"/> tokens, the targets to predict
+/// (usually the tokens shifted by one), and an optional loss mask. Tokens, Targets, Mask: (Batch, SeqLen).
+/// </summary>
+public sealed record TokenBatch(int[] Tokens, int[] Targets, int Batch, int SeqLen, bool[]? Mask = null)
+{
+    /// <summary>Tokens that count towards the loss.</summary>
+    public int CountedTokens
+    {
+        get
+        {
+            if (Mask == null) return Batch * SeqLen;
+            int n = 0;
+            foreach (bool m in Mask) if (m) n++;
+            return n;
+        }
+    }
+}
+
+/// <summary>What one optimizer step of a <see cref="Trainer"/> did.</summary>
+public readonly record struct TrainingStepResult(long Step, float Loss, int Tokens, float LearningRate, double GradientNorm, float ClipScale);
+
+/// <summary>
+/// A training step: gradients of the mean loss over all counted tokens of the step's micro-batches
+/// (accumulated micro-batch by micro-batch, each scaled by 1/total so the sum is the whole batch's gradient),
+/// then one AdamW update at the scheduled learning rate. The same parameters, data and thread count give the
+/// same losses bit for bit; so does any thread count (see <see cref="TrainingModel"/>).
+/// </summary>
+public sealed class Trainer
+{
+    public Trainer(TrainingModel model, AdamWOptions options, LearningRateSchedule schedule)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(schedule);
+        string? problem = schedule.Validate();
+        if (problem != null) throw new ArgumentException(problem, nameof(schedule));
+        Model = model;
+        Optimizer = new AdamW(model.Layout, options);
+        Schedule = schedule;
+    }
+
+    public TrainingModel Model { get; }
+
+    public AdamW Optimizer { get; }
+
+    public LearningRateSchedule Schedule { get; }
+
+    /// <summary>Runs one optimizer step over <paramref name="microBatches"/> (gradient accumulation when more than one).</summary>
+    public TrainingStepResult Step(IReadOnlyList<TokenBatch> microBatches)
+    {
+        ArgumentNullException.ThrowIfNull(microBatches);
+        if (microBatches.Count == 0) throw new ArgumentException("A step needs at least one micro-batch.", nameof(microBatches));
+        int total = 0;
+        foreach (TokenBatch b in microBatches) total += b.CountedTokens;
+        if (total == 0) throw new ArgumentException("No token of this step's micro-batches counts towards the loss (every mask is false).", nameof(microBatches));
+
+        Model.Gradients.Clear();
+        double lossSum = 0;
+        foreach (TokenBatch b in microBatches)
+        {
+            Model.Forward(b.Tokens, b.Targets, b.Batch, b.SeqLen, b.Mask);
+            lossSum += Model.LossSum;
+            Model.Backward(1f / total);
+        }
+        float rate = Schedule.At(Optimizer.Step);
+        OptimizerStep s = Optimizer.Update(Model.Parameters, Model.Gradients, rate, Model.Pool);
+        return new TrainingStepResult(s.Step, (float)(lossSum / total), total, rate, s.GradientNorm, s.ClipScale);
+    }
+}
