@@ -16,10 +16,14 @@ internal static unsafe class GeluLayer
     private const float SqrtTwoOverPi = 0.79788456080286535587989211986876f;
     private const float Coef = 0.044715f;
 
-    /// <summary>x: (N), y: (N); N is any element count.</summary>
-    public static void Forward(ComputePool pool, float* x, long n, float* y)
+    /// <summary>
+    /// x: (N), y: (N); N is any element count. <paramref name="ggmlTable"/> evaluates GELU through ggml's binary16
+    /// table instead (<see cref="Activations.GeluGgml"/>), to reproduce llama.cpp's logits exactly; the backward
+    /// pass is the smooth formula's either way.
+    /// </summary>
+    public static void Forward(ComputePool pool, float* x, long n, float* y, bool ggmlTable = false)
     {
-        var k = new ForwardRows { X = x, Y = y, N = n };
+        var k = new ForwardRows { X = x, Y = y, N = n, Table = ggmlTable };
         RowParallel.For(pool, Chunks(n), 1, in k);
     }
 
@@ -46,11 +50,15 @@ internal static unsafe class GeluLayer
     {
         public float* X, Y;
         public long N;
+        public bool Table;
 
         public readonly void Run(int start, int end, int worker)
         {
             long i0 = (long)start * ChunkElements, i1 = Math.Min(N, (long)end * ChunkElements);
-            Activations.GeluTanh(new ReadOnlySpan<float>(X + i0, (int)(i1 - i0)), new Span<float>(Y + i0, (int)(i1 - i0)));
+            var x = new ReadOnlySpan<float>(X + i0, (int)(i1 - i0));
+            var y = new Span<float>(Y + i0, (int)(i1 - i0));
+            if (Table) Activations.GeluGgml(x, y);
+            else Activations.GeluTanh(x, y);
         }
     }
 

@@ -97,6 +97,13 @@ public sealed unsafe class TrainingModel : IDisposable
 
     internal ComputePool Pool => _pool;
 
+    /// <summary>
+    /// GPT-2 only: evaluate GELU in the forward pass through ggml's binary16 table, exactly as the inference
+    /// engine and llama.cpp's CPU backend do, to compare logits with them. The backward pass always uses the
+    /// smooth formula's derivative, so train with this off.
+    /// </summary>
+    internal bool GgmlGelu { get; set; }
+
     /// <summary>Bytes of activation memory (kept for the backward pass, plus gradient scratch).</summary>
     public long ActivationBytes => _act.SizeInBytes;
 
@@ -243,7 +250,7 @@ public sealed unsafe class TrainingModel : IDisposable
             NormForward(k.Mid, o.FeedForwardNorm, o.FeedForwardNormBias, n, k.Norm2, k.Mean2, k.Rstd2);
             Linear.Forward(_pool, _gemm, k.Norm2, Param(o.FeedForwardIn), Param(o.FeedForwardInBias), n, c, fIn, k.FfnIn); // (N, F2)
             if (llama) SwiGluLayer.Forward(_pool, k.FfnIn, n, f, k.FfnAct); // (N, F)
-            else GeluLayer.Forward(_pool, k.FfnIn, (long)n * f, k.FfnAct);
+            else GeluLayer.Forward(_pool, k.FfnIn, (long)n * f, k.FfnAct, GgmlGelu);
             Linear.Forward(_pool, _gemm, k.FfnAct, Param(o.FeedForwardOut), Param(o.FeedForwardOutBias), n, f, c, a.Residual(l + 1), residual: k.Mid);
         }
         NormForward(a.Residual(cfg.BlockCount), lay.OutputNorm, lay.OutputNormBias, n, a.NormF, a.MeanF, a.RstdF);
