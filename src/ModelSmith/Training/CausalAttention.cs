@@ -59,12 +59,7 @@ internal static unsafe class CausalAttention
             // S = Q·Kᵀ on and below the diagonal; then P = softmax(S/√D) over each row's visible prefix.
             Gemm.PackB(Strided.Columns(rows + qDim + g * d, stride), d, t, 0, Gemm.PanelCount(t), scratch);
             Gemm.MultiplyPacked(Strided.Rows(rows + h * d, stride), scratch, t, t, d, p, t, false, GemmMask.LowerColumns, packA);
-            for (int i = 0; i < t; i++)
-            {
-                var row = new Span<float>(p + (long)i * t, t);
-                for (int j = 0; j <= i; j++) row[j] *= scale;
-                Softmax.Forward(row, row, i + 1);
-            }
+            for (int i = 0; i < t; i++) RowMath.SoftmaxPrefix(p + (long)i * t, i + 1, t, scale);
 
             // O = P·V, P lower triangular.
             Gemm.PackB(Strided.Rows(rows + qDim + Hkv * d + g * d, stride), t, d, 0, Gemm.PanelCount(d), scratch);

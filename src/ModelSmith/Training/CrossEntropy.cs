@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using ModelSmith.Tensors;
 
 namespace ModelSmith.Training;
@@ -20,7 +19,7 @@ internal static unsafe class CrossEntropy
     /// </summary>
     public static (double Sum, int Count) Forward(ComputePool pool, float* logits, int* targets, bool* mask, int n, int v, float* lse, float* losses)
     {
-        var k = new ForwardRows { Logits = logits, Targets = targets, Mask = mask, V = v, Lse = lse, Losses = losses, Pool = pool };
+        var k = new ForwardRows { Logits = logits, Targets = targets, Mask = mask, V = v, Lse = lse, Losses = losses };
         RowParallel.For(pool, n, RowParallel.Chunk(pool, n, 1), in k);
         double sum = 0;
         int count = 0;
@@ -48,18 +47,14 @@ internal static unsafe class CrossEntropy
         public int* Targets;
         public bool* Mask;
         public int V;
-        public ComputePool Pool;
 
         public readonly void Run(int start, int end, int worker)
         {
-            Span<float> e = Pool.GetScratch(worker, V);
             for (int t = start; t < end; t++)
             {
-                var z = new ReadOnlySpan<float>(Logits + (long)t * V, V);
-                float max = TensorPrimitives.Max(z);
-                TensorPrimitives.Subtract(z, max, e);
-                TensorPrimitives.Exp(e, e);
-                float l = max + (float)Math.Log(VectorOps.SumDouble(e));
+                float* z = Logits + (long)t * V;
+                float max = RowMath.Max(z, V);
+                float l = max + (float)Math.Log(RowMath.SumExp(z, V, max, 1f, null));
                 Lse[t] = l;
                 Losses[t] = Mask != null && !Mask[t] ? 0f : l - z[Targets[t]];
             }
@@ -78,16 +73,14 @@ internal static unsafe class CrossEntropy
         {
             for (int t = start; t < end; t++)
             {
-                var z = new Span<float>(Logits + (long)t * V, V);
+                float* z = Logits + (long)t * V;
                 if (Mask != null && !Mask[t])
                 {
-                    z.Clear();
+                    new Span<float>(z, V).Clear();
                     continue;
                 }
-                TensorPrimitives.Subtract(z, Lse[t], z);
-                TensorPrimitives.Exp(z, z);
-                z[Targets[t]] -= 1f;
-                TensorPrimitives.Multiply(z, Scale, z);
+                RowMath.ExpShiftScale(z, V, Lse[t], Scale);
+                z[Targets[t]] -= Scale;
             }
         }
     }

@@ -3,7 +3,8 @@ using ModelSmith.Tensors;
 namespace ModelSmith.Training;
 
 /// <summary>
-/// GPT-2's GELU, tanh approximation in float (<see cref="Activations.GeluTanh"/>), and its backward pass:
+/// GPT-2's GELU, tanh approximation in float (the formula of <see cref="Activations.GeluTanh"/>, through
+/// <see cref="RowMath"/>'s exp), and its backward pass:
 /// y = ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³);
 /// dy/dx = ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²).
 /// </summary>
@@ -13,9 +14,6 @@ namespace ModelSmith.Training;
 /// </remarks>
 internal static unsafe class GeluLayer
 {
-    private const float SqrtTwoOverPi = 0.79788456080286535587989211986876f;
-    private const float Coef = 0.044715f;
-
     /// <summary>
     /// x: (N), y: (N); N is any element count. <paramref name="ggmlTable"/> evaluates GELU through ggml's binary16
     /// table instead (<see cref="Activations.GeluGgml"/>), to reproduce llama.cpp's logits exactly; the backward
@@ -34,14 +32,6 @@ internal static unsafe class GeluLayer
         RowParallel.For(pool, Chunks(n), 1, in k);
     }
 
-    /// <summary>The derivative of the tanh approximation at <paramref name="x"/>.</summary>
-    public static float Derivative(float x)
-    {
-        float u = SqrtTwoOverPi * (x + Coef * x * x * x);
-        float th = MathF.Tanh(u);
-        return 0.5f * (1f + th) + 0.5f * x * (1f - th * th) * SqrtTwoOverPi * (1f + 3f * Coef * x * x);
-    }
-
     private const int ChunkElements = 1 << 14;
 
     private static int Chunks(long n) => (int)((n + ChunkElements - 1) / ChunkElements);
@@ -58,7 +48,7 @@ internal static unsafe class GeluLayer
             var x = new ReadOnlySpan<float>(X + i0, (int)(i1 - i0));
             var y = new Span<float>(Y + i0, (int)(i1 - i0));
             if (Table) Activations.GeluGgml(x, y);
-            else Activations.GeluTanh(x, y);
+            else RowMath.Gelu(X + i0, Y + i0, (int)(i1 - i0));
         }
     }
 
@@ -70,7 +60,7 @@ internal static unsafe class GeluLayer
         public readonly void Run(int start, int end, int worker)
         {
             long i0 = (long)start * ChunkElements, i1 = Math.Min(N, (long)end * ChunkElements);
-            for (long i = i0; i < i1; i++) Dx[i] = Dy[i] * Derivative(X[i]);
+            RowMath.GeluBackward(Dy + i0, X + i0, Dx + i0, (int)(i1 - i0));
         }
     }
 }

@@ -122,15 +122,20 @@ internal static unsafe class Gemm
 
     /// <summary>
     /// Single-threaded C = A·B or C += A·B with B already packed by <see cref="PackB"/>, for use inside a
-    /// parallel job (attention heads). Computes rows [0, M) only where <paramref name="mask"/> says they are
-    /// needed. packA: <see cref="PackedALength"/> floats of scratch.
+    /// parallel job (attention heads). With <see cref="GemmMask.LowerColumns"/> the tiles wholly above the
+    /// diagonal are not written at all. packA: <see cref="PackedALength"/> floats of scratch.
     /// </summary>
     public static void MultiplyPacked(Strided a, float* packedB, int m, int n, int k, float* c, long ldc, bool accumulate, GemmMask mask, float* packA)
     {
         if (m <= 0 || n <= 0) return;
-        if (!accumulate) Clear(c, ldc, m, n);
+        if (!accumulate)
+        {
+            // Rows that no depth step reaches would otherwise keep their old contents.
+            int reached = k == 0 ? 0 : mask == GemmMask.UpperDepth ? Math.Min(m, k) : m;
+            if (reached < m) Clear(c + reached * ldc, ldc, m - reached, n);
+        }
         for (int i0 = 0; i0 < m; i0 += Mc)
-            Compute(a, packedB, n, k, c, ldc, i0, Math.Min(m, i0 + Mc), 0, PanelCount(n), mask, packA);
+            Compute(a, packedB, n, k, c, ldc, i0, Math.Min(m, i0 + Mc), 0, PanelCount(n), mask, accumulate, packA);
     }
 
     /// <summary>
@@ -178,8 +183,11 @@ internal static unsafe class Gemm
         for (int i = 0; i < m; i++) new Span<float>(c + i * ldc, n).Clear();
     }
 
-    /// <summary>Rows [i0, i1) × panels [panel0, panel1) of C from the packed B, over the whole depth.</summary>
-    private static void Compute(Strided a, float* packedB, int n, int k, float* c, long ldc, int i0, int i1, int panel0, int panel1, GemmMask mask, float* packA)
+    /// <summary>
+    /// Rows [i0, i1) × panels [panel0, panel1) of C from the packed B, over the whole depth. Unless
+    /// accumulating, a tile's first depth block starts its accumulators from 0 instead of loading C.
+    /// </summary>
+    private static void Compute(Strided a, float* packedB, int n, int k, float* c, long ldc, int i0, int i1, int panel0, int panel1, GemmMask mask, bool accumulate, float* packA)
     {
         int nr = Nr;
         for (int pc = 0; pc < k; pc += Kc)
@@ -201,7 +209,8 @@ internal static unsafe class Gemm
                     else if (mask == GemmMask.UpperDepth) lo = Math.Max(0, r0 - pc);
                     if (lo >= hi) continue;
                     float* ap = packA + (long)(r0 - i0) * kc + (long)lo * Mr;
-                    Tile(ap, bp + (long)lo * nr, hi - lo, c + r0 * ldc + j0, ldc, h, w);
+                    bool first = mask == GemmMask.UpperDepth ? r0 >= pc : pc == 0;
+                    Tile(ap, bp + (long)lo * nr, hi - lo, c + r0 * ldc + j0, ldc, h, w, accumulate || !first);
                 }
             }
         }
@@ -239,13 +248,15 @@ internal static unsafe class Gemm
         }
     }
 
-    /// <summary>C[0..h, 0..w) += Ã·B̃ over kc depth steps; a partial tile goes through a full-size copy.</summary>
-    private static void Tile(float* a, float* b, int kc, float* c, long ldc, int h, int w)
+    /// <summary>
+    /// C[0..h, 0..w) = (load ? C : 0) + Ã·B̃ over kc depth steps; a partial tile goes through a full-size copy.
+    /// </summary>
+    private static void Tile(float* a, float* b, int kc, float* c, long ldc, int h, int w, bool load)
     {
         int nr = Nr;
         if (h == Mr && w == nr)
         {
-            Kernel(a, b, kc, c, ldc);
+            Kernel(a, b, kc, c, ldc, load);
             return;
         }
         float* tile = stackalloc float[Mr * 64];
@@ -253,34 +264,43 @@ internal static unsafe class Gemm
         {
             float* row = tile + r * nr;
             new Span<float>(row, nr).Clear();
-            if (r < h) new ReadOnlySpan<float>(c + r * ldc, w).CopyTo(new Span<float>(row, w));
+            if (load && r < h) new ReadOnlySpan<float>(c + r * ldc, w).CopyTo(new Span<float>(row, w));
         }
-        Kernel(a, b, kc, tile, nr);
+        Kernel(a, b, kc, tile, nr, load: true);
         for (int r = 0; r < h; r++) new ReadOnlySpan<float>(tile + r * nr, w).CopyTo(new Span<float>(c + r * ldc, w));
     }
 
-    private static void Kernel(float* a, float* b, int kc, float* c, long ldc)
+    private static void Kernel(float* a, float* b, int kc, float* c, long ldc, bool load)
     {
-        if (Vector512.IsHardwareAccelerated) Kernel4<Vector512<float>, GemmV512>(a, b, kc, c, ldc);
-        else if (Vector256.IsHardwareAccelerated) Kernel2<Vector256<float>, GemmV256>(a, b, kc, c, ldc);
-        else if (Vector128.IsHardwareAccelerated) Kernel2<Vector128<float>, GemmV128>(a, b, kc, c, ldc);
-        else Kernel2<float, GemmScalar>(a, b, kc, c, ldc);
+        if (Vector512.IsHardwareAccelerated) Kernel4<Vector512<float>, GemmV512>(a, b, kc, c, ldc, load);
+        else if (Vector256.IsHardwareAccelerated) Kernel2<Vector256<float>, GemmV256>(a, b, kc, c, ldc, load);
+        else if (Vector128.IsHardwareAccelerated) Kernel2<Vector128<float>, GemmV128>(a, b, kc, c, ldc, load);
+        else Kernel2<float, GemmScalar>(a, b, kc, c, ldc, load);
     }
 
     // 6 rows × 4 registers: 24 accumulators, 4 loads of B and 6 broadcasts of A per depth step.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel4<TV, TS>(float* a, float* b, int kc, float* c, long ldc)
+    private static void Kernel4<TV, TS>(float* a, float* b, int kc, float* c, long ldc, bool load)
         where TV : unmanaged
         where TS : IGemmVector<TV>
     {
         int l = TS.Lanes;
         float* c0 = c, c1 = c0 + ldc, c2 = c1 + ldc, c3 = c2 + ldc, c4 = c3 + ldc, c5 = c4 + ldc;
-        TV x00 = TS.Load(c0), x01 = TS.Load(c0 + l), x02 = TS.Load(c0 + 2 * l), x03 = TS.Load(c0 + 3 * l);
-        TV x10 = TS.Load(c1), x11 = TS.Load(c1 + l), x12 = TS.Load(c1 + 2 * l), x13 = TS.Load(c1 + 3 * l);
-        TV x20 = TS.Load(c2), x21 = TS.Load(c2 + l), x22 = TS.Load(c2 + 2 * l), x23 = TS.Load(c2 + 3 * l);
-        TV x30 = TS.Load(c3), x31 = TS.Load(c3 + l), x32 = TS.Load(c3 + 2 * l), x33 = TS.Load(c3 + 3 * l);
-        TV x40 = TS.Load(c4), x41 = TS.Load(c4 + l), x42 = TS.Load(c4 + 2 * l), x43 = TS.Load(c4 + 3 * l);
-        TV x50 = TS.Load(c5), x51 = TS.Load(c5 + l), x52 = TS.Load(c5 + 2 * l), x53 = TS.Load(c5 + 3 * l);
+        TV x00 = TS.Zero, x01 = TS.Zero, x02 = TS.Zero, x03 = TS.Zero;
+        TV x10 = TS.Zero, x11 = TS.Zero, x12 = TS.Zero, x13 = TS.Zero;
+        TV x20 = TS.Zero, x21 = TS.Zero, x22 = TS.Zero, x23 = TS.Zero;
+        TV x30 = TS.Zero, x31 = TS.Zero, x32 = TS.Zero, x33 = TS.Zero;
+        TV x40 = TS.Zero, x41 = TS.Zero, x42 = TS.Zero, x43 = TS.Zero;
+        TV x50 = TS.Zero, x51 = TS.Zero, x52 = TS.Zero, x53 = TS.Zero;
+        if (load)
+        {
+            x00 = TS.Load(c0); x01 = TS.Load(c0 + l); x02 = TS.Load(c0 + 2 * l); x03 = TS.Load(c0 + 3 * l);
+            x10 = TS.Load(c1); x11 = TS.Load(c1 + l); x12 = TS.Load(c1 + 2 * l); x13 = TS.Load(c1 + 3 * l);
+            x20 = TS.Load(c2); x21 = TS.Load(c2 + l); x22 = TS.Load(c2 + 2 * l); x23 = TS.Load(c2 + 3 * l);
+            x30 = TS.Load(c3); x31 = TS.Load(c3 + l); x32 = TS.Load(c3 + 2 * l); x33 = TS.Load(c3 + 3 * l);
+            x40 = TS.Load(c4); x41 = TS.Load(c4 + l); x42 = TS.Load(c4 + 2 * l); x43 = TS.Load(c4 + 3 * l);
+            x50 = TS.Load(c5); x51 = TS.Load(c5 + l); x52 = TS.Load(c5 + 2 * l); x53 = TS.Load(c5 + 3 * l);
+        }
         for (int kk = 0; kk < kc; kk++)
         {
             TV b0 = TS.Load(b), b1 = TS.Load(b + l), b2 = TS.Load(b + 2 * l), b3 = TS.Load(b + 3 * l);
@@ -309,18 +329,23 @@ internal static unsafe class Gemm
 
     // 6 rows × 2 registers: 12 accumulators, for 16-register ISAs.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel2<TV, TS>(float* a, float* b, int kc, float* c, long ldc)
+    private static void Kernel2<TV, TS>(float* a, float* b, int kc, float* c, long ldc, bool load)
         where TV : unmanaged
         where TS : IGemmVector<TV>
     {
         int l = TS.Lanes;
         float* c0 = c, c1 = c0 + ldc, c2 = c1 + ldc, c3 = c2 + ldc, c4 = c3 + ldc, c5 = c4 + ldc;
-        TV x00 = TS.Load(c0), x01 = TS.Load(c0 + l);
-        TV x10 = TS.Load(c1), x11 = TS.Load(c1 + l);
-        TV x20 = TS.Load(c2), x21 = TS.Load(c2 + l);
-        TV x30 = TS.Load(c3), x31 = TS.Load(c3 + l);
-        TV x40 = TS.Load(c4), x41 = TS.Load(c4 + l);
-        TV x50 = TS.Load(c5), x51 = TS.Load(c5 + l);
+        TV x00 = TS.Zero, x01 = TS.Zero, x10 = TS.Zero, x11 = TS.Zero, x20 = TS.Zero, x21 = TS.Zero;
+        TV x30 = TS.Zero, x31 = TS.Zero, x40 = TS.Zero, x41 = TS.Zero, x50 = TS.Zero, x51 = TS.Zero;
+        if (load)
+        {
+            x00 = TS.Load(c0); x01 = TS.Load(c0 + l);
+            x10 = TS.Load(c1); x11 = TS.Load(c1 + l);
+            x20 = TS.Load(c2); x21 = TS.Load(c2 + l);
+            x30 = TS.Load(c3); x31 = TS.Load(c3 + l);
+            x40 = TS.Load(c4); x41 = TS.Load(c4 + l);
+            x50 = TS.Load(c5); x51 = TS.Load(c5 + l);
+        }
         for (int kk = 0; kk < kc; kk++)
         {
             TV b0 = TS.Load(b), b1 = TS.Load(b + l);
@@ -370,14 +395,8 @@ internal static unsafe class Gemm
         {
             int i0 = item / ColBlocks * Mc, i1 = Math.Min(M, i0 + Mc);
             int p0 = item % ColBlocks * NcPanels, p1 = Math.Min(Panels, p0 + NcPanels);
-            int nr = Nr;
-            if (!Accumulate)
-            {
-                int j0 = p0 * nr, w = Math.Min(N, p1 * nr) - j0;
-                Clear(C + j0 + i0 * Ldc, Ldc, i1 - i0, w);
-            }
             float* packA = Pool.GetScratchPointer(worker, PackedALength);
-            Compute(A, Packed, N, K, C, Ldc, i0, i1, p0, p1, GemmMask.None, packA);
+            Compute(A, Packed, N, K, C, Ldc, i0, i1, p0, p1, GemmMask.None, Accumulate, packA);
         }
     }
 

@@ -8,7 +8,7 @@ namespace ModelSmith.Training;
 /// </summary>
 internal static unsafe class SwiGluLayer
 {
-    /// <summary>gateUp: (N, 2F) rows [gate | up]; act: (N, F). Computed as the inference kernel computes it.</summary>
+    /// <summary>gateUp: (N, 2F) rows [gate | up]; act: (N, F), as g / (1 + e^−g) · u like the inference kernel (with <see cref="RowMath"/>'s exp).</summary>
     public static void Forward(ComputePool pool, float* gateUp, int n, int f, float* act)
     {
         var k = new ForwardRows { GateUp = gateUp, F = f, Act = act };
@@ -35,7 +35,7 @@ internal static unsafe class SwiGluLayer
             for (int t = start; t < end; t++)
             {
                 float* row = GateUp + (long)t * 2 * F;
-                Activations.SwiGlu(new ReadOnlySpan<float>(row, F), new ReadOnlySpan<float>(row + F, F), new Span<float>(Act + (long)t * F, F));
+                RowMath.SwiGlu(row, row + F, Act + (long)t * F, F);
             }
         }
     }
@@ -51,15 +51,7 @@ internal static unsafe class SwiGluLayer
             {
                 float* row = GateUp + (long)t * 2 * F;
                 float* drow = DGateUp + (long)t * 2 * F;
-                float* da = DAct + (long)t * F;
-                for (int i = 0; i < F; i++)
-                {
-                    float g = row[i], u = row[F + i];
-                    float s = 1f / (1f + MathF.Exp(-g));
-                    float silu = g * s;
-                    drow[i] = da[i] * u * s * (1f + g * (1f - s));
-                    drow[F + i] = da[i] * silu;
-                }
+                RowMath.SwiGluBackward(DAct + (long)t * F, row, row + F, drow, drow + F, F);
             }
         }
     }

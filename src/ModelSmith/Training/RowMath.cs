@@ -1,0 +1,227 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace ModelSmith.Training;
+
+/// <summary>
+/// Row kernels of the training step that need an exponential (softmax, cross-entropy, SwiGLU, GELU), written
+/// once over <see cref="IFloatVector{TV}"/> and run at the widest accelerated width, the tail with the
+/// same math in scalars. All inputs are raw rows of n floats.
+/// </summary>
+internal static unsafe class RowMath
+{
+    private const float GeluC1 = -2f * 0.79788456080286535587989211986876f; // −2√(2/π)
+    private const float GeluC3 = GeluC1 * 0.044715f;
+
+    /// <summary>Largest element of x (n ≥ 1). Exact, so the same at every width.</summary>
+    public static float Max(float* x, int n)
+    {
+        if (Vector512.IsHardwareAccelerated && n >= 16) return Max<Vector512<float>, F512>(x, n);
+        if (Vector256.IsHardwareAccelerated && n >= 8) return Max<Vector256<float>, F256>(x, n);
+        if (Vector128.IsHardwareAccelerated && n >= 4) return Max<Vector128<float>, F128>(x, n);
+        return Max<float, F1>(x, n);
+    }
+
+    /// <summary>
+    /// Σ exp((x − shift)·scale) over x: (n), writing each exponential to y: (n) when y is not null (y may be x).
+    /// Lanes sum in float within blocks of 1024 elements, blocks in double.
+    /// </summary>
+    public static double SumExp(float* x, int n, float shift, float scale, float* y)
+    {
+        double total = 0;
+        for (int i0 = 0; i0 < n; i0 += 1024)
+        {
+            int m = Math.Min(1024, n - i0);
+            float* yb = y == null ? null : y + i0;
+            if (Vector512.IsHardwareAccelerated) total += SumExp<Vector512<float>, F512>(x + i0, m, shift, scale, yb);
+            else if (Vector256.IsHardwareAccelerated) total += SumExp<Vector256<float>, F256>(x + i0, m, shift, scale, yb);
+            else if (Vector128.IsHardwareAccelerated) total += SumExp<Vector128<float>, F128>(x + i0, m, shift, scale, yb);
+            else total += SumExp<float, F1>(x + i0, m, shift, scale, yb);
+        }
+        return total;
+    }
+
+    /// <summary>
+    /// Softmax of the first <paramref name="length"/> elements of a row of <paramref name="n"/> scores, each
+    /// score multiplied by <paramref name="scale"/> first; the rest of the row is set to 0. In place.
+    /// </summary>
+    public static void SoftmaxPrefix(float* row, int length, int n, float scale)
+    {
+        float max = Max(row, length);
+        float inv = (float)(1.0 / SumExp(row, length, max, scale, row));
+        Map(row, length, new Scale(inv));
+        new Span<float>(row + length, n - length).Clear();
+    }
+
+    /// <summary>x[i] = exp(x[i] − shift)·scale, in place. x: (n).</summary>
+    public static void ExpShiftScale(float* x, int n, float shift, float scale) => Map(x, n, new ExpShift(shift, scale));
+
+    /// <summary>y = silu(g) ⊙ u = g / (1 + e^−g) · u. g, u, y: (n).</summary>
+    public static void SwiGlu(float* g, float* u, float* y, int n)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated) i = SwiGlu<Vector512<float>, F512>(g, u, y, 0, n);
+        else if (Vector256.IsHardwareAccelerated) i = SwiGlu<Vector256<float>, F256>(g, u, y, 0, n);
+        else if (Vector128.IsHardwareAccelerated) i = SwiGlu<Vector128<float>, F128>(g, u, y, 0, n);
+        SwiGlu<float, F1>(g, u, y, i, n);
+    }
+
+    /// <summary>With s = σ(g): dg = da·u·s·(1 + g(1 − s)), du = da·g·s. da, g, u, dg, du: (n).</summary>
+    public static void SwiGluBackward(float* da, float* g, float* u, float* dg, float* du, int n)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated) i = SwiGluBackward<Vector512<float>, F512>(da, g, u, dg, du, 0, n);
+        else if (Vector256.IsHardwareAccelerated) i = SwiGluBackward<Vector256<float>, F256>(da, g, u, dg, du, 0, n);
+        else if (Vector128.IsHardwareAccelerated) i = SwiGluBackward<Vector128<float>, F128>(da, g, u, dg, du, 0, n);
+        SwiGluBackward<float, F1>(da, g, u, dg, du, i, n);
+    }
+
+    /// <summary>GELU (tanh approximation) as x·σ(2u) = x / (1 + e^(x(C₁ + C₃x²))). x, y: (n), y may be x.</summary>
+    public static void Gelu(float* x, float* y, int n)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated) i = Gelu<Vector512<float>, F512>(x, y, 0, n);
+        else if (Vector256.IsHardwareAccelerated) i = Gelu<Vector256<float>, F256>(x, y, 0, n);
+        else if (Vector128.IsHardwareAccelerated) i = Gelu<Vector128<float>, F128>(x, y, 0, n);
+        Gelu<float, F1>(x, y, i, n);
+    }
+
+    /// <summary>dx = dy · gelu'(x), gelu'(x) = σ + x·σ(1 − σ)·2u′, σ = σ(2u). dy, x, dx: (n), dx may be dy.</summary>
+    public static void GeluBackward(float* dy, float* x, float* dx, int n)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated) i = GeluBackward<Vector512<float>, F512>(dy, x, dx, 0, n);
+        else if (Vector256.IsHardwareAccelerated) i = GeluBackward<Vector256<float>, F256>(dy, x, dx, 0, n);
+        else if (Vector128.IsHardwareAccelerated) i = GeluBackward<Vector128<float>, F128>(dy, x, dx, 0, n);
+        GeluBackward<float, F1>(dy, x, dx, i, n);
+    }
+
+    private static float Max<TV, TS>(float* x, int n) where TV : unmanaged where TS : IFloatVector<TV>
+    {
+        int l = TS.Lanes, i = 0;
+        float m = float.NegativeInfinity;
+        if (n >= l)
+        {
+            TV acc = TS.Load(x);
+            for (i = l; i <= n - l; i += l) acc = TS.Max(acc, TS.Load(x + i));
+            m = TS.MaxAcross(acc);
+        }
+        for (; i < n; i++) m = MathF.Max(m, x[i]);
+        return m;
+    }
+
+    private static float SumExp<TV, TS>(float* x, int n, float shift, float scale, float* y) where TV : unmanaged where TS : IFloatVector<TV>
+    {
+        int l = TS.Lanes, i = 0;
+        TV acc = TS.Create(0f), sh = TS.Create(shift), sc = TS.Create(scale);
+        for (; i <= n - l; i += l)
+        {
+            TV e = TS.Exp(TS.Multiply(TS.Subtract(TS.Load(x + i), sh), sc));
+            if (y != null) TS.Store(e, y + i);
+            acc = TS.Add(acc, e);
+        }
+        float sum = TS.Sum(acc);
+        for (; i < n; i++)
+        {
+            float e = F1.Exp((x[i] - shift) * scale);
+            if (y != null) y[i] = e;
+            sum += e;
+        }
+        return sum;
+    }
+
+    private static int SwiGlu<TV, TS>(float* g, float* u, float* y, int i, int n) where TV : unmanaged where TS : IFloatVector<TV>
+    {
+        int l = TS.Lanes;
+        TV one = TS.Create(1f), zero = TS.Create(0f);
+        for (; i <= n - l; i += l)
+        {
+            TV gv = TS.Load(g + i);
+            TS.Store(TS.Multiply(TS.Divide(gv, TS.Add(one, TS.Exp(TS.Subtract(zero, gv)))), TS.Load(u + i)), y + i);
+        }
+        return i;
+    }
+
+    private static int SwiGluBackward<TV, TS>(float* da, float* g, float* u, float* dg, float* du, int i, int n) where TV : unmanaged where TS : IFloatVector<TV>
+    {
+        int l = TS.Lanes;
+        TV one = TS.Create(1f), zero = TS.Create(0f);
+        for (; i <= n - l; i += l)
+        {
+            TV gv = TS.Load(g + i), uv = TS.Load(u + i), d = TS.Load(da + i);
+            TV s = TS.Divide(one, TS.Add(one, TS.Exp(TS.Subtract(zero, gv))));
+            TV ds = TS.Multiply(TS.Multiply(d, uv), s);
+            TS.Store(TS.Multiply(ds, TS.Add(one, TS.Multiply(gv, TS.Subtract(one, s)))), dg + i);
+            TS.Store(TS.Multiply(d, TS.Multiply(gv, s)), du + i);
+        }
+        return i;
+    }
+
+    private static int Gelu<TV, TS>(float* x, float* y, int i, int n) where TV : unmanaged where TS : IFloatVector<TV>
+    {
+        int l = TS.Lanes;
+        TV one = TS.Create(1f), c1 = TS.Create(GeluC1), c3 = TS.Create(GeluC3);
+        for (; i <= n - l; i += l)
+        {
+            TV xv = TS.Load(x + i);
+            TV a = TS.Multiply(xv, TS.Add(c1, TS.Multiply(c3, TS.Multiply(xv, xv))));
+            TS.Store(TS.Divide(xv, TS.Add(one, TS.Exp(a))), y + i);
+        }
+        return i;
+    }
+
+    private static int GeluBackward<TV, TS>(float* dy, float* x, float* dx, int i, int n) where TV : unmanaged where TS : IFloatVector<TV>
+    {
+        int l = TS.Lanes;
+        TV one = TS.Create(1f), c1 = TS.Create(GeluC1), c3 = TS.Create(GeluC3), three = TS.Create(3f), zero = TS.Create(0f);
+        for (; i <= n - l; i += l)
+        {
+            TV xv = TS.Load(x + i);
+            TV x2 = TS.Multiply(xv, xv);
+            TV s = TS.Divide(one, TS.Add(one, TS.Exp(TS.Multiply(xv, TS.Add(c1, TS.Multiply(c3, x2))))));
+            // 2u' = −(C₁ + 3C₃x²)
+            TV du2 = TS.Subtract(zero, TS.Add(c1, TS.Multiply(three, TS.Multiply(c3, x2))));
+            TV grad = TS.Add(s, TS.Multiply(TS.Multiply(xv, TS.Multiply(s, TS.Subtract(one, s))), du2));
+            TS.Store(TS.Multiply(TS.Load(dy + i), grad), dx + i);
+        }
+        return i;
+    }
+
+    /// <summary>An in-place element-wise map at every width.</summary>
+    private interface IMap
+    {
+        TV Apply<TV, TS>(TV x) where TV : unmanaged where TS : IFloatVector<TV>;
+    }
+
+    private static void Map<TOp>(float* x, int n, TOp op) where TOp : struct, IMap
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated) i = Map<Vector512<float>, F512, TOp>(x, 0, n, op);
+        else if (Vector256.IsHardwareAccelerated) i = Map<Vector256<float>, F256, TOp>(x, 0, n, op);
+        else if (Vector128.IsHardwareAccelerated) i = Map<Vector128<float>, F128, TOp>(x, 0, n, op);
+        Map<float, F1, TOp>(x, i, n, op);
+    }
+
+    private static int Map<TV, TS, TOp>(float* x, int i, int n, TOp op) where TV : unmanaged where TS : IFloatVector<TV> where TOp : struct, IMap
+    {
+        int l = TS.Lanes;
+        for (; i <= n - l; i += l) TS.Store(op.Apply<TV, TS>(TS.Load(x + i)), x + i);
+        return i;
+    }
+
+    private readonly struct Scale(float factor) : IMap
+    {
+        private readonly float _factor = factor;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public TV Apply<TV, TS>(TV x) where TV : unmanaged where TS : IFloatVector<TV> => TS.Multiply(x, TS.Create(_factor));
+    }
+
+    private readonly struct ExpShift(float shift, float scale) : IMap
+    {
+        private readonly float _shift = shift, _scale = scale;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public TV Apply<TV, TS>(TV x) where TV : unmanaged where TS : IFloatVector<TV> => TS.Multiply(TS.Exp(TS.Subtract(x, TS.Create(_shift))), TS.Create(_scale));
+    }
+}
