@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers.Binary;
 using System.Text;
 using ModelSmith.Tensors;
@@ -258,6 +259,7 @@ public sealed unsafe class AdamW
         public int Count;
         public double* Partials;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int item, int worker)
         {
             int start = item * Chunk, end = Math.Min(Count, start + Chunk);
@@ -271,6 +273,7 @@ public sealed unsafe class AdamW
         public int Count, Start, End;
         public float Beta1, Beta2, Epsilon, Clip, Rate, Decay, Correction1, Correction2;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int item, int worker)
         {
             int i0 = Start + item * Chunk, i1 = Math.Min(End, i0 + Chunk);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ModelSmith.Tensors;
 
 namespace ModelSmith.Training;
@@ -45,6 +46,7 @@ internal static unsafe class CausalAttention
         public int T, H, Hkv, D;
         public ComputePool Pool;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int item, int worker)
         {
             int b = item / H, h = item % H, g = h / (H / Hkv);
@@ -73,6 +75,7 @@ internal static unsafe class CausalAttention
         public int T, H, Hkv, D;
         public ComputePool Pool;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int item, int worker)
         {
             int b = item / Hkv, g = item % Hkv, group = H / Hkv;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ModelSmith.Tensors;
 
 namespace ModelSmith.Training;
@@ -48,6 +49,7 @@ internal static unsafe class CrossEntropy
         public bool* Mask;
         public int V;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Run(int start, int end, int worker)
         {
             for (int t = start; t < end; t++)
@@ -69,6 +71,7 @@ internal static unsafe class CrossEntropy
         public int V;
         public float Scale;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Run(int start, int end, int worker)
         {
             for (int t = start; t < end; t++)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace ModelSmith.Training;
 
 /// <summary>
@@ -10,6 +11,7 @@ internal static unsafe class Embedding
     /// x[t] = wte[tokens[t]] (+ wpe[t mod T]). tokens: (N) ids already checked against the vocabulary,
     /// wte: (V, C), wpe: (context, C) or null, x: (N, C).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Forward(ReadOnlySpan<int> tokens, int seqLen, float* wte, float* wpe, int c, float* x)
     {
         for (int t = 0; t < tokens.Length; t++)
@@ -28,6 +30,7 @@ internal static unsafe class Embedding
     /// dwte[tokens[t]] += dx[t] (and dwpe[t mod T] += dx[t]), tokens in order, so repeated tokens add up the
     /// same way every time. dx: (N, C), dwte: (V, C), dwpe: (context, C) or null.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Backward(ReadOnlySpan<int> tokens, int seqLen, float* dx, int c, float* dwte, float* dwpe)
     {
         for (int t = 0; t < tokens.Length; t++)

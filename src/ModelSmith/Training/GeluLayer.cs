@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ModelSmith.Tensors;
 
 namespace ModelSmith.Training;
@@ -42,6 +43,7 @@ internal static unsafe class GeluLayer
         public long N;
         public bool Table;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Run(int start, int end, int worker)
         {
             long i0 = (long)start * ChunkElements, i1 = Math.Min(N, (long)end * ChunkElements);
@@ -57,6 +59,7 @@ internal static unsafe class GeluLayer
         public float* Dy, X, Dx;
         public long N;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Run(int start, int end, int worker)
         {
             long i0 = (long)start * ChunkElements, i1 = Math.Min(N, (long)end * ChunkElements);

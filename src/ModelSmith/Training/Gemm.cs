@@ -142,6 +142,7 @@ internal static unsafe class Gemm
     /// Packs panels [p0, p1) of B (K, N) into <paramref name="packed"/>: panel p holds columns
     /// [p·Nr, p·Nr + Nr) as (K, Nr) at offset p·K·Nr, zero-padded past column N.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackB(Strided b, int k, int n, int p0, int p1, float* packed)
     {
         int nr = Nr;
@@ -187,6 +188,7 @@ internal static unsafe class Gemm
     /// Rows [i0, i1) × panels [panel0, panel1) of C from the packed B, over the whole depth. Unless
     /// accumulating, a tile's first depth block starts its accumulators from 0 instead of loading C.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Compute(Strided a, float* packedB, int n, int k, float* c, long ldc, int i0, int i1, int panel0, int panel1, GemmMask mask, bool accumulate, float* packA)
     {
         int nr = Nr;
@@ -220,6 +222,7 @@ internal static unsafe class Gemm
     /// Packs rows [i0, i0 + rows) × depth [k0, k0 + kc) of A into micro-panels of Mr rows, (kc, Mr) each,
     /// zero-padded past the last row.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackA(Strided a, int i0, int rows, int k0, int kc, float* dst)
     {
         for (int t = 0; t < rows; t += Mr)
@@ -251,6 +254,7 @@ internal static unsafe class Gemm
     /// <summary>
     /// C[0..h, 0..w) = (load ? C : 0) + Ã·B̃ over kc depth steps; a partial tile goes through a full-size copy.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile(float* a, float* b, int kc, float* c, long ldc, int h, int w, bool load)
     {
         int nr = Nr;
@@ -378,6 +382,7 @@ internal static unsafe class Gemm
         public int K, N;
         public float* Packed;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int item, int worker) => PackB(B, K, N, item, item + 1, Packed);
     }
 
@@ -391,6 +396,7 @@ internal static unsafe class Gemm
         public bool Accumulate;
         public ComputePool Pool;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int item, int worker)
         {
             int i0 = item / ColBlocks * Mc, i1 = Math.Min(M, i0 + Mc);

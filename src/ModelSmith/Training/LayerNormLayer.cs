@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using ModelSmith.Tensors;
 
@@ -21,6 +22,7 @@ internal static unsafe class LayerNormLayer
     /// With x̂ = (x − μ)·r and g = w ⊙ dy: dx += r·(g − mean(g) − x̂·mean(g ⊙ x̂)), dw += Σ_t dy ⊙ x̂, db += Σ_t dy.
     /// dy: (N, C), x: (N, C), weight: (C), mean, rstd: (N), dx: (N, C) accumulated, dweight, dbias: (C) accumulated.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Backward(ComputePool pool, float* dy, float* x, float* weight, float* mean, float* rstd, int n, int c, float* dx, float* dweight, float* dbias)
     {
         var k = new BackwardRows { Dy = dy, X = x, Weight = weight, Mean = mean, Rstd = rstd, C = c, Dx = dx };
@@ -47,6 +49,7 @@ internal static unsafe class LayerNormLayer
         public float Eps;
         public int C;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Run(int start, int end, int worker)
         {
             for (int t = start; t < end; t++)
@@ -71,6 +74,7 @@ internal static unsafe class LayerNormLayer
         public float* Dy, X, Weight, Mean, Rstd, Dx;
         public int C;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Run(int start, int end, int worker)
         {
             var w = new ReadOnlySpan<float>(Weight, C);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using ModelSmith.Tensors;
 
@@ -46,6 +47,7 @@ internal static unsafe class Linear
     }
 
     /// <summary>sum[j] += Σ_t m[t, j], over rows in order. m: (N, Cols), sum: (Cols).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void SumRows(float* m, int n, int cols, float* sum)
     {
         var s = new Span<float>(sum, cols);

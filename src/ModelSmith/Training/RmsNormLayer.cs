@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using ModelSmith.Tensors;
 
@@ -24,6 +25,7 @@ internal static unsafe class RmsNormLayer
     /// With g = w ⊙ dy and x̂ = x·r: dx += r·(g − x̂·mean(g ⊙ x̂)) and dw += Σ_t dy ⊙ x̂.
     /// dy: (N, C), x: (N, C), weight: (C), rstd: (N), dx: (N, C) accumulated (may not alias dy), dweight: (C) accumulated.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Backward(ComputePool pool, float* dy, float* x, float* weight, float* rstd, int n, int c, float* dx, float* dweight)
     {
         var k = new BackwardRows { Dy = dy, X = x, Weight = weight, Rstd = rstd, C = c, Dx = dx };
@@ -45,6 +47,7 @@ internal static unsafe class RmsNormLayer
         public float Eps;
         public int C;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Run(int start, int end, int worker)
         {
             for (int t = start; t < end; t++)
@@ -64,6 +67,7 @@ internal static unsafe class RmsNormLayer
         public float* Dy, X, Weight, Rstd, Dx;
         public int C;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Run(int start, int end, int worker)
         {
             var w = new ReadOnlySpan<float>(Weight, C);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ModelSmith.Tensors;
 
 namespace ModelSmith.Training;
@@ -30,6 +31,7 @@ internal static unsafe class RopeLayer
         public RopeTable Table;
         public bool Inverse;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Run(int start, int end, int worker)
         {
             int stride = QDim + 2 * KvDim;

@@ -96,6 +96,7 @@ internal static unsafe class RowMath
         GeluBackward<float, F1>(dy, x, dx, i, n);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Max<TV, TS>(float* x, int n) where TV : unmanaged where TS : IFloatVector<TV>
     {
         int l = TS.Lanes, i = 0;
@@ -110,6 +111,7 @@ internal static unsafe class RowMath
         return m;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float SumExp<TV, TS>(float* x, int n, float shift, float scale, float* y) where TV : unmanaged where TS : IFloatVector<TV>
     {
         int l = TS.Lanes, i = 0;
@@ -130,6 +132,7 @@ internal static unsafe class RowMath
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int SwiGlu<TV, TS>(float* g, float* u, float* y, int i, int n) where TV : unmanaged where TS : IFloatVector<TV>
     {
         int l = TS.Lanes;
@@ -142,6 +145,7 @@ internal static unsafe class RowMath
         return i;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int SwiGluBackward<TV, TS>(float* da, float* g, float* u, float* dg, float* du, int i, int n) where TV : unmanaged where TS : IFloatVector<TV>
     {
         int l = TS.Lanes;
@@ -157,6 +161,7 @@ internal static unsafe class RowMath
         return i;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int Gelu<TV, TS>(float* x, float* y, int i, int n) where TV : unmanaged where TS : IFloatVector<TV>
     {
         int l = TS.Lanes;
@@ -170,6 +175,7 @@ internal static unsafe class RowMath
         return i;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int GeluBackward<TV, TS>(float* dy, float* x, float* dx, int i, int n) where TV : unmanaged where TS : IFloatVector<TV>
     {
         int l = TS.Lanes;
@@ -202,6 +208,7 @@ internal static unsafe class RowMath
         Map<float, F1, TOp>(x, i, n, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int Map<TV, TS, TOp>(float* x, int i, int n, TOp op) where TV : unmanaged where TS : IFloatVector<TV> where TOp : struct, IMap
     {
         int l = TS.Lanes;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ModelSmith.Tensors;
 
 namespace ModelSmith.Training;
@@ -31,6 +32,7 @@ internal static class RowParallel
         public TK Kernel;
         public int Rows, Chunk;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int item, int worker)
         {
             int start = item * Chunk;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ModelSmith.Tensors;
 
 namespace ModelSmith.Training;
@@ -30,6 +31,7 @@ internal static unsafe class SwiGluLayer
         public float* GateUp, Act;
         public int F;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Run(int start, int end, int worker)
         {
             for (int t = start; t < end; t++)
@@ -45,6 +47,7 @@ internal static unsafe class SwiGluLayer
         public float* DAct, GateUp, DGateUp;
         public int F;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Run(int start, int end, int worker)
         {
             for (int t = start; t < end; t++)
