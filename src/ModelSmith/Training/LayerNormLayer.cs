@@ -20,13 +20,14 @@ internal static unsafe class LayerNormLayer
 
     /// <summary>
     /// With x̂ = (x − μ)·r and g = w ⊙ dy: dx += r·(g − mean(g) − x̂·mean(g ⊙ x̂)), dw += Σ_t dy ⊙ x̂, db += Σ_t dy.
-    /// dy: (N, C), x: (N, C), weight: (C), mean, rstd: (N), dx: (N, C) accumulated, dweight, dbias: (C) accumulated.
+    /// dy: (N, C), x: (N, C), weight: (C), mean, rstd: (N), dx: (N, C) accumulated, dweight, dbias: (C) accumulated, or both null for frozen parameters.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Backward(ComputePool pool, float* dy, float* x, float* weight, float* mean, float* rstd, int n, int c, float* dx, float* dweight, float* dbias)
     {
         var k = new BackwardRows { Dy = dy, X = x, Weight = weight, Mean = mean, Rstd = rstd, C = c, Dx = dx };
         RowParallel.For(pool, n, RowParallel.Chunk(pool, n), in k);
+        if (dweight == null) return;
         // Parameter gradients sum over tokens in order: the same for every thread count.
         var dw = new Span<float>(dweight, c);
         var db = new Span<float>(dbias, c);

@@ -37,12 +37,12 @@ internal static unsafe class Linear
 
     /// <summary>
     /// dx = dy·W (or dx += dy·W when <paramref name="accumulateDx"/>), dW += dyᵀ·x, db += Σ_t dy.
-    /// dy: (N, Out), x: (N, In), w: (Out, In), dx: (N, In), dw: (Out, In), dbias: (Out) or null.
+    /// dy: (N, Out), x: (N, In), w: (Out, In), dx: (N, In), dw: (Out, In) or null (frozen weight), dbias: (Out) or null.
     /// </summary>
     public static void Backward(ComputePool pool, GemmBuffer buffer, float* dy, float* x, float* w, int n, int inDim, int outDim, float* dx, bool accumulateDx, float* dw, float* dbias)
     {
         Gemm.Multiply(pool, buffer, Strided.Rows(dy, outDim), Strided.Rows(w, inDim), n, inDim, outDim, dx, inDim, accumulateDx);
-        Gemm.Multiply(pool, buffer, Strided.Columns(dy, outDim), Strided.Rows(x, inDim), outDim, inDim, n, dw, inDim, accumulate: true);
+        if (dw != null) Gemm.Multiply(pool, buffer, Strided.Columns(dy, outDim), Strided.Rows(x, inDim), outDim, inDim, n, dw, inDim, accumulate: true);
         if (dbias != null) SumRows(dy, n, outDim, dbias);
     }
 

@@ -22,6 +22,12 @@ public enum ParameterKind
 
     /// <summary>A bias (out) of a linear layer or a LayerNorm.</summary>
     Bias,
+
+    /// <summary>A LoRA down-projection A (r, in).</summary>
+    LoraA,
+
+    /// <summary>A LoRA up-projection B (out, r).</summary>
+    LoraB,
 }
 
 /// <summary>

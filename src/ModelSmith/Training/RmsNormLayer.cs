@@ -23,13 +23,14 @@ internal static unsafe class RmsNormLayer
 
     /// <summary>
     /// With g = w ⊙ dy and x̂ = x·r: dx += r·(g − x̂·mean(g ⊙ x̂)) and dw += Σ_t dy ⊙ x̂.
-    /// dy: (N, C), x: (N, C), weight: (C), rstd: (N), dx: (N, C) accumulated (may not alias dy), dweight: (C) accumulated.
+    /// dy: (N, C), x: (N, C), weight: (C), rstd: (N), dx: (N, C) accumulated (may not alias dy), dweight: (C) accumulated, or null for a frozen weight.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Backward(ComputePool pool, float* dy, float* x, float* weight, float* rstd, int n, int c, float* dx, float* dweight)
     {
         var k = new BackwardRows { Dy = dy, X = x, Weight = weight, Rstd = rstd, C = c, Dx = dx };
         RowParallel.For(pool, n, RowParallel.Chunk(pool, n), in k);
+        if (dweight == null) return;
         // The weight gradient sums over tokens in order, so it is the same for every thread count.
         var dw = new Span<float>(dweight, c);
         for (int t = 0; t < n; t++)

@@ -25,8 +25,9 @@ public readonly record struct TrainingStepResult(long Step, float Loss, int Toke
 /// <summary>
 /// A training step: gradients of the mean loss over all counted tokens of the step's micro-batches
 /// (accumulated micro-batch by micro-batch, each scaled by 1/total so the sum is the whole batch's gradient),
-/// then one AdamW update at the scheduled learning rate. The same parameters, data and thread count give the
-/// same losses bit for bit; so does any thread count (see <see cref="TrainingModel"/>).
+/// then one AdamW update at the scheduled learning rate, of the whole model or, when the model has LoRA
+/// adapters attached at construction, of the adapters only. The same parameters, data and thread count give
+/// the same losses bit for bit; so does any thread count (see <see cref="TrainingModel"/>).
 /// </summary>
 public sealed class Trainer
 {
@@ -37,11 +38,15 @@ public sealed class Trainer
         string? problem = schedule.Validate();
         if (problem != null) throw new ArgumentException(problem, nameof(schedule));
         Model = model;
-        Optimizer = new AdamW(model.Layout, options);
+        Adapter = model.Lora;
+        Optimizer = Adapter != null ? new AdamW(Adapter.Layout, options) : new AdamW(model.Layout, options);
         Schedule = schedule;
     }
 
     public TrainingModel Model { get; }
+
+    /// <summary>The adapters being trained, or null for full training.</summary>
+    public LoraAdapter? Adapter { get; }
 
     public AdamW Optimizer { get; }
 
@@ -56,7 +61,10 @@ public sealed class Trainer
         foreach (TokenBatch b in microBatches) total += b.CountedTokens;
         if (total == 0) throw new ArgumentException("No token of this step's micro-batches counts towards the loss (every mask is false).", nameof(microBatches));
 
-        Model.Gradients.Clear();
+        if (!ReferenceEquals(Model.Lora, Adapter))
+            throw new InvalidOperationException("LoRA adapters were attached to or detached from the model after this trainer was created; create a new trainer.");
+        if (Adapter != null) Adapter.Gradients.Clear();
+        else Model.Gradients.Clear();
         double lossSum = 0;
         foreach (TokenBatch b in microBatches)
         {
@@ -65,7 +73,9 @@ public sealed class Trainer
             Model.Backward(1f / total);
         }
         float rate = Schedule.At(Optimizer.Step);
-        OptimizerStep s = Optimizer.Update(Model.Parameters, Model.Gradients, rate, Model.Pool);
+        OptimizerStep s = Adapter != null
+            ? Optimizer.Update(Adapter.Parameters, Adapter.Gradients, rate, Model.Pool)
+            : Optimizer.Update(Model.Parameters, Model.Gradients, rate, Model.Pool);
         return new TrainingStepResult(s.Step, (float)(lossSum / total), total, rate, s.GradientNorm, s.ClipScale);
     }
 }

@@ -32,6 +32,8 @@ public sealed unsafe class TrainingModel : IDisposable
     private readonly bool[] _mask;    // (B, T)
     private int _batch, _seqLen;
     private bool _hasMask;
+    private long _loraCounter;  // dropout counter of the last forward pass
+    private bool _loraDropout;  // whether the last forward pass applied adapter dropout
     private State _state = State.Empty;
     private bool _disposed;
 
@@ -104,6 +106,36 @@ public sealed unsafe class TrainingModel : IDisposable
     /// </summary>
     internal bool GgmlGelu { get; set; }
 
+    /// <summary>LoRA adapters, when attached; the base parameters are then frozen.</summary>
+    public LoraAdapter? Lora { get; private set; }
+
+    /// <summary>
+    /// True (the default) while training: forward passes with targets apply adapter dropout. Set false to
+    /// evaluate (validation loss) with the adapters' full input.
+    /// </summary>
+    public bool Training { get; set; } = true;
+
+    /// <summary>
+    /// Attaches LoRA adapters (A Kaiming-uniform from <paramref name="seed"/>, B = 0, so the model's outputs do not
+    /// change) and freezes the base parameters: from now on <see cref="Backward(float)"/> writes gradients to
+    /// <see cref="LoraAdapter.Gradients"/> only.
+    /// </summary>
+    public LoraAdapter AttachLora(LoraOptions options, ulong seed = 0)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Lora != null) throw new InvalidOperationException("LoRA adapters are already attached; merge or detach them first.");
+        Lora = new LoraAdapter(Layout, options, MaxBatch * MaxSeqLen, seed);
+        _state = State.Empty;
+        return Lora;
+    }
+
+    /// <summary>Removes the adapters (without merging them) and unfreezes the base parameters.</summary>
+    public void DetachLora()
+    {
+        Lora = null;
+        _state = State.Empty;
+    }
+
     /// <summary>Bytes of activation memory (kept for the backward pass, plus gradient scratch).</summary>
     public long ActivationBytes => _act.SizeInBytes;
 
@@ -142,6 +174,7 @@ public sealed unsafe class TrainingModel : IDisposable
     public void Forward(ReadOnlySpan<int> tokens, int batch, int seqLen)
     {
         Prepare(tokens, batch, seqLen);
+        _loraDropout = false;
         RunForward();
         _state = State.Logits;
     }
@@ -169,6 +202,8 @@ public sealed unsafe class TrainingModel : IDisposable
             _mask[t] = counted;
         }
 
+        _loraDropout = Lora != null && Training && Lora.Options.Dropout > 0;
+        if (_loraDropout) _loraCounter = Lora!.DropoutCounter++;
         RunForward();
         fixed (int* pt = _targets)
         fixed (bool* pm = _mask)
@@ -221,7 +256,8 @@ public sealed unsafe class TrainingModel : IDisposable
 
     private float* Param(int offset) => Parameters.At(offset);
 
-    private float* Grad(int offset) => Gradients.At(offset);
+    // Null for a frozen base model (LoRA attached): the kernels then skip that parameter's gradient.
+    private float* Grad(int offset) => Lora != null ? null : Gradients.At(offset);
 
     private void RunForward()
     {
@@ -242,16 +278,20 @@ public sealed unsafe class TrainingModel : IDisposable
             // Attention: Mid = x + Wo·attn(rope(Wqkv·norm(x) + bqkv)) + bo
             NormForward(x, o.AttentionNorm, o.AttentionNormBias, n, k.Norm1, k.Mean1, k.Rstd1);   // (N, C)
             Linear.Forward(_pool, _gemm, k.Norm1, Param(o.Qkv), Param(o.QkvBias), n, c, s, k.Qkv); // (N, S)
+            LoraForward(l, LoraInput.AttentionNorm, k.Norm1, k.Qkv, n);
             if (llama) RopeLayer.Forward(_pool, k.Qkv, n, t, cfg.HeadCount, cfg.KvHeadCount, cfg.HeadDim, _rope!);
             CausalAttention.Forward(_pool, k.Qkv, b, t, cfg.HeadCount, cfg.KvHeadCount, cfg.HeadDim, k.Att, k.AttOut); // (N, H·D)
             Linear.Forward(_pool, _gemm, k.AttOut, Param(o.AttentionOutput), Param(o.AttentionOutputBias), n, cfg.QDim, c, k.Mid, residual: x);
+            LoraForward(l, LoraInput.AttentionOutput, k.AttOut, k.Mid, n);
 
             // Feed-forward: x' = Mid + Wdown·act(Win·norm(Mid) + bin) + bdown
             NormForward(k.Mid, o.FeedForwardNorm, o.FeedForwardNormBias, n, k.Norm2, k.Mean2, k.Rstd2);
             Linear.Forward(_pool, _gemm, k.Norm2, Param(o.FeedForwardIn), Param(o.FeedForwardInBias), n, c, fIn, k.FfnIn); // (N, F2)
+            LoraForward(l, LoraInput.FeedForwardNorm, k.Norm2, k.FfnIn, n);
             if (llama) SwiGluLayer.Forward(_pool, k.FfnIn, n, f, k.FfnAct); // (N, F)
             else GeluLayer.Forward(_pool, k.FfnIn, (long)n * f, k.FfnAct, GgmlGelu);
             Linear.Forward(_pool, _gemm, k.FfnAct, Param(o.FeedForwardOut), Param(o.FeedForwardOutBias), n, f, c, a.Residual(l + 1), residual: k.Mid);
+            LoraForward(l, LoraInput.FeedForwardActivation, k.FfnAct, a.Residual(l + 1), n);
         }
         NormForward(a.Residual(cfg.BlockCount), lay.OutputNorm, lay.OutputNormBias, n, a.NormF, a.MeanF, a.RstdF);
         Linear.Forward(_pool, _gemm, a.NormF, Param(lay.Output), null, n, c, cfg.VocabSize, a.Logits); // (N, V)
@@ -281,19 +321,56 @@ public sealed unsafe class TrainingModel : IDisposable
 
             // Feed-forward; dx flows through the residual connection unchanged and gains the norm's gradient.
             Linear.Backward(_pool, _gemm, dx, k.FfnAct, Param(o.FeedForwardOut), n, f, c, a.DFfnAct, false, Grad(o.FeedForwardOut), Grad(o.FeedForwardOutBias));
+            LoraBackward(l, LoraInput.FeedForwardActivation, dx, k.FfnAct, a.DFfnAct, n);
             if (llama) SwiGluLayer.Backward(_pool, a.DFfnAct, k.FfnIn, n, f, a.DFfnIn);
             else GeluLayer.Backward(_pool, a.DFfnAct, k.FfnIn, (long)n * f, a.DFfnIn);
             Linear.Backward(_pool, _gemm, a.DFfnIn, k.Norm2, Param(o.FeedForwardIn), n, c, fIn, a.DNorm, false, Grad(o.FeedForwardIn), Grad(o.FeedForwardInBias));
+            LoraBackward(l, LoraInput.FeedForwardNorm, a.DFfnIn, k.Norm2, a.DNorm, n);
             NormBackward(a.DNorm, k.Mid, o.FeedForwardNorm, o.FeedForwardNormBias, n, k.Mean2, k.Rstd2, dx);
 
             // Attention.
             Linear.Backward(_pool, _gemm, dx, k.AttOut, Param(o.AttentionOutput), n, cfg.QDim, c, a.DAttOut, false, Grad(o.AttentionOutput), Grad(o.AttentionOutputBias));
+            LoraBackward(l, LoraInput.AttentionOutput, dx, k.AttOut, a.DAttOut, n);
             CausalAttention.Backward(_pool, a.DAttOut, k.Qkv, k.Att, b, t, cfg.HeadCount, cfg.KvHeadCount, cfg.HeadDim, a.DQkv);
             if (llama) RopeLayer.Backward(_pool, a.DQkv, n, t, cfg.HeadCount, cfg.KvHeadCount, cfg.HeadDim, _rope!);
             Linear.Backward(_pool, _gemm, a.DQkv, k.Norm1, Param(o.Qkv), n, c, s, a.DNorm, false, Grad(o.Qkv), Grad(o.QkvBias));
+            LoraBackward(l, LoraInput.AttentionNorm, a.DQkv, k.Norm1, a.DNorm, n);
             NormBackward(a.DNorm, a.Residual(l), o.AttentionNorm, o.AttentionNormBias, n, k.Mean1, k.Rstd1, dx);
         }
-        Embedding.Backward(_tokens.AsSpan(0, n), t, dx, c, Grad(lay.TokenEmbedding), Grad(lay.PositionEmbedding));
+        if (Lora == null) Embedding.Backward(_tokens.AsSpan(0, n), t, dx, c, Grad(lay.TokenEmbedding), Grad(lay.PositionEmbedding));
+    }
+
+    // Adds the adapters of block `layer` fed by `input` to their outputs. x: (N, In); y: the (possibly fused) output activation.
+    private void LoraForward(int layer, LoraInput input, float* x, float* y, int n)
+    {
+        LoraAdapter? lora = Lora;
+        if (lora == null) return;
+        LoraOptions opt = lora.Options;
+        float p = _loraDropout ? opt.Dropout : 0f;
+        for (int i = 0; i < lora.Targets.Count; i++)
+        {
+            LoraTarget t = lora.Targets[i];
+            if (t.Layer != layer || t.Input != input) continue;
+            LoraLinear.Forward(_pool, _gemm, x, n, t.In, t.Out, opt.Rank, lora.Parameters.At(t.A), lora.Parameters.At(t.B), opt.Scale,
+                p, lora.Key(_loraCounter, i), lora.Xd(i), lora.Hs(i), y + t.OutputColumn, t.OutputWidth);
+        }
+    }
+
+    // Adapter gradients of block `layer`'s adapters fed by `input`; dy: the output activation's gradient, dx: (N, In) accumulated.
+    private void LoraBackward(int layer, LoraInput input, float* dy, float* x, float* dx, int n)
+    {
+        LoraAdapter? lora = Lora;
+        if (lora == null) return;
+        LoraOptions opt = lora.Options;
+        float p = _loraDropout ? opt.Dropout : 0f;
+        for (int i = 0; i < lora.Targets.Count; i++)
+        {
+            LoraTarget t = lora.Targets[i];
+            if (t.Layer != layer || t.Input != input) continue;
+            LoraLinear.Backward(_pool, _gemm, dy + t.OutputColumn, t.OutputWidth, x, lora.Xd(i), lora.Hs(i), n, t.In, t.Out, opt.Rank,
+                lora.Parameters.At(t.A), lora.Parameters.At(t.B), opt.Scale, p, lora.Key(_loraCounter, i), dx,
+                lora.Gradients.At(t.A), lora.Gradients.At(t.B), lora.Dh, lora.Dxd(n));
+        }
     }
 
     // RMSNorm (Llama) or LayerNorm (GPT-2) of x: (N, C) into y: (N, C); mean, rstd: (N).
