@@ -134,6 +134,35 @@ public unsafe class LoraTests(ITestOutputHelper output)
         for (int i = 0; i < adapted.Length; i++) Assert.Equal(adapted[i], merged[i], 2e-5f);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_GGUF_adapter_round_trips_with_the_same_scale_and_merge(bool rsLora)
+    {
+        ModelConfig config = ModelGradientTests.SmallLlama();
+        var layout = new ParameterLayout(config);
+        var lora = new LoraParameters(new LoraLayout(layout, new LoraOptions { Rank = 3, Alpha = 6, RankStabilized = rsLora, Modules = ["attn_v", "ffn_up"] }));
+        lora.Initialize(1);
+        new TrainingRandom(2).FillUniform(lora.Values, 0.5f);
+        using var dir = new TempDirectory();
+        TrainingGguf.ExportAdapter(lora, dir.File("adapter.gguf"));
+        using var file = ModelSmith.Formats.GgufFile.Open(dir.File("adapter.gguf"));
+        Assert.Equal("adapter", file.GetString("general.type"));
+        Assert.Equal([13L, 3L], file.RequireTensor("blk.0.attn_v.weight.lora_a").Shape);
+        Assert.Equal([3L, 12L], file.RequireTensor("blk.0.attn_v.weight.lora_b").Shape);
+        LoraParameters back = TrainingGguf.ImportAdapter(file, layout);
+        Assert.Equal(lora.Layout.Options.Scale, back.Layout.Options.Scale, 1e-6f);
+        Assert.True(lora.Values.SequenceEqual(back.Values));
+
+        var a = new ModelParameters(layout);
+        var b = new ModelParameters(layout);
+        a.Initialize(5);
+        b.CopyFrom(a);
+        lora.MergeInto(a);
+        back.MergeInto(b);
+        for (int i = 0; i < a.Values.Length; i++) Assert.Equal(a.Values[i], b.Values[i], 1e-6f);
+    }
+
     [Fact]
     public void Rank_stabilised_scaling_divides_alpha_by_the_root_of_the_rank()
     {
