@@ -1,5 +1,6 @@
-using System.Runtime.CompilerServices;
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using System.Text;
 using ModelSmith.Tensors;
 
@@ -277,16 +278,33 @@ public sealed unsafe class AdamW
         public readonly void Execute(int item, int worker)
         {
             int i0 = Start + item * Chunk, i1 = Math.Min(End, i0 + Chunk);
-            for (int i = i0; i < i1; i++)
+            int i = i0;
+            if (Vector512.IsHardwareAccelerated) i = Update<Vector512<float>, F512>(i, i1);
+            else if (Vector256.IsHardwareAccelerated) i = Update<Vector256<float>, F256>(i, i1);
+            else if (Vector128.IsHardwareAccelerated) i = Update<Vector128<float>, F128>(i, i1);
+            Update<float, F1>(i, i1);
+        }
+
+        // The same operations in the same order at every width, so an element's update does not depend on it.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private readonly int Update<TV, TS>(int i, int end) where TV : unmanaged where TS : IFloatVector<TV>
+        {
+            int l = TS.Lanes;
+            TV b1 = TS.Create(Beta1), b2 = TS.Create(Beta2), c1 = TS.Create(1 - Beta1), c2 = TS.Create(1 - Beta2);
+            TV clip = TS.Create(Clip), rate = TS.Create(Rate), decay = TS.Create(Decay), eps = TS.Create(Epsilon);
+            TV k1 = TS.Create(Correction1), k2 = TS.Create(Correction2);
+            for (; i <= end - l; i += l)
             {
-                float g = Grad[i] * Clip;
-                float m = Beta1 * M[i] + (1 - Beta1) * g;
-                float v = Beta2 * V[i] + (1 - Beta2) * g * g;
-                M[i] = m;
-                V[i] = v;
-                float mHat = m / Correction1, vHat = v / Correction2;
-                Theta[i] -= Rate * (mHat / (MathF.Sqrt(vHat) + Epsilon) + Decay * Theta[i]);
+                TV g = TS.Multiply(TS.Load(Grad + i), clip);
+                TV m = TS.Add(TS.Multiply(b1, TS.Load(M + i)), TS.Multiply(c1, g));
+                TV v = TS.Add(TS.Multiply(b2, TS.Load(V + i)), TS.Multiply(TS.Multiply(c2, g), g));
+                TS.Store(m, M + i);
+                TS.Store(v, V + i);
+                TV theta = TS.Load(Theta + i);
+                TV step = TS.Add(TS.Divide(TS.Divide(m, k1), TS.Add(TS.Sqrt(TS.Divide(v, k2)), eps)), TS.Multiply(decay, theta));
+                TS.Store(TS.Subtract(theta, TS.Multiply(rate, step)), Theta + i);
             }
+            return i;
         }
     }
 }
