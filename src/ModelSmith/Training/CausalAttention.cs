@@ -101,15 +101,7 @@ internal static unsafe class CausalAttention
 
                 // dP = dO·Vᵀ (lower triangle), then dS = P ⊙ (dP − rowsum(P ⊙ dP)) / √D, zero above the diagonal.
                 Gemm.MultiplyPacked(Strided.Rows(dout, qDim), packVt, t, t, d, ds, t, false, GemmMask.LowerColumns, packA);
-                for (int r = 0; r < t; r++)
-                {
-                    float* pr = p + (long)r * t, dr = ds + (long)r * t;
-                    double dot = 0;
-                    for (int j = 0; j <= r; j++) dot += pr[j] * dr[j];
-                    float fd = (float)dot;
-                    for (int j = 0; j <= r; j++) dr[j] = pr[j] * (dr[j] - fd) * scale;
-                    for (int j = r + 1; j < t; j++) dr[j] = 0f;
-                }
+                for (int r = 0; r < t; r++) RowMath.SoftmaxBackward(p + (long)r * t, ds + (long)r * t, r + 1, t, scale);
 
                 // dQ = dS·K; dK += dSᵀ·Q; dV += Pᵀ·dO (the first head of the group overwrites).
                 Gemm.MultiplyPacked(Strided.Rows(ds, t), packK, t, d, t, drows + h * d, stride, false, GemmMask.LowerDepth, packA);

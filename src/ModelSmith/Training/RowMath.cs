@@ -53,6 +53,27 @@ internal static unsafe class RowMath
         new Span<float>(row + length, n - length).Clear();
     }
 
+    /// <summary>
+    /// The softmax backward of one row in place: dp[j] = p[j]·(dp[j] − Σ_k p[k]·dp[k])·scale for j &lt; length,
+    /// 0 for length ≤ j &lt; n. p, dp: (n).
+    /// </summary>
+    public static void SoftmaxBackward(float* p, float* dp, int length, int n, float scale)
+    {
+        int i = 0;
+        float dot;
+        if (Vector512.IsHardwareAccelerated) (i, dot) = Dot<Vector512<float>, F512>(p, dp, length);
+        else if (Vector256.IsHardwareAccelerated) (i, dot) = Dot<Vector256<float>, F256>(p, dp, length);
+        else if (Vector128.IsHardwareAccelerated) (i, dot) = Dot<Vector128<float>, F128>(p, dp, length);
+        else dot = 0;
+        for (; i < length; i++) dot += p[i] * dp[i];
+        i = 0;
+        if (Vector512.IsHardwareAccelerated) i = SoftmaxBackward<Vector512<float>, F512>(p, dp, 0, length, dot, scale);
+        else if (Vector256.IsHardwareAccelerated) i = SoftmaxBackward<Vector256<float>, F256>(p, dp, 0, length, dot, scale);
+        else if (Vector128.IsHardwareAccelerated) i = SoftmaxBackward<Vector128<float>, F128>(p, dp, 0, length, dot, scale);
+        SoftmaxBackward<float, F1>(p, dp, i, length, dot, scale);
+        new Span<float>(dp + length, n - length).Clear();
+    }
+
     /// <summary>x[i] = exp(x[i] − shift)·scale, in place. x: (n).</summary>
     public static void ExpShiftScale(float* x, int n, float shift, float scale) => Map(x, n, new ExpShift(shift, scale));
 
@@ -109,6 +130,24 @@ internal static unsafe class RowMath
         }
         for (; i < n; i++) m = MathF.Max(m, x[i]);
         return m;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static (int End, float Dot) Dot<TV, TS>(float* a, float* b, int n) where TV : unmanaged where TS : IFloatVector<TV>
+    {
+        int l = TS.Lanes, i = 0;
+        TV acc = TS.Create(0f);
+        for (; i <= n - l; i += l) acc = TS.FusedMultiplyAdd(TS.Load(a + i), TS.Load(b + i), acc);
+        return (i, TS.Sum(acc));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int SoftmaxBackward<TV, TS>(float* p, float* dp, int i, int n, float dot, float scale) where TV : unmanaged where TS : IFloatVector<TV>
+    {
+        int l = TS.Lanes;
+        TV d = TS.Create(dot), s = TS.Create(scale);
+        for (; i <= n - l; i += l) TS.Store(TS.Multiply(TS.Multiply(TS.Load(p + i), TS.Subtract(TS.Load(dp + i), d)), s), dp + i);
+        return i;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
