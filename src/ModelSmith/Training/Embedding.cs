@@ -1,4 +1,6 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using ModelSmith.Tensors;
 
 namespace ModelSmith.Training;
 
@@ -29,20 +31,36 @@ internal static unsafe class Embedding
 
     /// <summary>
     /// dwte[tokens[t]] += dx[t] (and dwpe[t mod T] += dx[t]), tokens in order, so repeated tokens add up the
-    /// same way every time. dx: (N, C), dwte: (V, C), dwpe: (context, C) or null.
+    /// same way every time; split over column chunks. tokens: (N) pinned, dx: (N, C), dwte: (V, C), dwpe: (context, C) or null.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Backward(ReadOnlySpan<int> tokens, int seqLen, float* dx, int c, float* dwte, float* dwpe)
+    public static void Backward(ComputePool pool, int* tokens, int n, int seqLen, float* dx, int c, float* dwte, float* dwpe)
     {
-        for (int t = 0; t < tokens.Length; t++)
+        var job = new BackwardJob { Tokens = tokens, N = n, SeqLen = seqLen, Dx = dx, C = c, Dwte = dwte, Dwpe = dwpe };
+        pool.Run(in job, (c + ChunkColumns - 1) / ChunkColumns);
+    }
+
+    private const int ChunkColumns = 64;
+
+    private struct BackwardJob : IParallelJob
+    {
+        public int* Tokens;
+        public int N, SeqLen, C;
+        public float* Dx, Dwte, Dwpe;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public readonly void Execute(int item, int worker)
         {
-            float* d = dx + (long)t * c;
-            float* w = dwte + (long)tokens[t] * c;
-            for (int i = 0; i < c; i++) w[i] += d[i];
-            if (dwpe != null)
+            int j0 = item * ChunkColumns, w = Math.Min(C, j0 + ChunkColumns) - j0;
+            for (int t = 0; t < N; t++)
             {
-                float* p = dwpe + (long)(t % seqLen) * c;
-                for (int i = 0; i < c; i++) p[i] += d[i];
+                var d = new ReadOnlySpan<float>(Dx + (long)t * C + j0, w);
+                var row = new Span<float>(Dwte + (long)Tokens[t] * C + j0, w);
+                TensorPrimitives.Add(row, d, row);
+                if (Dwpe != null)
+                {
+                    var p = new Span<float>(Dwpe + (long)(t % SeqLen) * C + j0, w);
+                    TensorPrimitives.Add(p, d, p);
+                }
             }
         }
     }

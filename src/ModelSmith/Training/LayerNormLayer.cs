@@ -28,20 +28,8 @@ internal static unsafe class LayerNormLayer
         var k = new BackwardRows { Dy = dy, X = x, Weight = weight, Mean = mean, Rstd = rstd, C = c, Dx = dx };
         RowParallel.For(pool, n, RowParallel.Chunk(pool, n), in k);
         if (dweight == null) return;
-        // Parameter gradients sum over tokens in order: the same for every thread count.
-        var dw = new Span<float>(dweight, c);
-        var db = new Span<float>(dbias, c);
-        for (int t = 0; t < n; t++)
-        {
-            var xt = new ReadOnlySpan<float>(x + (long)t * c, c);
-            var dyt = new ReadOnlySpan<float>(dy + (long)t * c, c);
-            float mu = mean[t], r = rstd[t];
-            for (int i = 0; i < c; i++)
-            {
-                dw[i] += dyt[i] * ((xt[i] - mu) * r);
-                db[i] += dyt[i];
-            }
-        }
+        ColumnSums.SumNormalized(pool, dy, x, mean, rstd, n, c, dweight);
+        ColumnSums.Sum(pool, dy, n, c, dbias);
     }
 
     private struct ForwardRows : IRowsKernel

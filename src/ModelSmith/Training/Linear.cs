@@ -43,14 +43,6 @@ internal static unsafe class Linear
     {
         Gemm.Multiply(pool, buffer, Strided.Rows(dy, outDim), Strided.Rows(w, inDim), n, inDim, outDim, dx, inDim, accumulateDx);
         if (dw != null) Gemm.Multiply(pool, buffer, Strided.Columns(dy, outDim), Strided.Rows(x, inDim), outDim, inDim, n, dw, inDim, accumulate: true);
-        if (dbias != null) SumRows(dy, n, outDim, dbias);
-    }
-
-    /// <summary>sum[j] += Σ_t m[t, j], over rows in order. m: (N, Cols), sum: (Cols).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void SumRows(float* m, int n, int cols, float* sum)
-    {
-        var s = new Span<float>(sum, cols);
-        for (int t = 0; t < n; t++) TensorPrimitives.Add(s, new ReadOnlySpan<float>(m + (long)t * cols, cols), s);
+        if (dbias != null) ColumnSums.Sum(pool, dy, n, outDim, dbias);
     }
 }

@@ -30,16 +30,7 @@ internal static unsafe class RmsNormLayer
     {
         var k = new BackwardRows { Dy = dy, X = x, Weight = weight, Rstd = rstd, C = c, Dx = dx };
         RowParallel.For(pool, n, RowParallel.Chunk(pool, n), in k);
-        if (dweight == null) return;
-        // The weight gradient sums over tokens in order, so it is the same for every thread count.
-        var dw = new Span<float>(dweight, c);
-        for (int t = 0; t < n; t++)
-        {
-            var xt = new ReadOnlySpan<float>(x + (long)t * c, c);
-            var dyt = new ReadOnlySpan<float>(dy + (long)t * c, c);
-            float r = rstd[t];
-            for (int i = 0; i < c; i++) dw[i] += dyt[i] * (xt[i] * r);
-        }
+        if (dweight != null) ColumnSums.SumScaled(pool, dy, x, rstd, n, c, dweight);
     }
 
     private struct ForwardRows : IRowsKernel
@@ -71,18 +62,13 @@ internal static unsafe class RmsNormLayer
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Run(int start, int end, int worker)
         {
-            var w = new ReadOnlySpan<float>(Weight, C);
             for (int t = start; t < end; t++)
             {
-                var x = new ReadOnlySpan<float>(X + (long)t * C, C);
-                var dy = new ReadOnlySpan<float>(Dy + (long)t * C, C);
-                var dx = new Span<float>(Dx + (long)t * C, C);
+                float* x = X + (long)t * C, dy = Dy + (long)t * C, dx = Dx + (long)t * C;
                 float r = Rstd[t];
                 // mean(g ⊙ x̂) = r · mean(w ⊙ dy ⊙ x)
-                double dot = 0;
-                for (int i = 0; i < C; i++) dot += w[i] * dy[i] * x[i];
-                float m = (float)(dot / C) * r;
-                for (int i = 0; i < C; i++) dx[i] += r * (w[i] * dy[i] - x[i] * r * m);
+                float m = RowMath.Dot3(Weight, dy, x, C) / C * r;
+                RowMath.RmsNormBackward(Weight, dy, x, r, m, C, dx);
             }
         }
     }

@@ -74,6 +74,28 @@ internal static unsafe class RowMath
         new Span<float>(dp + length, n - length).Clear();
     }
 
+    /// <summary>Σ a[i]·b[i]·c[i] in float (several lanes, then the tail). a, b, c: (n).</summary>
+    public static float Dot3(float* a, float* b, float* c, int n)
+    {
+        int i = 0;
+        float dot = 0;
+        if (Vector512.IsHardwareAccelerated) (i, dot) = Dot3<Vector512<float>, F512>(a, b, c, n);
+        else if (Vector256.IsHardwareAccelerated) (i, dot) = Dot3<Vector256<float>, F256>(a, b, c, n);
+        else if (Vector128.IsHardwareAccelerated) (i, dot) = Dot3<Vector128<float>, F128>(a, b, c, n);
+        for (; i < n; i++) dot += a[i] * b[i] * c[i];
+        return dot;
+    }
+
+    /// <summary>dx += r·(w ⊙ dy − x·(r·m)): RMSNorm's input gradient given m = mean(g ⊙ x̂). w, dy, x, dx: (n).</summary>
+    public static void RmsNormBackward(float* w, float* dy, float* x, float r, float m, int n, float* dx)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated) i = RmsNormBackward<Vector512<float>, F512>(w, dy, x, r, m, 0, n, dx);
+        else if (Vector256.IsHardwareAccelerated) i = RmsNormBackward<Vector256<float>, F256>(w, dy, x, r, m, 0, n, dx);
+        else if (Vector128.IsHardwareAccelerated) i = RmsNormBackward<Vector128<float>, F128>(w, dy, x, r, m, 0, n, dx);
+        RmsNormBackward<float, F1>(w, dy, x, r, m, i, n, dx);
+    }
+
     /// <summary>x[i] = exp(x[i] − shift)·scale, in place. x: (n).</summary>
     public static void ExpShiftScale(float* x, int n, float shift, float scale) => Map(x, n, new ExpShift(shift, scale));
 
@@ -139,6 +161,28 @@ internal static unsafe class RowMath
         TV acc = TS.Create(0f);
         for (; i <= n - l; i += l) acc = TS.FusedMultiplyAdd(TS.Load(a + i), TS.Load(b + i), acc);
         return (i, TS.Sum(acc));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static (int End, float Dot) Dot3<TV, TS>(float* a, float* b, float* c, int n) where TV : unmanaged where TS : IFloatVector<TV>
+    {
+        int l = TS.Lanes, i = 0;
+        TV acc = TS.Create(0f);
+        for (; i <= n - l; i += l) acc = TS.FusedMultiplyAdd(TS.Multiply(TS.Load(a + i), TS.Load(b + i)), TS.Load(c + i), acc);
+        return (i, TS.Sum(acc));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int RmsNormBackward<TV, TS>(float* w, float* dy, float* x, float r, float m, int i, int n, float* dx) where TV : unmanaged where TS : IFloatVector<TV>
+    {
+        int l = TS.Lanes;
+        TV rv = TS.Create(r), rm = TS.Create(r * m);
+        for (; i <= n - l; i += l)
+        {
+            TV g = TS.Subtract(TS.Multiply(TS.Load(w + i), TS.Load(dy + i)), TS.Multiply(TS.Load(x + i), rm));
+            TS.Store(TS.Add(TS.Load(dx + i), TS.Multiply(rv, g)), dx + i);
+        }
+        return i;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

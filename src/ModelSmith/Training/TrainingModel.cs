@@ -337,7 +337,11 @@ public sealed unsafe class TrainingModel : IDisposable
             LoraBackward(l, LoraInput.AttentionNorm, a.DQkv, k.Norm1, a.DNorm, n);
             NormBackward(a.DNorm, a.Residual(l), o.AttentionNorm, o.AttentionNormBias, n, k.Mean1, k.Rstd1, dx);
         }
-        if (Lora == null) Embedding.Backward(_tokens.AsSpan(0, n), t, dx, c, Grad(lay.TokenEmbedding), Grad(lay.PositionEmbedding));
+        if (Lora == null)
+        {
+            fixed (int* tokens = _tokens)
+                Embedding.Backward(_pool, tokens, n, t, dx, c, Grad(lay.TokenEmbedding), Grad(lay.PositionEmbedding));
+        }
     }
 
     // Adds the adapters of block `layer` fed by `input` to their outputs. x: (N, In); y: the (possibly fused) output activation.
