@@ -3,6 +3,7 @@ using ModelSmith.Training;
 
 namespace ModelSmith.Tests.Training;
 
+[Trait("Category", "Kernels")]
 public unsafe class GemmTests
 {
     public static TheoryData<int, int, int, bool, bool> Shapes => new()

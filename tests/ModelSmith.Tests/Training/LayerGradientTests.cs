@@ -9,6 +9,7 @@ namespace ModelSmith.Tests.Training;
 /// (<see cref="DoubleReference"/>): for a random upstream gradient g, the layer's input and parameter
 /// gradients must equal ∂(Σ g ⊙ y)/∂input.
 /// </summary>
+[Trait("Category", "Kernels")]
 public unsafe class LayerGradientTests(ITestOutputHelper output)
 {
     private const double Tolerance = 2e-5; // of the largest gradient entry

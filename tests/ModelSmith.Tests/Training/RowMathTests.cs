@@ -2,6 +2,7 @@ using ModelSmith.Training;
 
 namespace ModelSmith.Tests.Training;
 
+[Trait("Category", "Kernels")]
 public unsafe class RowMathTests
 {
     [Fact]
