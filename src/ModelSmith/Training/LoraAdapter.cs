@@ -10,10 +10,11 @@ namespace ModelSmith.Training;
 /// </summary>
 public sealed unsafe class LoraAdapter
 {
-    private readonly float[] _kept;    // per target: hs (N, r), then xd (N, In) when dropout is on
-    private readonly float[] _scratch; // dh (N, r), dxd (N, max In)
+    private readonly float[] _kept;    // per target: hsᵀ (r, N), then xd (N, In) when dropout is on
+    private readonly float[] _scratch; // dhT (r, N), dbT (r, max Out), dxd (N, max In)
     private readonly long[] _hs;
     private readonly long[] _xd;
+    private readonly int _maxOut;
 
     internal LoraAdapter(ParameterLayout model, LoraOptions options, int maxTokens, ulong seed)
     {
@@ -22,7 +23,7 @@ public sealed unsafe class LoraAdapter
         Gradients = new LoraGradients(Layout);
         Parameters.Initialize(seed);
         DropoutSeed = seed ^ 0xD1B54A32D192ED03UL;
-        int r = options.Rank, maxIn = 0;
+        int r = options.Rank, maxIn = 0, maxOut = 0;
         long kept = 0;
         _hs = new long[Layout.Targets.Count];
         _xd = new long[Layout.Targets.Count];
@@ -34,10 +35,12 @@ public sealed unsafe class LoraAdapter
             _xd[i] = options.Dropout > 0 ? kept : -1;
             if (options.Dropout > 0) kept += (long)maxTokens * t.In;
             maxIn = Math.Max(maxIn, t.In);
+            maxOut = Math.Max(maxOut, t.Out);
         }
         if (kept > Array.MaxLength) throw new ArgumentException("The LoRA activations for this batch size exceed one array; use a smaller batch.", nameof(maxTokens));
         _kept = GC.AllocateArray<float>((int)kept, pinned: true);
-        _scratch = GC.AllocateArray<float>(checked(maxTokens * r + (options.Dropout > 0 ? maxTokens * maxIn : 0)), pinned: true);
+        _maxOut = maxOut;
+        _scratch = GC.AllocateArray<float>(checked(maxTokens * r + r * maxOut + (options.Dropout > 0 ? maxTokens * maxIn : 0)), pinned: true);
     }
 
     public LoraLayout Layout { get; }
@@ -56,13 +59,19 @@ public sealed unsafe class LoraAdapter
 
     internal IReadOnlyList<LoraTarget> Targets => Layout.Targets;
 
+    /// <summary>hsᵀ = s·A·d(x)ᵀ of target <paramref name="target"/>: (r, N).</summary>
     internal float* Hs(int target) => Pointer(_kept) + _hs[target];
 
     internal float* Xd(int target) => _xd[target] < 0 ? null : Pointer(_kept) + _xd[target];
 
+    /// <summary>Scratch dhᵀ: (r, N).</summary>
     internal float* Dh => Pointer(_scratch);
 
-    internal float* Dxd(int tokens) => Pointer(_scratch) + (long)tokens * Options.Rank;
+    /// <summary>Scratch (dB)ᵀ: (r, Out) of the widest target.</summary>
+    internal float* DbT(int tokens) => Pointer(_scratch) + (long)tokens * Options.Rank;
+
+    /// <summary>Scratch for the dropout input gradient: (N, In) of the widest target.</summary>
+    internal float* Dxd(int tokens) => DbT(tokens) + (long)Options.Rank * _maxOut;
 
     /// <summary>The dropout key of target <paramref name="target"/> in forward pass number <paramref name="counter"/>.</summary>
     internal ulong Key(long counter, int target)

@@ -16,12 +16,13 @@ namespace ModelSmith.Training;
 internal static unsafe class LoraLinear
 {
     /// <summary>
-    /// y[:, column..column+out) += s·h·Bᵀ with h = d(x)·Aᵀ, keeping hs = s·h for the backward pass.
+    /// y[:, column..column+out) += hsᵀ·Bᵀ with hsᵀ = s·A·d(x)ᵀ kept for the backward pass. The small rank is
+    /// the products' row count, never their column count, so the GEMM's wide tiles stay full.
     /// x: (N, In); a: (r, In); b: (Out, r); xd: (N, In) receives d(x) when p &gt; 0 (else unused, may be null);
-    /// hs: (N, r); y: (N, ldy).
+    /// hsT: (r, N); y: (N, ldy).
     /// </summary>
     public static void Forward(ComputePool pool, GemmBuffer buffer, float* x, int n, int inDim, int outDim, int rank, float* a, float* b, float scale,
-        float dropout, ulong key, float* xd, float* hs, float* y, int ldy)
+        float dropout, ulong key, float* xd, float* hsT, float* y, int ldy)
     {
         float* input = x;
         if (dropout > 0)
@@ -30,34 +31,35 @@ internal static unsafe class LoraLinear
             RowParallel.For(pool, n, RowParallel.Chunk(pool, n), in k);
             input = xd;
         }
-        Gemm.Multiply(pool, buffer, Strided.Rows(input, inDim), Strided.Columns(a, inDim), n, rank, inDim, hs, rank, accumulate: false);
-        VectorOps.Scale(new Span<float>(hs, n * rank), scale, new Span<float>(hs, n * rank));
-        Gemm.Multiply(pool, buffer, Strided.Rows(hs, rank), Strided.Columns(b, rank), n, outDim, rank, y, ldy, accumulate: true);
+        Gemm.Multiply(pool, buffer, Strided.Rows(a, inDim), Strided.Columns(input, inDim), rank, n, inDim, hsT, n, accumulate: false);
+        VectorOps.Scale(new Span<float>(hsT, n * rank), scale, new Span<float>(hsT, n * rank));
+        Gemm.Multiply(pool, buffer, Strided.Columns(hsT, n), Strided.Columns(b, rank), n, outDim, rank, y, ldy, accumulate: true);
     }
 
     /// <summary>
-    /// dB += dyᵀ·hs, dh = s·dy·B, dA += dhᵀ·d(x), dx += d'(dh·A).
-    /// dy: (N, ldy) with this layer's columns first; x, xd, hs as kept by <see cref="Forward"/>; dx: (N, In)
-    /// accumulated; dh: (N, r) and dxd: (N, In) scratch (dxd only when p &gt; 0).
+    /// dB += (hsᵀ·dy)ᵀ, dhᵀ = s·Bᵀ·dyᵀ, dA += dhᵀ·d(x), dx += d'(dh·A).
+    /// dy: (N, ldy) with this layer's columns first; x, xd, hsT as kept by <see cref="Forward"/>; dx: (N, In)
+    /// accumulated; scratch: dbT (r, Out), dhT (r, N), and dxd (N, In) when p &gt; 0.
     /// </summary>
-    public static void Backward(ComputePool pool, GemmBuffer buffer, float* dy, int ldy, float* x, float* xd, float* hs, int n, int inDim, int outDim, int rank,
-        float* a, float* b, float scale, float dropout, ulong key, float* dx, float* da, float* db, float* dh, float* dxd)
+    public static void Backward(ComputePool pool, GemmBuffer buffer, float* dy, int ldy, float* x, float* xd, float* hsT, int n, int inDim, int outDim, int rank,
+        float* a, float* b, float scale, float dropout, ulong key, float* dx, float* da, float* db, float* dbT, float* dhT, float* dxd)
     {
-        var dyRows = new Strided(dy, ldy, 1);
-        Gemm.Multiply(pool, buffer, new Strided(dy, 1, ldy), Strided.Rows(hs, rank), outDim, rank, n, db, rank, accumulate: true);
-        Gemm.Multiply(pool, buffer, dyRows, Strided.Rows(b, rank), n, rank, outDim, dh, rank, accumulate: false);
-        VectorOps.Scale(new Span<float>(dh, n * rank), scale, new Span<float>(dh, n * rank));
+        Gemm.Multiply(pool, buffer, Strided.Rows(hsT, n), new Strided(dy, ldy, 1), rank, outDim, n, dbT, outDim, accumulate: false);
+        for (int o = 0; o < outDim; o++)
+            for (int k = 0; k < rank; k++) db[o * rank + k] += dbT[k * outDim + o];
+        Gemm.Multiply(pool, buffer, Strided.Columns(b, rank), new Strided(dy, 1, ldy), rank, n, outDim, dhT, n, accumulate: false);
+        VectorOps.Scale(new Span<float>(dhT, n * rank), scale, new Span<float>(dhT, n * rank));
         float* input = dropout > 0 ? xd : x;
-        Gemm.Multiply(pool, buffer, Strided.Columns(dh, rank), Strided.Rows(input, inDim), rank, inDim, n, da, inDim, accumulate: true);
+        Gemm.Multiply(pool, buffer, Strided.Rows(dhT, n), Strided.Rows(input, inDim), rank, inDim, n, da, inDim, accumulate: true);
         if (dropout > 0)
         {
-            Gemm.Multiply(pool, buffer, Strided.Rows(dh, rank), Strided.Rows(a, inDim), n, inDim, rank, dxd, inDim, accumulate: false);
+            Gemm.Multiply(pool, buffer, Strided.Columns(dhT, n), Strided.Rows(a, inDim), n, inDim, rank, dxd, inDim, accumulate: false);
             var k = new DropoutBackwardRows { Dxd = dxd, Dx = dx, In = inDim, P = dropout, Key = key };
             RowParallel.For(pool, n, RowParallel.Chunk(pool, n), in k);
         }
         else
         {
-            Gemm.Multiply(pool, buffer, Strided.Rows(dh, rank), Strided.Rows(a, inDim), n, inDim, rank, dx, inDim, accumulate: true);
+            Gemm.Multiply(pool, buffer, Strided.Columns(dhT, n), Strided.Rows(a, inDim), n, inDim, rank, dx, inDim, accumulate: true);
         }
     }
 

@@ -372,7 +372,7 @@ public sealed unsafe class TrainingModel : IDisposable
             if (t.Layer != layer || t.Input != input) continue;
             LoraLinear.Backward(_pool, _gemm, dy + t.OutputColumn, t.OutputWidth, x, lora.Xd(i), lora.Hs(i), n, t.In, t.Out, opt.Rank,
                 lora.Parameters.At(t.A), lora.Parameters.At(t.B), opt.Scale, p, lora.Key(_loraCounter, i), dx,
-                lora.Gradients.At(t.A), lora.Gradients.At(t.B), lora.Dh, lora.Dxd(n));
+                lora.Gradients.At(t.A), lora.Gradients.At(t.B), lora.DbT(n), lora.Dh, lora.Dxd(n));
         }
     }
 

@@ -75,13 +75,14 @@ public unsafe class LoraTests(ITestOutputHelper output)
         var da = new float[rank * inDim];
         var db = new float[outDim * rank];
         var dh = new float[n * rank];
+        var dbT = new float[rank * outDim];
         var dxd = new float[n * inDim];
         using var pool = new ComputePool(2);
         using var buffer = new GemmBuffer();
-        fixed (float* px = x, pa = a, pb = b, py = y, pxd = xd, phs = hs, pdy = dy, pdx = dx, pda = da, pdb = db, pdh = dh, pdxd = dxd)
+        fixed (float* px = x, pa = a, pb = b, py = y, pxd = xd, phs = hs, pdy = dy, pdx = dx, pda = da, pdb = db, pdbt = dbT, pdh = dh, pdxd = dxd)
         {
             LoraLinear.Forward(pool, buffer, px, n, inDim, outDim, rank, pa, pb, scale, p, key, pxd, phs, py, outDim);
-            LoraLinear.Backward(pool, buffer, pdy, outDim, px, pxd, phs, n, inDim, outDim, rank, pa, pb, scale, p, key, pdx, pda, pdb, pdh, pdxd);
+            LoraLinear.Backward(pool, buffer, pdy, outDim, px, pxd, phs, n, inDim, outDim, rank, pa, pb, scale, p, key, pdx, pda, pdb, pdbt, pdh, pdxd);
         }
         int kept = 0;
         for (int i = 0; i < n * inDim; i++) kept += LoraLinear.Keep(key, i, p) ? 1 : 0;
