@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using ModelSmith.Tensors;
 
@@ -53,13 +52,13 @@ internal static unsafe class Embedding
             int j0 = item * ChunkColumns, w = Math.Min(C, j0 + ChunkColumns) - j0;
             for (int t = 0; t < N; t++)
             {
-                var d = new ReadOnlySpan<float>(Dx + (long)t * C + j0, w);
-                var row = new Span<float>(Dwte + (long)Tokens[t] * C + j0, w);
-                TensorPrimitives.Add(row, d, row);
+                float* d = Dx + (long)t * C + j0;
+                float* row = Dwte + (long)Tokens[t] * C + j0;
+                RowMath.Add(row, d, row, w);
                 if (Dwpe != null)
                 {
-                    var p = new Span<float>(Dwpe + (long)(t % SeqLen) * C + j0, w);
-                    TensorPrimitives.Add(p, d, p);
+                    float* p = Dwpe + (long)(t % SeqLen) * C + j0;
+                    RowMath.Add(p, d, p, w);
                 }
             }
         }

@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using ModelSmith.Tensors;
 
@@ -46,14 +45,12 @@ internal static unsafe class LayerNormLayer
                 var x = new ReadOnlySpan<float>(X + (long)t * C, C);
                 var y = new Span<float>(Y + (long)t * C, C);
                 float mu = (float)VectorOps.SumDouble(x) / C;
-                TensorPrimitives.Subtract(x, mu, y);
+                for (int i = 0; i < C; i++) y[i] = x[i] - mu;
                 float variance = (float)(VectorOps.SumOfSquaresDouble(y) / C);
                 float r = 1.0f / MathF.Sqrt(variance + Eps);
                 Mean[t] = mu;
                 Rstd[t] = r;
-                TensorPrimitives.Multiply(y, r, y);
-                TensorPrimitives.Multiply(y, new ReadOnlySpan<float>(Weight, C), y);
-                TensorPrimitives.Add(y, new ReadOnlySpan<float>(Bias, C), y);
+                RowMath.Normalize(X + (long)t * C, mu, r, Weight, Bias, Y + (long)t * C, C);
             }
         }
     }

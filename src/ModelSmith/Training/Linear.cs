@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using ModelSmith.Tensors;
 
@@ -28,7 +27,7 @@ internal static unsafe class Linear
                 else
                 {
                     if (residual != y) new ReadOnlySpan<float>(residual + (long)t * outDim, outDim).CopyTo(row);
-                    if (bias != null) TensorPrimitives.Add(row, b, row);
+                    if (bias != null) RowMath.Add(y + (long)t * outDim, bias, y + (long)t * outDim, outDim);
                 }
             }
         }

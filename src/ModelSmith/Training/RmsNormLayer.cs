@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using ModelSmith.Tensors;
 
@@ -44,12 +43,10 @@ internal static unsafe class RmsNormLayer
         {
             for (int t = start; t < end; t++)
             {
-                var x = new ReadOnlySpan<float>(X + (long)t * C, C);
-                var y = new Span<float>(Y + (long)t * C, C);
-                float r = RmsNorm.Scale(VectorOps.SumOfSquaresDouble(x), C, Eps);
+                float* x = X + (long)t * C;
+                float r = RmsNorm.Scale(VectorOps.SumOfSquaresDouble(new ReadOnlySpan<float>(x, C)), C, Eps);
                 Rstd[t] = r;
-                TensorPrimitives.Multiply(x, r, y);
-                TensorPrimitives.Multiply(y, new ReadOnlySpan<float>(Weight, C), y);
+                RowMath.Normalize(x, 0f, r, Weight, null, Y + (long)t * C, C);
             }
         }
     }

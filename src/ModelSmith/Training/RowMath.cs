@@ -96,6 +96,26 @@ internal static unsafe class RowMath
         RmsNormBackward<float, F1>(w, dy, x, r, m, i, n, dx);
     }
 
+    /// <summary>y = ((x − shift)·scale) ⊙ w (+ b): the normalisation step of RMSNorm (shift 0, no b) and LayerNorm. x, w, b, y: (n); b may be null; y may be x.</summary>
+    public static void Normalize(float* x, float shift, float scale, float* w, float* b, float* y, int n)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated) i = Normalize<Vector512<float>, F512>(x, shift, scale, w, b, y, 0, n);
+        else if (Vector256.IsHardwareAccelerated) i = Normalize<Vector256<float>, F256>(x, shift, scale, w, b, y, 0, n);
+        else if (Vector128.IsHardwareAccelerated) i = Normalize<Vector128<float>, F128>(x, shift, scale, w, b, y, 0, n);
+        Normalize<float, F1>(x, shift, scale, w, b, y, i, n);
+    }
+
+    /// <summary>y = a + b. a, b, y: (n); y may be a or b.</summary>
+    public static void Add(float* a, float* b, float* y, int n)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated) i = Add<Vector512<float>, F512>(a, b, y, 0, n);
+        else if (Vector256.IsHardwareAccelerated) i = Add<Vector256<float>, F256>(a, b, y, 0, n);
+        else if (Vector128.IsHardwareAccelerated) i = Add<Vector128<float>, F128>(a, b, y, 0, n);
+        Add<float, F1>(a, b, y, i, n);
+    }
+
     /// <summary>x[i] = exp(x[i] − shift)·scale, in place. x: (n).</summary>
     public static void ExpShiftScale(float* x, int n, float shift, float scale) => Map(x, n, new ExpShift(shift, scale));
 
@@ -161,6 +181,28 @@ internal static unsafe class RowMath
         TV acc = TS.Create(0f);
         for (; i <= n - l; i += l) acc = TS.FusedMultiplyAdd(TS.Load(a + i), TS.Load(b + i), acc);
         return (i, TS.Sum(acc));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int Normalize<TV, TS>(float* x, float shift, float scale, float* w, float* b, float* y, int i, int n) where TV : unmanaged where TS : IFloatVector<TV>
+    {
+        int l = TS.Lanes;
+        TV sh = TS.Create(shift), sc = TS.Create(scale);
+        for (; i <= n - l; i += l)
+        {
+            TV v = TS.Multiply(TS.Multiply(TS.Subtract(TS.Load(x + i), sh), sc), TS.Load(w + i));
+            if (b != null) v = TS.Add(v, TS.Load(b + i));
+            TS.Store(v, y + i);
+        }
+        return i;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int Add<TV, TS>(float* a, float* b, float* y, int i, int n) where TV : unmanaged where TS : IFloatVector<TV>
+    {
+        int l = TS.Lanes;
+        for (; i <= n - l; i += l) TS.Store(TS.Add(TS.Load(a + i), TS.Load(b + i)), y + i);
+        return i;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
