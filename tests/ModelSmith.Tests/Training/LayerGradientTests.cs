@@ -119,6 +119,13 @@ public unsafe class LayerGradientTests(ITestOutputHelper output)
             return r;
         }
         AssertForwardMatches(Rotate(D(qkv)), rotated, 1e-6);
+        // Bit for bit what the inference engine's rotation gives.
+        for (int t = 0; t < n; t++)
+        {
+            float[] row = qkv.AsSpan(t * s, s).ToArray();
+            Rope.Apply(row.AsSpan(0, (heads + kvHeads) * d), d, t % seqLen, table);
+            Assert.True(row.AsSpan().SequenceEqual(rotated.AsSpan(t * s, s)), $"row {t} differs from Rope.Apply");
+        }
         Check("dqkv", dqkv, v => Dot(g, Rotate(v)), D(qkv));
     }
 
