@@ -17,7 +17,7 @@ internal static unsafe class GeluLayer
 {
     /// <summary>
     /// x: (N), y: (N); N is any element count. <paramref name="ggmlTable"/> evaluates GELU through ggml's binary16
-    /// table instead (<see cref="Activations.GeluGgml"/>), to reproduce llama.cpp's logits exactly; the backward
+    /// table instead (<see cref="Activations.GeluGgml"/>), as llama.cpp and the inference engine do, to compare logits; the backward
     /// pass is the smooth formula's either way.
     /// </summary>
     public static void Forward(ComputePool pool, float* x, long n, float* y, bool ggmlTable = false)
