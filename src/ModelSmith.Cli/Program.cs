@@ -1,4 +1,6 @@
 using System.CommandLine;
+using System.CommandLine.Help;
+using System.CommandLine.Invocation;
 using ModelSmith.Cli.Commands;
 using ModelSmith.Formats;
 using Spectre.Console;
@@ -20,10 +22,15 @@ internal static class Program
         {
             InfoCommand.Create(),
             GenerateCommand.Create(),
+            QuantizeCommand.Create(),
+            ImatrixCommand.Create(),
         };
 
+        HelpOption help = root.Options.OfType<HelpOption>().Single();
+        help.Action = new RootHelpAction(root, help.Action!);
+
         ParseResult parse = root.Parse(args);
-        if (parse.Errors.Count > 0)
+        if (parse.Errors.Count > 0 && parse.Action is not RootHelpAction)
         {
             foreach (var error in parse.Errors)
                 Console.Error.WriteLine($"error: {error.Message}");
@@ -73,4 +80,45 @@ internal sealed class UsageException : Exception
     public UsageException() { }
 
     public UsageException(string message, Exception inner) : base(message, inner) { }
+}
+
+/// <summary>
+/// `smith --help` lists each command with the first line of its description; `smith COMMAND --help`
+/// shows the command's full description with its examples (System.CommandLine's own help).
+/// </summary>
+internal sealed class RootHelpAction(RootCommand root, CommandLineAction commandHelp) : SynchronousCommandLineAction
+{
+    public override int Invoke(ParseResult parseResult)
+    {
+        if (parseResult.CommandResult.Command != root)
+            return commandHelp is SynchronousCommandLineAction sync ? sync.Invoke(parseResult) : Program.Ok;
+        Console.WriteLine(root.Description);
+        Console.WriteLine();
+        Console.WriteLine("Usage: smith <command> [options]      smith <command> --help   shows a command's options and examples");
+        Console.WriteLine();
+        Console.WriteLine("Commands:");
+        int width = root.Subcommands.Max(c => c.Name.Length);
+        foreach (Command command in root.Subcommands)
+        {
+            Console.WriteLine($"  {command.Name.PadRight(width)}  {Summary(command.Description)}");
+        }
+        Console.WriteLine();
+        Console.WriteLine("Exit codes: 0 ok, 1 failed (bad file, I/O), 2 bad usage.");
+        return Program.Ok;
+    }
+
+    /// <summary>The first sentence of a description's first paragraph, on one line.</summary>
+    private static string Summary(string? description)
+    {
+        string paragraph = (description ?? "").Replace("\r", "", StringComparison.Ordinal).Split("\n\n")[0];
+        string line = string.Join(' ', paragraph.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
+        // The first clause is enough for a listing: cut at the first sentence or clause break past 20 characters.
+        int end = line.Length;
+        foreach (string stop in new[] { ". ", ": ", ", ", " (" })
+        {
+            int at = line.IndexOf(stop, 20, StringComparison.Ordinal);
+            if (at >= 0 && at < end) end = at;
+        }
+        return line[..end].TrimEnd('.');
+    }
 }

@@ -172,21 +172,38 @@ internal sealed unsafe class LlamaCppModel : IDisposable
     /// <summary>A GGUF metadata value as llama.cpp renders it to a string, or null if the key is absent.</summary>
     public string? Metadata(string key)
     {
-        var value = _model.MetadataValueByKey(key);
-        return value is { } m ? Encoding.UTF8.GetString(m.Span) : null;
+        // Called through our own binding with a buffer of our own: LLamaSharp's MetadataValueByKey hands
+        // out a pooled buffer that tests running in parallel can overwrite before it is read.
+        byte[] keyBytes = Encoding.UTF8.GetBytes(key + "\0");
+        var buffer = new byte[4096];
+        fixed (byte* k = keyBytes)
+        fixed (byte* b = buffer)
+        {
+            int n = Native.ModelMetaValueString(_model.DangerousGetHandle(), k, b, buffer.Length);
+            if (n < 0) return null;
+            if (n >= buffer.Length)
+            {
+                buffer = new byte[n + 1];
+                fixed (byte* b2 = buffer) n = Native.ModelMetaValueString(_model.DangerousGetHandle(), k, b2, buffer.Length);
+            }
+            return Encoding.UTF8.GetString(buffer, 0, n);
+        }
     }
 
     /// <summary>Every GGUF metadata key/value pair as llama.cpp renders it (arrays are abbreviated by llama.cpp).</summary>
     public Dictionary<string, string> AllMetadata()
     {
         var result = new Dictionary<string, string>(StringComparer.Ordinal);
-        for (int i = 0; i < _model.MetadataCount; i++)
+        var buffer = new byte[1 << 16];
+        fixed (byte* b = buffer)
         {
-            var key = _model.MetadataKeyByIndex(i);
-            var value = _model.MetadataValueByIndex(i);
-            if (key is { } k)
+            for (int i = 0; i < _model.MetadataCount; i++)
             {
-                result[Encoding.UTF8.GetString(k.Span)] = value is { } v ? Encoding.UTF8.GetString(v.Span) : "";
+                int n = Native.ModelMetaKeyByIndex(_model.DangerousGetHandle(), i, b, buffer.Length);
+                if (n < 0) continue;
+                string key = Encoding.UTF8.GetString(buffer, 0, Math.Min(n, buffer.Length - 1));
+                n = Native.ModelMetaValueByIndex(_model.DangerousGetHandle(), i, b, buffer.Length);
+                result[key] = n < 0 ? "" : Encoding.UTF8.GetString(buffer, 0, Math.Min(n, buffer.Length - 1));
             }
         }
         return result;
@@ -431,7 +448,25 @@ internal sealed unsafe class LlamaCppModel : IDisposable
         private static readonly delegate* unmanaged[Cdecl]<nint, int*, int, byte*, int, byte, byte, int> s_detokenize =
             (delegate* unmanaged[Cdecl]<nint, int*, int, byte*, int, byte, byte, int>)NativeLibrary.GetExport(s_library, "llama_detokenize");
 
+        // int32_t llama_model_meta_val_str(const llama_model*, const char* key, char* buf, size_t buf_size)
+        private static readonly delegate* unmanaged[Cdecl]<nint, byte*, byte*, nuint, int> s_metaValueString =
+            (delegate* unmanaged[Cdecl]<nint, byte*, byte*, nuint, int>)NativeLibrary.GetExport(s_library, "llama_model_meta_val_str");
+
+        // int32_t llama_model_meta_key_by_index / llama_model_meta_val_str_by_index(const llama_model*, int32_t i, char* buf, size_t buf_size)
+        private static readonly delegate* unmanaged[Cdecl]<nint, int, byte*, nuint, int> s_metaKeyByIndex =
+            (delegate* unmanaged[Cdecl]<nint, int, byte*, nuint, int>)NativeLibrary.GetExport(s_library, "llama_model_meta_key_by_index");
+
+        private static readonly delegate* unmanaged[Cdecl]<nint, int, byte*, nuint, int> s_metaValueByIndex =
+            (delegate* unmanaged[Cdecl]<nint, int, byte*, nuint, int>)NativeLibrary.GetExport(s_library, "llama_model_meta_val_str_by_index");
+
+        public static int ModelMetaKeyByIndex(nint model, int index, byte* buffer, int capacity) => s_metaKeyByIndex(model, index, buffer, (nuint)capacity);
+
+        public static int ModelMetaValueByIndex(nint model, int index, byte* buffer, int capacity) => s_metaValueByIndex(model, index, buffer, (nuint)capacity);
+
         public static nint ModelGetVocab(nint model) => s_getVocab(model);
+
+        /// <summary>The value's length in bytes (written NUL-terminated, truncated to the buffer), or -1 when the key is absent.</summary>
+        public static int ModelMetaValueString(nint model, byte* key, byte* buffer, int capacity) => s_metaValueString(model, key, buffer, (nuint)capacity);
 
         /// <summary>Returns the byte count, or minus the needed capacity when <paramref name="capacity"/> is too small.</summary>
         public static int Detokenize(nint vocab, int* tokens, int count, byte* text, int capacity, byte removeSpecial, byte unparseSpecial)

@@ -38,13 +38,16 @@ public enum GgmlType
     TQ1_0 = 34,
     TQ2_0 = 35,
     MXFP4 = 39,
+    NVFP4 = 40,
+    Q1_0 = 41,
+    Q2_0 = 42,
 }
 
 /// <summary>Block geometry of each <see cref="GgmlType"/>: elements per block and bytes per block.</summary>
 public static class GgmlTypeInfo
 {
     /// <summary>True when <paramref name="id"/> is a type id that current ggml defines.</summary>
-    public static bool IsKnown(uint id) => id <= (uint)GgmlType.MXFP4 && BlockSizeOrZero((GgmlType)id) != 0;
+    public static bool IsKnown(uint id) => id <= (uint)GgmlType.Q2_0 && BlockSizeOrZero((GgmlType)id) != 0;
 
     /// <summary>Number of elements one block holds (1 for plain scalar types).</summary>
     public static int BlockSize(GgmlType type)
@@ -89,6 +92,9 @@ public static class GgmlTypeInfo
         GgmlType.TQ1_0 => 54,
         GgmlType.TQ2_0 => 66,
         GgmlType.MXFP4 => 17,
+        GgmlType.NVFP4 => 36,
+        GgmlType.Q1_0 => 18,
+        GgmlType.Q2_0 => 18,
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, "Not a ggml type id."),
     };
 
@@ -113,6 +119,8 @@ public static class GgmlTypeInfo
         GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q8_K
             or GgmlType.IQ2_XXS or GgmlType.IQ2_XS or GgmlType.IQ3_XXS or GgmlType.IQ1_S or GgmlType.IQ3_S
             or GgmlType.IQ2_S or GgmlType.IQ4_XS or GgmlType.IQ1_M or GgmlType.TQ1_0 or GgmlType.TQ2_0 => 256,
+        GgmlType.NVFP4 or GgmlType.Q2_0 => 64,
+        GgmlType.Q1_0 => 128,
         _ => 0,
     };
 }

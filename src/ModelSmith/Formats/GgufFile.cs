@@ -235,7 +235,7 @@ public sealed unsafe class GgufFile : IDisposable
             long typeAt = r.Position;
             uint typeId = r.UInt32($"type of '{name}'");
             if (!GgmlTypeInfo.IsKnown(typeId))
-                throw new ModelFormatException(Path, typeAt, $"tensor '{name}' has type id {typeId}, which is not a ggml type this reader knows (0-39 minus retired ids).");
+                throw new ModelFormatException(Path, typeAt, $"tensor '{name}' has type id {typeId}, which is not a ggml type this reader knows (0-42 minus retired ids).");
             var type = (GgmlType)typeId;
             int block = GgmlTypeInfo.BlockSize(type);
             if (shape[0] % block != 0)

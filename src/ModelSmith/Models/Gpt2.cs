@@ -84,6 +84,7 @@ internal sealed class Gpt2Model : LanguageModel
 
             for (int t = 0; t < T; t++)
                 LayerNorm.Forward(x.Slice(t * c, c), w.AttentionNorm, w.AttentionNormBias, cfg.NormEpsilon, xb.Slice(t * c, c));
+            MatMulInputObserver?.Observe(l, MatMulInput.Attention, xb, T);
             MatMul.Forward(xb, w.Qkv, w.QkvBias, T, qkv, Pool);
             for (int t = 0; t < T; t++)
             {
@@ -94,13 +95,16 @@ internal sealed class Gpt2Model : LanguageModel
             }
             _attention.Store(k, v, cache, l, start, T);
             _attention.Forward(q, cache, l, start, T, att, Pool);
+            MatMulInputObserver?.Observe(l, MatMulInput.AttentionOutput, att, T);
             MatMul.Forward(att, w.Output, w.OutputBias, T, xb2, Pool);
             VectorOps.Add(x, xb2, x);
 
             for (int t = 0; t < T; t++)
                 LayerNorm.Forward(x.Slice(t * c, c), w.FeedForwardNorm, w.FeedForwardNormBias, cfg.NormEpsilon, xb.Slice(t * c, c));
+            MatMulInputObserver?.Observe(l, MatMulInput.FeedForward, xb, T);
             MatMul.Forward(xb, w.Up, w.UpBias, T, hidden, Pool);
             Activations.GeluGgml(hidden, hidden);
+            MatMulInputObserver?.Observe(l, MatMulInput.FeedForwardDown, hidden, T);
             MatMul.Forward(hidden, w.Down, w.DownBias, T, xb2, Pool);
             VectorOps.Add(x, xb2, x);
         }
@@ -110,6 +114,7 @@ internal sealed class Gpt2Model : LanguageModel
         int first = allLogits ? 0 : T - 1, rows = T - first;
         for (int t = first; t < T; t++)
             LayerNorm.Forward(x.Slice(t * c, c), _weights.OutputNorm, _weights.OutputNormBias, cfg.NormEpsilon, xb.Slice((t - first) * c, c));
+        if (!cfg.TiedOutput) MatMulInputObserver?.Observe(-1, MatMulInput.Output, xb[..(rows * c)], rows);
         MatMul.Forward(xb[..(rows * c)], _weights.Output, [], rows, logits[..(rows * cfg.VocabSize)], Pool);
     }
 }

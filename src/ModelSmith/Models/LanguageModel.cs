@@ -33,6 +33,12 @@ public abstract class LanguageModel : IDisposable
     /// <summary>The GGUF file the weights come from, when loaded from one.</summary>
     public GgufFile? File => _file;
 
+    /// <summary>
+    /// Sees the input rows of every weight matmul during <see cref="Forward"/> (activation statistics such as
+    /// an importance matrix). Null, the default, costs one null check per matmul.
+    /// </summary>
+    internal IMatMulInputObserver? MatMulInputObserver { get; set; }
+
     /// <summary>Opens a GGUF model of a supported architecture.</summary>
     public static LanguageModel Load(string path, int threads = 0)
     {
@@ -119,4 +125,33 @@ public abstract class LanguageModel : IDisposable
         _file?.Dispose();
         GC.SuppressFinalize(this);
     }
+}
+
+/// <summary>Which weights a matmul input feeds; the architecture decides the tensor names.</summary>
+internal enum MatMulInput
+{
+    /// <summary>The normed residual into attn_q/attn_k/attn_v (Llama) or attn_qkv (GPT-2).</summary>
+    Attention,
+
+    /// <summary>The attention result into attn_output.</summary>
+    AttentionOutput,
+
+    /// <summary>The normed residual into ffn_gate/ffn_up.</summary>
+    FeedForward,
+
+    /// <summary>The activated hidden state into ffn_down.</summary>
+    FeedForwardDown,
+
+    /// <summary>The final normed state into output (only when it is not tied to token_embd).</summary>
+    Output,
+}
+
+/// <summary>Receives matmul inputs from <see cref="LanguageModel.MatMulInputObserver"/>.</summary>
+internal interface IMatMulInputObserver
+{
+    /// <summary>
+    /// <paramref name="x"/>: (tokens, cols), the rows about to be multiplied by the weights of
+    /// <paramref name="input"/> in block <paramref name="layer"/> (−1 for <see cref="MatMulInput.Output"/>).
+    /// </summary>
+    void Observe(int layer, MatMulInput input, ReadOnlySpan<float> x, int tokens);
 }

@@ -75,6 +75,7 @@ internal sealed class LlamaModel : LanguageModel
             // Attention block.
             for (int t = 0; t < T; t++)
                 RmsNorm.Forward(x.Slice(t * c, c), w.AttentionNorm, cfg.NormEpsilon, xb.Slice(t * c, c));
+            MatMulInputObserver?.Observe(l, MatMulInput.Attention, xb, T);
             MatMul.Forward(xb, w.Query, [], T, q, Pool);
             MatMul.Forward(xb, w.Key, [], T, k, Pool);
             MatMul.Forward(xb, w.Value, [], T, v, Pool);
@@ -85,15 +86,18 @@ internal sealed class LlamaModel : LanguageModel
             }
             _attention.Store(k, v, cache, l, start, T);
             _attention.Forward(q, cache, l, start, T, att, Pool);
+            MatMulInputObserver?.Observe(l, MatMulInput.AttentionOutput, att, T);
             MatMul.Forward(att, w.Output, [], T, xb2, Pool);
             VectorOps.Add(x, xb2, x);
 
             // Feed-forward block.
             for (int t = 0; t < T; t++)
                 RmsNorm.Forward(x.Slice(t * c, c), w.FeedForwardNorm, cfg.NormEpsilon, xb.Slice(t * c, c));
+            MatMulInputObserver?.Observe(l, MatMulInput.FeedForward, xb, T);
             MatMul.Forward(xb, w.Gate, [], T, gate, Pool);
             MatMul.Forward(xb, w.Up, [], T, up, Pool);
             Activations.SwiGlu(gate, up, gate);
+            MatMulInputObserver?.Observe(l, MatMulInput.FeedForwardDown, gate, T);
             MatMul.Forward(gate, w.Down, [], T, xb2, Pool);
             VectorOps.Add(x, xb2, x);
         }
@@ -103,6 +107,7 @@ internal sealed class LlamaModel : LanguageModel
         int first = allLogits ? 0 : T - 1, rows = T - first;
         for (int t = first; t < T; t++)
             RmsNorm.Forward(x.Slice(t * c, c), _weights.OutputNorm, cfg.NormEpsilon, xb.Slice((t - first) * c, c));
+        if (!cfg.TiedOutput) MatMulInputObserver?.Observe(-1, MatMulInput.Output, xb[..(rows * c)], rows);
         MatMul.Forward(xb[..(rows * c)], _weights.Output, [], rows, logits[..(rows * cfg.VocabSize)], Pool);
     }
 }

@@ -94,6 +94,68 @@ public static class BlockQuantizer
         }
     }
 
+    /// <summary>
+    /// Quantizes as <see cref="Quantize(GgmlType, ReadOnlySpan{float}, int, int, Span{byte}, int)"/> but with
+    /// an importance matrix row: <paramref name="importance"/> holds one non-negative weight per column (the
+    /// mean squared activation that column meets, from an imatrix), and the block types that llama.cpp
+    /// quantizes differently when given one (Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K) take llama.cpp's
+    /// quantize_*_impl path, byte for byte. Q8_0, Q8_K and the float types ignore it, as llama.cpp does.
+    /// An empty <paramref name="importance"/> is the reference path.
+    /// </summary>
+    public static unsafe void Quantize(GgmlType type, ReadOnlySpan<float> src /* (rows, cols) */, int rows, int cols, Span<byte> dst /* (rows, RowSize) */,
+        int threads, ReadOnlySpan<float> importance /* (cols) or empty */)
+    {
+        if (importance.IsEmpty || !HasImportancePath(type))
+        {
+            Quantize(type, src, rows, cols, dst, threads);
+            return;
+        }
+        int rowSize = CheckShapes(type, src.Length, rows, cols, dst.Length, "dst");
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        if (importance.Length != cols)
+        {
+            throw new ArgumentException($"The importance row holds {importance.Length} values but the matrix has {cols} columns; an imatrix entry must match the tensor's row length.", nameof(importance));
+        }
+        for (int i = 0; i < importance.Length; i++)
+        {
+            if (!float.IsFinite(importance[i]))
+            {
+                throw new ArgumentException($"Importance value {importance[i]} at column {i} is not finite; the imatrix is damaged.", nameof(importance));
+            }
+        }
+        RequireFinite(src, cols);
+        int workers = Workers(rows, cols, threads);
+        if (workers == 1)
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                QuantizeRowImportance(type, src.Slice(r * cols, cols), importance, dst.Slice(r * rowSize, rowSize));
+            }
+            return;
+        }
+        fixed (float* s = src)
+        fixed (float* q = importance)
+        fixed (byte* d = dst)
+        {
+            float* sp = s;
+            float* qp = q;
+            byte* dp = d;
+            Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+            {
+                (int first, int end) = Range(rows, workers, w);
+                var qrow = new ReadOnlySpan<float>(qp, cols);
+                for (int r = first; r < end; r++)
+                {
+                    QuantizeRowImportance(type, new ReadOnlySpan<float>(sp + (long)r * cols, cols), qrow, new Span<byte>(dp + (long)r * rowSize, rowSize));
+                }
+            });
+        }
+    }
+
+    /// <summary>True for the types whose quantizer uses an importance matrix (llama.cpp's quantize_*_impl).</summary>
+    public static bool HasImportancePath(GgmlType type) => type is GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1
+        or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
+
     /// <summary>Dequantizes <paramref name="src"/> on one thread. See the overload with a thread count.</summary>
     public static void Dequantize(GgmlType type, ReadOnlySpan<byte> src /* (rows, RowSize) */, int rows, int cols, Span<float> dst /* (rows, cols) */) =>
         Dequantize(type, src, rows, cols, dst, threads: 1);
@@ -166,6 +228,24 @@ public static class BlockQuantizer
             case GgmlType.Q6_K: Q6_K.QuantizeRow(x, y); break;
             case GgmlType.Q8_K: Q8_K.QuantizeRow(x, y); break;
             default: throw Unsupported(type);
+        }
+    }
+
+    /// <summary>One row into its bytes through the importance path of <paramref name="type"/>.</summary>
+    internal static void QuantizeRowImportance(GgmlType type, ReadOnlySpan<float> x /* (cols) */, ReadOnlySpan<float> importance /* (cols) */, Span<byte> y /* (RowSize) */)
+    {
+        switch (type)
+        {
+            case GgmlType.Q4_0: Q4_0.QuantizeRowImportance(x, importance, y); break;
+            case GgmlType.Q4_1: Q4_1.QuantizeRowImportance(x, importance, y); break;
+            case GgmlType.Q5_0: Q5_0.QuantizeRowImportance(x, importance, y); break;
+            case GgmlType.Q5_1: Q5_1.QuantizeRowImportance(x, importance, y); break;
+            case GgmlType.Q2_K: Q2_K.QuantizeRowImportance(x, importance, y); break;
+            case GgmlType.Q3_K: Q3_K.QuantizeRowImportance(x, importance, y); break;
+            case GgmlType.Q4_K: Q4_K.QuantizeRowImportance(x, importance, y); break;
+            case GgmlType.Q5_K: Q5_K.QuantizeRowImportance(x, importance, y); break;
+            case GgmlType.Q6_K: Q6_K.QuantizeRowImportance(x, importance, y); break;
+            default: QuantizeRow(type, x, y); break;
         }
     }
 

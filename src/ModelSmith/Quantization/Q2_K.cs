@@ -115,6 +115,81 @@ internal static class Q2_K
         }
     }
 
+    /// <summary>
+    /// quantize_row_q2_K_impl, the path llama.cpp takes when it has an importance matrix. With
+    /// σ² = Σx²/256 over the super-block, each weight gets w = q·sqrt(σ² + x²) (q = its column's importance),
+    /// each sub-block of 16 make_qkx3_quants (nmax = 3, squared error, 37 candidate iscales), and the 16
+    /// scales and 16 mins are quantized to 4 bits by make_qp_quants weighted by each sub-block's Σw. Every
+    /// weight is then re-rounded against the stored scale and min, as in the reference.
+    /// </summary>
+    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/256·84) */)
+    {
+        int nb = x.Length / BlockSize;
+        Span<byte> levels = stackalloc byte[BlockSize];
+        Span<byte> scratch = stackalloc byte[16];
+        Span<float> weights = stackalloc float[16];
+        Span<float> mins = stackalloc float[16];
+        Span<float> scales = stackalloc float[16];
+        Span<float> sumWeights = stackalloc float[16];
+        Span<byte> scaleLevels = stackalloc byte[16];
+        Span<byte> minLevels = stackalloc byte[16];
+        for (int i = 0; i < nb; i++)
+        {
+            ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
+            ReadOnlySpan<float> qb = importance.Slice(i * BlockSize, BlockSize);
+            Span<byte> block = y.Slice(i * TypeSize, TypeSize);
+            Span<byte> packedScales = block.Slice(ScalesOffset, 16);
+
+            float sumX2 = 0;
+            for (int j = 0; j < BlockSize; j++)
+            {
+                sumX2 += xb[j] * xb[j];
+            }
+            float sigma2 = sumX2 / BlockSize;
+            for (int j = 0; j < 16; j++)
+            {
+                ReadOnlySpan<float> xs = xb.Slice(16 * j, 16);
+                float sw = 0;
+                for (int l = 0; l < 16; l++)
+                {
+                    weights[l] = qb[16 * j + l] * MathF.Sqrt(sigma2 + xs[l] * xs[l]);
+                }
+                for (int l = 0; l < 16; l++)
+                {
+                    sw += weights[l];
+                }
+                sumWeights[j] = sw;
+                scales[j] = WeightedQuantMath.MakeQkx3Quants(3, xs, weights, levels.Slice(16 * j, 16), out mins[j], scratch, -0.9f, 0.05f, 36, false);
+            }
+
+            float dm = WeightedQuantMath.MakeQpQuants(15, scales, scaleLevels, sumWeights);
+            float mm = WeightedQuantMath.MakeQpQuants(15, mins, minLevels, sumWeights);
+            dm = QuantMath.WriteHalf(block, DOffset, dm);
+            mm = QuantMath.WriteHalf(block, DminOffset, mm);
+            for (int j = 0; j < 16; j++)
+            {
+                packedScales[j] = (byte)(scaleLevels[j] | (minLevels[j] << 4));
+            }
+
+            for (int j = 0; j < 16; j++)
+            {
+                float ds = dm * (packedScales[j] & 0xF);
+                if (ds == 0)
+                {
+                    continue;
+                }
+                float m = mm * (packedScales[j] >> 4);
+                for (int ii = 0; ii < 16; ii++)
+                {
+                    int l = QuantMath.NearestInt((xb[16 * j + ii] + m) / ds);
+                    levels[16 * j + ii] = (byte)Math.Max(0, Math.Min(3, l));
+                }
+            }
+
+            QuantMath.Pack2Bit(levels, block.Slice(QsOffset, 64));
+        }
+    }
+
     /// <summary>dequantize_row_q2_K: y = (d·sc)·l − (dmin·mn), sub-block by sub-block in the packing order.</summary>
     public static void DequantizeRow(ReadOnlySpan<byte> x /* (k/256·84) */, Span<float> y /* (k) */)
     {

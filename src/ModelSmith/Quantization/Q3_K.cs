@@ -85,31 +85,108 @@ internal static class Q3_K
                 d = QuantMath.WriteHalf(block, DOffset, 0f);
             }
 
-            for (int j = 0; j < 16; j++)
-            {
-                float ds = d * Scale(packedScales, j);
-                if (ds == 0)
-                {
-                    continue;
-                }
-                for (int ii = 0; ii < 16; ii++)
-                {
-                    int l = QuantMath.NearestInt(xb[16 * j + ii] / ds);
-                    levels[16 * j + ii] = (sbyte)(Math.Max(-4, Math.Min(3, l)) + 4);
-                }
-            }
+            RequantizeAndPack(xb, block, d, levels);
+        }
+    }
 
-            Span<byte> hmask = block.Slice(HmaskOffset, 32);
-            hmask.Clear();
+    /// <summary>
+    /// The end shared by the reference and the importance path: re-rounds every weight against the stored
+    /// scale, l = clamp(round(x/(d·(sc − 32))), −4, 3) (a sub-block whose stored scale is zero keeps its
+    /// first-pass levels), then writes the high bits to hmask and the low 2 bits to qs.
+    /// </summary>
+    private static void RequantizeAndPack(ReadOnlySpan<float> xb /* (256) */, Span<byte> block /* (110) */, float d, Span<sbyte> levels /* (256) */)
+    {
+        ReadOnlySpan<byte> packedScales = block.Slice(ScalesOffset, 12);
+        for (int j = 0; j < 16; j++)
+        {
+            float ds = d * Scale(packedScales, j);
+            if (ds == 0)
+            {
+                continue;
+            }
+            for (int ii = 0; ii < 16; ii++)
+            {
+                int l = QuantMath.NearestInt(xb[16 * j + ii] / ds);
+                levels[16 * j + ii] = (sbyte)(Math.Max(-4, Math.Min(3, l)) + 4);
+            }
+        }
+
+        Span<byte> hmask = block.Slice(HmaskOffset, 32);
+        hmask.Clear();
+        for (int j = 0; j < BlockSize; j++)
+        {
+            if (levels[j] > 3)
+            {
+                hmask[j % 32] |= (byte)(1 << (j / 32));
+                levels[j] -= 4;
+            }
+        }
+        QuantMath.Pack2Bit(MemoryMarshal.Cast<sbyte, byte>(levels), block.Slice(QsOffset, 64));
+    }
+
+    /// <summary>
+    /// quantize_row_q3_K_impl with an importance matrix. With σ² = 2·Σx²/256 over the super-block, each
+    /// weight gets w = q·sqrt(σ² + x²); each sub-block of 16 is fitted by make_qx_quants (nmax = 4) under
+    /// those weights, and the 16 signed scales by make_qx_quants (nmax = 32, weighted by each sub-block's
+    /// Σw), whose levels are stored directly as the 6-bit scales and whose scale is d. Every weight is then
+    /// re-rounded against the stored scale, as in the reference.
+    /// </summary>
+    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/256·110) */)
+    {
+        int nb = x.Length / BlockSize;
+        Span<sbyte> levels = stackalloc sbyte[BlockSize];
+        Span<float> scales = stackalloc float[16];
+        Span<float> weights = stackalloc float[16];
+        Span<float> sumWeights = stackalloc float[16];
+        Span<sbyte> scaleLevels = stackalloc sbyte[16];
+        for (int i = 0; i < nb; i++)
+        {
+            ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
+            ReadOnlySpan<float> qb = importance.Slice(i * BlockSize, BlockSize);
+            Span<byte> block = y.Slice(i * TypeSize, TypeSize);
+            Span<byte> packedScales = block.Slice(ScalesOffset, 12);
+
+            float sumX2 = 0;
             for (int j = 0; j < BlockSize; j++)
             {
-                if (levels[j] > 3)
-                {
-                    hmask[j % 32] |= (byte)(1 << (j / 32));
-                    levels[j] -= 4;
-                }
+                sumX2 += xb[j] * xb[j];
             }
-            QuantMath.Pack2Bit(MemoryMarshal.Cast<sbyte, byte>(levels), block.Slice(QsOffset, 64));
+            float sigma2 = 2 * sumX2 / BlockSize;
+            for (int j = 0; j < 16; j++)
+            {
+                ReadOnlySpan<float> xs = xb.Slice(16 * j, 16);
+                for (int l = 0; l < 16; l++)
+                {
+                    weights[l] = qb[16 * j + l] * MathF.Sqrt(sigma2 + xs[l] * xs[l]);
+                }
+                float sw = 0;
+                for (int l = 0; l < 16; l++)
+                {
+                    sw += weights[l];
+                }
+                sumWeights[j] = sw;
+                scales[j] = WeightedQuantMath.MakeQxQuants(4, xs, weights, levels.Slice(16 * j, 16));
+            }
+
+            packedScales.Clear();
+            float dBlock = WeightedQuantMath.MakeQxQuants(32, scales, sumWeights, scaleLevels);
+            for (int j = 0; j < 16; j++)
+            {
+                int l = scaleLevels[j];
+                if (j < 8)
+                {
+                    packedScales[j] = (byte)(l & 0xF);
+                }
+                else
+                {
+                    packedScales[j - 8] |= (byte)((l & 0xF) << 4);
+                }
+                l >>= 4;
+                packedScales[j % 4 + 8] |= (byte)(l << (2 * (j / 4)));
+            }
+            float d = QuantMath.WriteHalf(block, DOffset, dBlock);
+
+            RequantizeAndPack(xb, block, d, levels);
         }
     }
 

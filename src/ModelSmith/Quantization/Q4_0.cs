@@ -49,6 +49,31 @@ internal static class Q4_0
         }
     }
 
+    /// <summary>
+    /// quantize_row_q4_0_impl, the path llama.cpp takes with an importance matrix. With σ² = Σx²/k over the
+    /// whole row, each weight gets w = q·sqrt(σ² + x²) and each block make_qx_quants (nmax = 8, levels
+    /// q ∈ [0, 15] = l + 8); d is that fit's least-squares scale, stored as F16 without re-rounding the levels.
+    /// </summary>
+    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 32 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/32·18) */)
+    {
+        Span<float> weights = stackalloc float[BlockSize];
+        Span<sbyte> levels = stackalloc sbyte[BlockSize];
+        float sigma2 = LegacyImportance.RowSigma2(x);
+        int nb = x.Length / BlockSize;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            ReadOnlySpan<float> xb = x.Slice(ib * BlockSize, BlockSize);
+            Span<byte> block = y.Slice(ib * TypeSize, TypeSize);
+            LegacyImportance.Weights(xb, importance.Slice(ib * BlockSize, BlockSize), sigma2, weights);
+            float d = WeightedQuantMath.MakeQxQuants(8, xb, weights, levels);
+            QuantMath.WriteHalf(block, 0, d);
+            for (int j = 0; j < 16; j++)
+            {
+                block[2 + j] = (byte)((byte)levels[j] | ((byte)levels[j + 16] << 4));
+            }
+        }
+    }
+
     /// <summary>dequantize_row_q4_0: y = (q − 8)·d.</summary>
     public static void DequantizeRow(ReadOnlySpan<byte> x /* (k/32·18) */, Span<float> y /* (k) */)
     {

@@ -59,6 +59,43 @@ internal static class Q4_K
         }
     }
 
+    /// <summary>
+    /// quantize_row_q4_K_impl with an importance matrix. With σ² = 2·Σx²/256 over the super-block, each
+    /// weight gets w = q·sqrt(σ² + x²); each sub-block of 32 is fitted by make_qkx3_quants (nmax = 15,
+    /// squared error, 37 candidate iscales), and the 8 scales and 8 mins are quantized to 6 bits by
+    /// make_qp_quants weighted by each sub-block's Σw (d and dmin are the scales those return). Every weight
+    /// is then re-rounded against the stored values, as in the reference.
+    /// </summary>
+    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/256·144) */)
+    {
+        int nb = x.Length / BlockSize;
+        Span<byte> levels = stackalloc byte[BlockSize];
+        Span<byte> scratch = stackalloc byte[32];
+        Span<float> weights = stackalloc float[32];
+        Span<float> mins = stackalloc float[8];
+        Span<float> scales = stackalloc float[8];
+        Span<float> sumWeights = stackalloc float[8];
+        Span<byte> scaleLevels = stackalloc byte[8];
+        Span<byte> minLevels = stackalloc byte[8];
+        for (int i = 0; i < nb; i++)
+        {
+            ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
+            Span<byte> block = y.Slice(i * TypeSize, TypeSize);
+            SubBlockScalesImportance(15, xb, importance.Slice(i * BlockSize, BlockSize), levels, scratch, weights, scales, mins, sumWeights);
+            float d = StoreScalesImportance(block, scales, mins, sumWeights, scaleLevels, minLevels, clampTo63: false, out float dmin);
+            Requantize(15, xb, block.Slice(ScalesOffset, 12), d, dmin, levels);
+
+            Span<byte> q = block.Slice(QsOffset, 128);
+            for (int j = 0; j < BlockSize; j += 64)
+            {
+                for (int l = 0; l < 32; l++)
+                {
+                    q[j / 2 + l] = (byte)(levels[j + l] | (levels[j + l + 32] << 4));
+                }
+            }
+        }
+    }
+
     /// <summary>dequantize_row_q4_K: y = (d·sc)·l − (dmin·mn).</summary>
     public static void DequantizeRow(ReadOnlySpan<byte> x /* (k/256·144) */, Span<float> y /* (k) */)
     {
@@ -124,6 +161,64 @@ internal static class Q4_K
                 maxMin = mins[j];
             }
         }
+    }
+
+    /// <summary>
+    /// The first pass of the importance path shared by Q4_K and Q5_K: σ² = 2·Σx²/256, weights
+    /// w = q·sqrt(σ² + x²), make_qkx3_quants per sub-block of 32 (rmin −0.9, rdelta 0.05, 36 steps);
+    /// <paramref name="sumWeights"/>[j] = Σw of sub-block j.
+    /// </summary>
+    internal static void SubBlockScalesImportance(int nmax, ReadOnlySpan<float> xb /* (256) */, ReadOnlySpan<float> qb /* (256) */,
+        Span<byte> levels /* (256) */, Span<byte> scratch /* (32) */, Span<float> weights /* (32) */,
+        Span<float> scales /* (8) */, Span<float> mins /* (8) */, Span<float> sumWeights /* (8) */)
+    {
+        float sumX2 = 0;
+        for (int l = 0; l < BlockSize; l++)
+        {
+            sumX2 += xb[l] * xb[l];
+        }
+        float sigma2 = 2 * sumX2 / BlockSize;
+        for (int j = 0; j < 8; j++)
+        {
+            ReadOnlySpan<float> xs = xb.Slice(32 * j, 32);
+            for (int l = 0; l < 32; l++)
+            {
+                weights[l] = qb[32 * j + l] * MathF.Sqrt(sigma2 + xs[l] * xs[l]);
+            }
+            float sw = 0;
+            for (int l = 0; l < 32; l++)
+            {
+                sw += weights[l];
+            }
+            sumWeights[j] = sw;
+            scales[j] = WeightedQuantMath.MakeQkx3Quants(nmax, xs, weights, levels.Slice(32 * j, 32), out mins[j], scratch, -0.9f, 0.05f, 36, false);
+        }
+    }
+
+    /// <summary>
+    /// The importance path's 6-bit scales and mins (Q4_K and Q5_K): make_qp_quants (nmax = 63) of the
+    /// scales and of the mins, weighted by each sub-block's Σw; levels packed (Q5_K's impl clamps them to 63
+    /// first, Q4_K's does not: make_qp_quants never returns more than 63 except for a negative scale, whose
+    /// wrapped level each format then treats as ggml does), d and dmin stored as F16.
+    /// Returns the stored d; <paramref name="dmin"/> is the stored dmin.
+    /// </summary>
+    internal static float StoreScalesImportance(Span<byte> block, ReadOnlySpan<float> scales /* (8) */, ReadOnlySpan<float> mins /* (8) */,
+        ReadOnlySpan<float> sumWeights /* (8) */, Span<byte> scaleLevels /* (8) */, Span<byte> minLevels /* (8) */, bool clampTo63, out float dmin)
+    {
+        float dBlock = WeightedQuantMath.MakeQpQuants(63, scales, scaleLevels, sumWeights);
+        float mBlock = WeightedQuantMath.MakeQpQuants(63, mins, minLevels, sumWeights);
+        if (clampTo63)
+        {
+            for (int j = 0; j < 8; j++)
+            {
+                scaleLevels[j] = Math.Min((byte)63, scaleLevels[j]);
+                minLevels[j] = Math.Min((byte)63, minLevels[j]);
+            }
+        }
+        QuantMath.PackScaleMinK4(scaleLevels, minLevels, block.Slice(ScalesOffset, 12));
+        float d = QuantMath.WriteHalf(block, DOffset, dBlock);
+        dmin = QuantMath.WriteHalf(block, DminOffset, mBlock);
+        return d;
     }
 
     /// <summary>

@@ -56,6 +56,36 @@ internal static class Q5_0
         }
     }
 
+    /// <summary>
+    /// quantize_row_q5_0_impl with an importance matrix: weights w = q·sqrt(σ² + x²) with σ² = Σx²/k over the
+    /// row, each block fitted by make_qx_quants (nmax = 16, levels q ∈ [0, 31] = l + 16), d its scale.
+    /// </summary>
+    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 32 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/32·22) */)
+    {
+        Span<float> weights = stackalloc float[BlockSize];
+        Span<sbyte> levels = stackalloc sbyte[BlockSize];
+        float sigma2 = LegacyImportance.RowSigma2(x);
+        int nb = x.Length / BlockSize;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            ReadOnlySpan<float> xb = x.Slice(ib * BlockSize, BlockSize);
+            Span<byte> block = y.Slice(ib * TypeSize, TypeSize);
+            LegacyImportance.Weights(xb, importance.Slice(ib * BlockSize, BlockSize), sigma2, weights);
+            float d = WeightedQuantMath.MakeQxQuants(16, xb, weights, levels);
+            QuantMath.WriteHalf(block, 0, d);
+            uint qh = 0;
+            for (int j = 0; j < 16; j++)
+            {
+                byte q0 = (byte)levels[j];
+                byte q1 = (byte)levels[j + 16];
+                block[6 + j] = (byte)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
+                qh |= (uint)((q0 & 0x10) >> 4) << j;
+                qh |= (uint)((q1 & 0x10) >> 4) << (j + BlockSize / 2);
+            }
+            BinaryPrimitives.WriteUInt32LittleEndian(block.Slice(2, 4), qh);
+        }
+    }
+
     /// <summary>dequantize_row_q5_0: y = (q − 16)·d.</summary>
     public static void DequantizeRow(ReadOnlySpan<byte> x /* (k/32·22) */, Span<float> y /* (k) */)
     {

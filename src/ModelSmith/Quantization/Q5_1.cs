@@ -61,6 +61,38 @@ internal static class Q5_1
         }
     }
 
+    /// <summary>
+    /// quantize_row_q5_1_impl with an importance matrix: weights w = q·sqrt(σ² + x²) with σ² = Σx²/k over the
+    /// row, each block fitted by make_qkx3_quants (nmax = 31); d is its scale and m = −(its min), both F16.
+    /// </summary>
+    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 32 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/32·24) */)
+    {
+        Span<float> weights = stackalloc float[BlockSize];
+        Span<byte> levels = stackalloc byte[BlockSize];
+        Span<byte> scratch = stackalloc byte[BlockSize];
+        float sigma2 = LegacyImportance.RowSigma2(x);
+        int nb = x.Length / BlockSize;
+        for (int ib = 0; ib < nb; ib++)
+        {
+            ReadOnlySpan<float> xb = x.Slice(ib * BlockSize, BlockSize);
+            Span<byte> block = y.Slice(ib * TypeSize, TypeSize);
+            LegacyImportance.Weights(xb, importance.Slice(ib * BlockSize, BlockSize), sigma2, weights);
+            float d = WeightedQuantMath.MakeQkx3Quants(31, xb, weights, levels, out float min, scratch, -0.9f, 0.05f, 36, false);
+            QuantMath.WriteHalf(block, 0, d);
+            QuantMath.WriteHalf(block, 2, -min);
+            uint qh = 0;
+            for (int j = 0; j < 16; j++)
+            {
+                byte q0 = levels[j];
+                byte q1 = levels[j + 16];
+                block[8 + j] = (byte)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
+                qh |= (uint)((q0 & 0x10) >> 4) << j;
+                qh |= (uint)((q1 & 0x10) >> 4) << (j + BlockSize / 2);
+            }
+            BinaryPrimitives.WriteUInt32LittleEndian(block.Slice(4, 4), qh);
+        }
+    }
+
     /// <summary>dequantize_row_q5_1: y = q·d + m.</summary>
     public static void DequantizeRow(ReadOnlySpan<byte> x /* (k/32·24) */, Span<float> y /* (k) */)
     {

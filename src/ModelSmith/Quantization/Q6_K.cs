@@ -56,50 +56,95 @@ internal static class Q6_K
                 }
             }
 
-            if (maxAbsScale < QuantMath.GroupMaxEps)
-            {
-                block.Clear();
-                continue;
-            }
+            StoreBlock(xb, block, scales, levels, maxScale, maxAbsScale);
+        }
+    }
 
-            float iscale = -128f / maxScale;
-            float d = QuantMath.WriteHalf(block, DOffset, 1 / iscale);
-            Span<byte> packedScales = block.Slice(ScalesOffset, 16);
+    /// <summary>
+    /// quantize_row_q6_K_impl with an importance matrix: each sub-block's scale comes from make_qx_quants
+    /// (nmax = 32) weighted by the importance values themselves (no σ² term, unlike the other K-quants);
+    /// the rest is the reference's.
+    /// </summary>
+    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/256·210) */)
+    {
+        int nb = x.Length / BlockSize;
+        Span<sbyte> levels = stackalloc sbyte[BlockSize];
+        Span<float> scales = stackalloc float[16];
+        for (int i = 0; i < nb; i++)
+        {
+            ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
+            ReadOnlySpan<float> qb = importance.Slice(i * BlockSize, BlockSize);
+            Span<byte> block = y.Slice(i * TypeSize, TypeSize);
+
+            float maxScale = 0;
+            float maxAbsScale = 0;
             for (int ib = 0; ib < 16; ib++)
             {
-                packedScales[ib] = (byte)(sbyte)Math.Min(127, QuantMath.NearestInt(iscale * scales[ib]));
-            }
-
-            for (int j = 0; j < 16; j++)
-            {
-                float ds = d * (sbyte)packedScales[j];
-                if (ds == 0)
+                float scale = WeightedQuantMath.MakeQxQuants(32, xb.Slice(16 * ib, 16), qb.Slice(16 * ib, 16), levels.Slice(16 * ib, 16));
+                scales[ib] = scale;
+                float absScale = MathF.Abs(scale);
+                if (absScale > maxAbsScale)
                 {
-                    continue;
-                }
-                for (int ii = 0; ii < 16; ii++)
-                {
-                    int l = QuantMath.NearestInt(xb[16 * j + ii] / ds);
-                    levels[16 * j + ii] = (sbyte)(Math.Max(-32, Math.Min(31, l)) + 32);
+                    maxAbsScale = absScale;
+                    maxScale = scale;
                 }
             }
+            StoreBlock(xb, block, scales, levels, maxScale, maxAbsScale);
+        }
+    }
 
-            Span<byte> ql = block.Slice(QlOffset, 128);
-            Span<byte> qh = block.Slice(QhOffset, 64);
-            for (int j = 0; j < BlockSize; j += 128)
+    /// <summary>
+    /// The end shared by both paths: the 16 signed sub-block scales to int8 against the one of largest
+    /// magnitude (iscale = −128/max, stored d = 1/iscale), every weight re-rounded against its stored scale,
+    /// l = clamp(round(x/(d·sc)), −32, 31), and the levels packed. A super-block whose scales are all below
+    /// 1e-15 is stored as all zero bytes.
+    /// </summary>
+    private static void StoreBlock(ReadOnlySpan<float> xb /* (256) */, Span<byte> block /* (210) */, ReadOnlySpan<float> scales /* (16) */,
+        Span<sbyte> levels /* (256) */, float maxScale, float maxAbsScale)
+    {
+        if (maxAbsScale < QuantMath.GroupMaxEps)
+        {
+            block.Clear();
+            return;
+        }
+
+        float iscale = -128f / maxScale;
+        float d = QuantMath.WriteHalf(block, DOffset, 1 / iscale);
+        Span<byte> packedScales = block.Slice(ScalesOffset, 16);
+        for (int ib = 0; ib < 16; ib++)
+        {
+            packedScales[ib] = (byte)(sbyte)Math.Min(127, QuantMath.NearestInt(iscale * scales[ib]));
+        }
+
+        for (int j = 0; j < 16; j++)
+        {
+            float ds = d * (sbyte)packedScales[j];
+            if (ds == 0)
             {
-                Span<byte> qlHalf = ql.Slice(j / 2, 64);
-                Span<byte> qhHalf = qh.Slice(j / 4, 32);
-                for (int l = 0; l < 32; l++)
-                {
-                    int l0 = levels[j + l];
-                    int l1 = levels[j + l + 32];
-                    int l2 = levels[j + l + 64];
-                    int l3 = levels[j + l + 96];
-                    qlHalf[l] = (byte)((l0 & 0xF) | ((l2 & 0xF) << 4));
-                    qlHalf[l + 32] = (byte)((l1 & 0xF) | ((l3 & 0xF) << 4));
-                    qhHalf[l] = (byte)((l0 >> 4) | ((l1 >> 4) << 2) | ((l2 >> 4) << 4) | ((l3 >> 4) << 6));
-                }
+                continue;
+            }
+            for (int ii = 0; ii < 16; ii++)
+            {
+                int l = QuantMath.NearestInt(xb[16 * j + ii] / ds);
+                levels[16 * j + ii] = (sbyte)(Math.Max(-32, Math.Min(31, l)) + 32);
+            }
+        }
+
+        Span<byte> ql = block.Slice(QlOffset, 128);
+        Span<byte> qh = block.Slice(QhOffset, 64);
+        for (int j = 0; j < BlockSize; j += 128)
+        {
+            Span<byte> qlHalf = ql.Slice(j / 2, 64);
+            Span<byte> qhHalf = qh.Slice(j / 4, 32);
+            for (int l = 0; l < 32; l++)
+            {
+                int l0 = levels[j + l];
+                int l1 = levels[j + l + 32];
+                int l2 = levels[j + l + 64];
+                int l3 = levels[j + l + 96];
+                qlHalf[l] = (byte)((l0 & 0xF) | ((l2 & 0xF) << 4));
+                qlHalf[l + 32] = (byte)((l1 & 0xF) | ((l3 & 0xF) << 4));
+                qhHalf[l] = (byte)((l0 >> 4) | ((l1 >> 4) << 2) | ((l2 >> 4) << 4) | ((l3 >> 4) << 6));
             }
         }
     }

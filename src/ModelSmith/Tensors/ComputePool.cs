@@ -137,8 +137,9 @@ internal sealed unsafe class ComputePool : IDisposable
     /// <summary>Pointer form of <see cref="GetScratch"/>, for kernels that work on raw pointers.</summary>
     public float* GetScratchPointer(int worker, int length)
     {
-        if ((uint)worker >= (uint)_scratch.Length)
-            throw new ArgumentOutOfRangeException(nameof(worker), worker, $"Worker index must be in [0, {_scratch.Length}).");
+        if ((uint)worker >= (uint)ThreadCount)
+            throw new ArgumentOutOfRangeException(nameof(worker), worker, $"Worker index must be in [0, {ThreadCount}).");
+        ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         ref Scratch s = ref _scratch[worker];
         if (s.Length < length)

@@ -26,6 +26,15 @@ internal interface IBinaryOperator
     Vector512<float> Invoke(Vector512<float> a, Vector512<float> b);
 }
 
+/// <summary>An element-wise function y = f(a, b, c) at every width.</summary>
+internal interface ITernaryOperator
+{
+    float Invoke(float a, float b, float c);
+    Vector128<float> Invoke(Vector128<float> a, Vector128<float> b, Vector128<float> c);
+    Vector256<float> Invoke(Vector256<float> a, Vector256<float> b, Vector256<float> c);
+    Vector512<float> Invoke(Vector512<float> a, Vector512<float> b, Vector512<float> c);
+}
+
 /// <summary>
 /// The shared drivers: walk the spans with Vector512 while 16 elements remain, then one Vector256 step,
 /// one Vector128 step and scalars for the rest, each width used only when the JIT accelerates it (so
@@ -38,6 +47,7 @@ internal interface IBinaryOperator
 internal static class Elementwise
 {
     /// <summary>y[i] = op(x[i]). x: (N), y: (N), may be x itself.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Map<TOp>(ReadOnlySpan<float> x, Span<float> y, TOp op) where TOp : struct, IUnaryOperator
     {
         CheckOutput(x.Length, y, x, nameof(y));
@@ -71,6 +81,7 @@ internal static class Elementwise
     }
 
     /// <summary>y[i] = op(a[i], b[i]). a: (N), b: (N), y: (N), may be a or b itself.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Map<TOp>(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y, TOp op) where TOp : struct, IBinaryOperator
     {
         if (a.Length != b.Length)
@@ -107,6 +118,47 @@ internal static class Elementwise
                 op.Invoke(Vector128.LoadUnsafe(ref As, (nuint)i), Vector128.LoadUnsafe(ref Bs, (nuint)i)).StoreUnsafe(ref ys, (nuint)i);
         }
         for (; i < n; i++) Unsafe.Add(ref ys, i) = op.Invoke(Unsafe.Add(ref As, i), Unsafe.Add(ref Bs, i));
+    }
+
+    /// <summary>y[i] = op(a[i], b[i], c[i]). a, b, c, y: (N); y may be any input itself.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Map<TOp>(ReadOnlySpan<float> a, ReadOnlySpan<float> b, ReadOnlySpan<float> c, Span<float> y, TOp op) where TOp : struct, ITernaryOperator
+    {
+        if (a.Length != b.Length || a.Length != c.Length)
+            throw new ArgumentException($"The three inputs have {a.Length}, {b.Length} and {c.Length} elements; they must be the same length.", nameof(c));
+        CheckOutput(a.Length, y, a, nameof(y));
+        CheckOutput(a.Length, y, b, nameof(y));
+        CheckOutput(a.Length, y, c, nameof(y));
+        ref float As = ref MemoryMarshal.GetReference(a);
+        ref float Bs = ref MemoryMarshal.GetReference(b);
+        ref float Cs = ref MemoryMarshal.GetReference(c);
+        ref float ys = ref MemoryMarshal.GetReference(y);
+        nint n = a.Length, i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; i <= n - 16; i += 16)
+            {
+                op.Invoke(Vector512.LoadUnsafe(ref As, (nuint)i), Vector512.LoadUnsafe(ref Bs, (nuint)i), Vector512.LoadUnsafe(ref Cs, (nuint)i))
+                    .StoreUnsafe(ref ys, (nuint)i);
+            }
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i <= n - 8; i += 8)
+            {
+                op.Invoke(Vector256.LoadUnsafe(ref As, (nuint)i), Vector256.LoadUnsafe(ref Bs, (nuint)i), Vector256.LoadUnsafe(ref Cs, (nuint)i))
+                    .StoreUnsafe(ref ys, (nuint)i);
+            }
+        }
+        if (Vector128.IsHardwareAccelerated)
+        {
+            for (; i <= n - 4; i += 4)
+            {
+                op.Invoke(Vector128.LoadUnsafe(ref As, (nuint)i), Vector128.LoadUnsafe(ref Bs, (nuint)i), Vector128.LoadUnsafe(ref Cs, (nuint)i))
+                    .StoreUnsafe(ref ys, (nuint)i);
+            }
+        }
+        for (; i < n; i++) Unsafe.Add(ref ys, i) = op.Invoke(Unsafe.Add(ref As, i), Unsafe.Add(ref Bs, i), Unsafe.Add(ref Cs, i));
     }
 
     /// <summary>

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace ModelSmith.Tensors;
@@ -27,24 +29,101 @@ internal static class LayerNorm
         Elementwise.CheckOutput(x.Length, y, x, nameof(y));
         if (x.IsEmpty) return;
         int c = x.Length;
-        float mean = (float)VectorOps.SumDouble(x) / c;
         y = y[..c];
-        Elementwise.Map(x, y, new Subtract(mean));
-        float variance = (float)(VectorOps.SumOfSquaresDouble(y) / c);
+        float mean = (float)VectorOps.SumDouble(x) / c;
+        float variance = (float)(CenterAndSumSquares(x, mean, y) / c);
         float scale = 1.0f / MathF.Sqrt(variance + eps);
-        VectorOps.Scale(y, scale, y);
-        if (!weight.IsEmpty) VectorOps.Multiply(y, weight, y);
-        if (!bias.IsEmpty) VectorOps.Add(y, bias, y);
+        if (weight.IsEmpty && bias.IsEmpty) VectorOps.Scale(y, scale, y);
+        else if (bias.IsEmpty) Elementwise.Map(y, weight, y, new ScaleMultiply(scale));
+        else if (weight.IsEmpty) Elementwise.Map(y, bias, y, new ScaleAdd(scale));
+        else Elementwise.Map(y, weight, bias, y, new ScaleMultiplyAdd(scale));
     }
 
-    private readonly struct Subtract(float value) : IUnaryOperator
+    // y = x − mean; returns Σ (float)(y²) in double (ggml_vec_cvar_f32 before its division).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static double CenterAndSumSquares(ReadOnlySpan<float> x, float mean, Span<float> y)
     {
-        private readonly float _value = value;
+        ref float xs = ref MemoryMarshal.GetReference(x);
+        ref float ys = ref MemoryMarshal.GetReference(y);
+        nint n = x.Length, i = 0;
+        double sum = 0;
+        if (Vector512.IsHardwareAccelerated && n >= 16)
+        {
+            Vector512<double> s = Vector512<double>.Zero;
+            Vector512<float> m = Vector512.Create(mean);
+            for (; i <= n - 16; i += 16)
+            {
+                Vector512<float> v = Vector512.LoadUnsafe(ref xs, (nuint)i) - m;
+                v.StoreUnsafe(ref ys, (nuint)i);
+                v *= v;
+                s += Vector512.WidenLower(v) + Vector512.WidenUpper(v);
+            }
+            sum = Vector512.Sum(s);
+        }
+        if (Vector256.IsHardwareAccelerated && n - i >= 8)
+        {
+            Vector256<double> s = Vector256<double>.Zero;
+            Vector256<float> m = Vector256.Create(mean);
+            for (; i <= n - 8; i += 8)
+            {
+                Vector256<float> v = Vector256.LoadUnsafe(ref xs, (nuint)i) - m;
+                v.StoreUnsafe(ref ys, (nuint)i);
+                v *= v;
+                s += Vector256.WidenLower(v) + Vector256.WidenUpper(v);
+            }
+            sum += Vector256.Sum(s);
+        }
+        if (Vector128.IsHardwareAccelerated && n - i >= 4)
+        {
+            Vector128<double> s = Vector128<double>.Zero;
+            Vector128<float> m = Vector128.Create(mean);
+            for (; i <= n - 4; i += 4)
+            {
+                Vector128<float> v = Vector128.LoadUnsafe(ref xs, (nuint)i) - m;
+                v.StoreUnsafe(ref ys, (nuint)i);
+                v *= v;
+                s += Vector128.WidenLower(v) + Vector128.WidenUpper(v);
+            }
+            sum += Vector128.Sum(s);
+        }
+        for (; i < n; i++)
+        {
+            float v = Unsafe.Add(ref xs, i) - mean;
+            Unsafe.Add(ref ys, i) = v;
+            sum += v * v;
+        }
+        return sum;
+    }
 
-        public float Invoke(float x) => x - _value;
-        public Vector128<float> Invoke(Vector128<float> x) => x - Vector128.Create(_value);
-        public Vector256<float> Invoke(Vector256<float> x) => x - Vector256.Create(_value);
-        public Vector512<float> Invoke(Vector512<float> x) => x - Vector512.Create(_value);
+    // The norm output rounded to float, then the weight multiply, then the bias add (three ggml ops).
+    private readonly struct ScaleMultiplyAdd(float scale) : ITernaryOperator
+    {
+        private readonly float _scale = scale;
+
+        public float Invoke(float a, float w, float b) => a * _scale * w + b;
+        public Vector128<float> Invoke(Vector128<float> a, Vector128<float> w, Vector128<float> b) => a * _scale * w + b;
+        public Vector256<float> Invoke(Vector256<float> a, Vector256<float> w, Vector256<float> b) => a * _scale * w + b;
+        public Vector512<float> Invoke(Vector512<float> a, Vector512<float> w, Vector512<float> b) => a * _scale * w + b;
+    }
+
+    private readonly struct ScaleMultiply(float scale) : IBinaryOperator
+    {
+        private readonly float _scale = scale;
+
+        public float Invoke(float a, float w) => a * _scale * w;
+        public Vector128<float> Invoke(Vector128<float> a, Vector128<float> w) => a * _scale * w;
+        public Vector256<float> Invoke(Vector256<float> a, Vector256<float> w) => a * _scale * w;
+        public Vector512<float> Invoke(Vector512<float> a, Vector512<float> w) => a * _scale * w;
+    }
+
+    private readonly struct ScaleAdd(float scale) : IBinaryOperator
+    {
+        private readonly float _scale = scale;
+
+        public float Invoke(float a, float b) => a * _scale + b;
+        public Vector128<float> Invoke(Vector128<float> a, Vector128<float> b) => a * _scale + b;
+        public Vector256<float> Invoke(Vector256<float> a, Vector256<float> b) => a * _scale + b;
+        public Vector512<float> Invoke(Vector512<float> a, Vector512<float> b) => a * _scale + b;
     }
 
     /// <summary>The definition, one element at a time, sums in double in order.</summary>

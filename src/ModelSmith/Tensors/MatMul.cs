@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using ModelSmith.Formats;
 
 namespace ModelSmith.Tensors;
@@ -10,23 +11,34 @@ namespace ModelSmith.Tensors;
 /// and the prefill GEMM (many tokens) of every linear layer.
 /// </summary>
 /// <remarks>
-/// <para><b>Work split.</b> The weight's rows are cut into blocks of <see cref="RowBlock"/>; each block is
-/// one pool work item, computed for all tokens by one thread. A block of a 16-bit type is first widened
-/// to float into that thread's scratch (RowBlock × Cols floats, e.g. 192 KiB at 3072 columns, which stays
-/// in L2), so the conversion is paid once per weight element however many tokens there are.</para>
-/// <para><b>Micro-kernels</b> (after llamafile's tinyBLAS): both operands are K-contiguous, so a tile of
-/// tokens × rows keeps one vector accumulator per output and walks K one register at a time, loading each
-/// x vector once per tile row and each w vector once per tile column. With 32 AVX-512 registers the tile
-/// is 4 tokens × 4 rows (16 accumulators, 8 loads per 16 FMAs); with 16 registers (AVX2/SSE) it is
-/// 2 × 4. One token (decode) uses a 1 × 4 tile: four weight rows stream once while x stays in L1.</para>
-/// <para><b>Determinism.</b> Every output element is computed the same way by every tile shape: one
-/// accumulator updated with a fused multiply-add per register of K in increasing order, then the lanes
-/// summed (a fixed order per width), then the K % lanes leftover products added one by one in order,
-/// then the bias. So a result does not depend on the thread count, the tile it fell in, or the number of
-/// tokens in the call (decode gives bit-identical logits to prefill). It does depend on the vector width.</para>
+/// <para><b>Work split.</b> The weight's rows are cut into blocks (<see cref="RowBlock"/> rows for prefill,
+/// 16-64 for decode); each block is one pool work item, computed for all tokens by one thread.</para>
+/// <para><b>Decode (one token)</b> is bound by memory bandwidth: each weight row is streamed once, four
+/// rows at a time against the same x registers, 16-bit weights widened in registers (F16 by integer ops,
+/// BF16 by a shift), so 2 bytes per weight are read from memory rather than 4; for 16-bit weights the
+/// next four rows are prefetched in software while the current four are read.</para>
+/// <para><b>Prefill (many tokens)</b> is bound by arithmetic. The tokens are copied once per call into
+/// 64-byte-aligned rows, and each work item copies or widens its weight block once into an aligned
+/// float panel in the worker's scratch (RowBlock × Cols floats, 192 KiB at 3072 columns, which stays in
+/// L2), so the conversion is paid once per weight however many tokens there are. Then, after llamafile's
+/// tinyBLAS, register tiles of tokens × rows keep one vector accumulator per output and walk K one
+/// register at a time: 4 tokens × 4 rows with AVX-512's 32 registers (16 accumulators, 8 loads per 16
+/// FMAs), 2 × 4 with 16 registers (AVX2/SSE), 1 × 4 for leftover tokens. K is walked in passes of
+/// <see cref="KChunk"/> columns with the accumulators saved between passes, so the 4-token slice of x
+/// stays in L1 while it meets every row of the block.</para>
+/// <para><b>Determinism.</b> Every output element is computed the same way on every path: one accumulator
+/// updated with a fused multiply-add per register of K in increasing order, then the lanes summed (a
+/// fixed order per width), then the K % lanes leftover products added one by one in order, then the bias.
+/// So a result does not depend on the thread count, the tile it fell in, or the number of tokens in the
+/// call (a decoded token gives bit-identical logits to the same token in a prefill batch). It does depend
+/// on the vector width (AVX-512 vs AVX2 vs SSE).</para>
+/// <para><b>Activations.</b> For F16 and BF16 weights x is first rounded to the weight type, as ggml's
+/// vec_dot_type conversion does, so results track llama.cpp's rather than the exact product.</para>
 /// <para><b>Accuracy.</b> Compared with the exact product (<see cref="Reference"/> accumulates in double),
-/// |y − y_ref| ≤ 1e-5 · Σ_k |x_k·w_k| for K up to a few thousand; float rounding of a K-term sum is at
-/// most ~K/lanes · 2^-24 relative to that sum, and in practice far below.</para>
+/// |y − y_ref| ≤ 1e-5 · Σ_k |x_k·w_k| for K up to a few thousand: float rounding of a K-term sum is at
+/// most ~(K/lanes + lanes) · 2^-24 relative to that sum, and in practice far below.</para>
+/// <para><b>Other storage types</b> plug in through <see cref="RowKernel"/>: its <c>ToSingle</c> feeds the
+/// prefill panel and, unless it offers a direct dot product, decode too (through the same panel).</para>
 /// </remarks>
 internal static unsafe class MatMul
 {
@@ -45,26 +57,107 @@ internal static unsafe class MatMul
         if (x.Overlaps(y))
             throw new ArgumentException("MatMul input x and output y overlap; give the output its own buffer.", nameof(y));
 
+        int k = w.Cols;
         fixed (float* px = x)
         fixed (byte* pw = w.Data.Span)
         fixed (float* pb = bias)
         fixed (float* py = y)
         {
+            // Prefill reads every x row many times: give each row a 64-byte-aligned start, which matters
+            // as much as 30% to the micro-kernels (a misaligned 64-byte load touches two cache lines).
+            float* xs = px;
+            int ldx = k;
+            bool round = RoundsActivations(w.Type);
+            if (tokens > 1 || round)
+            {
+                ldx = AlignedStride(k);
+                xs = PackBuffer(tokens * ldx);
+                for (int t = 0; t < tokens; t++)
+                {
+                    var source = new ReadOnlySpan<float>(px + (long)t * k, k);
+                    var packed = new Span<float>(xs + (long)t * ldx, k);
+                    if (round) RoundToWeightType(source, w.Type, packed);
+                    else source.CopyTo(packed);
+                }
+            }
+
             var job = new Job
             {
-                X = px,
+                X = xs,
+                Ldx = ldx,
                 W = pw,
                 Bias = pb,
                 Y = py,
                 Tokens = tokens,
                 Rows = w.Rows,
-                Cols = w.Cols,
+                Cols = k,
                 RowBytes = w.RowBytes,
                 Kernel = w.Kernel,
                 Pool = pool,
             };
-            pool.Run(ref job, (w.Rows + RowBlock - 1) / RowBlock);
+            int block = RowsPerItem(tokens, w.Rows, pool.ThreadCount);
+            job.Block = block;
+            pool.Run(ref job, (w.Rows + block - 1) / block);
         }
+    }
+
+    // Prefill: RowBlock rows per item (the panel size). Decode: bigger items, so that more of each item is
+    // streamed behind the software prefetch of its next rows, but still about four items per thread.
+    private static int RowsPerItem(int tokens, int rows, int threads)
+    {
+        if (tokens > 1) return RowBlock;
+        int perThread = rows / (4 * threads) & ~3;
+        return Math.Clamp(perThread, RowBlock, 4 * RowBlock);
+    }
+
+    /// <summary>
+    /// True when llama.cpp multiplies this weight type with activations rounded to it: ggml's CPU backend
+    /// converts the input to the type's vec_dot_type before the dot products, and for F16 and BF16 weights
+    /// that is F16 and BF16 themselves. Doing the same keeps our logits within ~1e-5 of llama.cpp's
+    /// instead of ~2e-3 (F16) or ~2e-2 (BF16) of their range.
+    /// </summary>
+    internal static bool RoundsActivations(GgmlType type) => type is GgmlType.F16 or GgmlType.BF16;
+
+    /// <summary>x rounded to the weight type's precision (round to nearest even) and widened back. x, dst: (K).</summary>
+    internal static void RoundToWeightType(ReadOnlySpan<float> x, GgmlType type, Span<float> dst)
+    {
+        const int Chunk = 1024;
+        Span<ushort> narrow = stackalloc ushort[Chunk];
+        for (int i = 0; i < x.Length; i += Chunk)
+        {
+            int n = Math.Min(Chunk, x.Length - i);
+            Span<ushort> bits = narrow[..n];
+            if (type == GgmlType.F16)
+            {
+                RowConvert.SingleToHalf(x.Slice(i, n), bits);
+                RowConvert.HalfToSingle(bits, dst.Slice(i, n));
+            }
+            else
+            {
+                RowConvert.SingleToBFloat16(x.Slice(i, n), bits);
+                RowConvert.BFloat16ToSingle(bits, dst.Slice(i, n));
+            }
+        }
+    }
+
+    // Floats per row of a packed operand: the row length rounded up to whole 64-byte lines.
+    private static int AlignedStride(int k) => (k + 15) & ~15;
+
+    // The calling thread's buffer for packed tokens: pinned, so its 64-byte-aligned start never moves,
+    // and per thread, so concurrent callers (which the pool then refuses) cannot clobber each other's input.
+    [ThreadStatic]
+    private static float[]? t_pack;
+
+    private static float* PackBuffer(int length)
+    {
+        float[]? pack = t_pack;
+        if (pack is null || pack.Length < length + 16)
+        {
+            pack = GC.AllocateUninitializedArray<float>(length + 16, pinned: true);
+            t_pack = pack;
+        }
+        nint start = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pack));
+        return (float*)((start + 63) & ~(nint)63);
     }
 
     private static void Validate(ReadOnlySpan<float> x, WeightMatrix w, ReadOnlySpan<float> bias, int tokens, Span<float> y)
@@ -81,18 +174,20 @@ internal static unsafe class MatMul
 
     private struct Job : IParallelJob
     {
-        public float* X;      // (T, K)
+        public float* X;      // (T, Ldx), the first K of each row used
+        public int Ldx;
         public byte* W;       // (R, RowBytes)
         public float* Bias;   // (R) or null
         public float* Y;      // (T, R)
         public int Tokens, Rows, Cols, RowBytes;
+        public int Block;     // rows per item
         public RowKernel Kernel;
         public ComputePool Pool;
 
         public readonly void Execute(int item, int worker)
         {
-            int r0 = item * RowBlock;
-            int n = Math.Min(RowBlock, Rows - r0);
+            int r0 = item * Block;
+            int n = Math.Min(Block, Rows - r0);
             byte* rows = W + (long)r0 * RowBytes;
             float* bias = Bias == null ? null : Bias + r0;
             float* y = Y + r0;
@@ -119,40 +214,46 @@ internal static unsafe class MatMul
                 }
             }
 
-            // Prefill: widen the block once to a float panel (F32 is used in place), then the blocked kernels.
+            // Prefill: copy or widen the block once into an aligned float panel, then the blocked kernels.
             int lanes = SimdWidth.Bits / 32;
+            int ldw = AlignedStride(k);
             int stateFloats = Math.Min(Tokens, TokenChunk) * n * lanes;
-            int panelFloats = Kernel.Type == GgmlType.F32 ? 0 : n * k;
-            float* scratch = Pool.GetScratchPointer(worker, stateFloats + panelFloats);
-            float* panel = (float*)rows;
-            if (panelFloats != 0)
-            {
-                panel = scratch + stateFloats;
-                Kernel.ToSingle(new ReadOnlySpan<byte>(rows, n * RowBytes), new Span<float>(panel, panelFloats));
-            }
+            float* scratch = Pool.GetScratchPointer(worker, stateFloats + n * ldw);
+            float* panel = scratch + stateFloats;
+            for (int r = 0; r < n; r++)
+                Kernel.ToSingle(new ReadOnlySpan<byte>(rows + (long)r * RowBytes, RowBytes), new Span<float>(panel + (long)r * ldw, k));
 
-            if (Vector512.IsHardwareAccelerated) Blocked<Vector512<float>, Simd512>(X, Tokens, k, panel, n, bias, y, Rows, (Vector512<float>*)scratch);
-            else if (Vector256.IsHardwareAccelerated) Blocked<Vector256<float>, Simd256>(X, Tokens, k, panel, n, bias, y, Rows, (Vector256<float>*)scratch);
-            else if (Vector128.IsHardwareAccelerated) Blocked<Vector128<float>, Simd128>(X, Tokens, k, panel, n, bias, y, Rows, (Vector128<float>*)scratch);
-            else Blocked<float, SimdScalar>(X, Tokens, k, panel, n, bias, y, Rows, scratch);
+            if (Vector512.IsHardwareAccelerated) Blocked<Vector512<float>, Simd512>(X, Ldx, Tokens, k, panel, ldw, n, bias, y, Rows, (Vector512<float>*)scratch);
+            else if (Vector256.IsHardwareAccelerated) Blocked<Vector256<float>, Simd256>(X, Ldx, Tokens, k, panel, ldw, n, bias, y, Rows, (Vector256<float>*)scratch);
+            else if (Vector128.IsHardwareAccelerated) Blocked<Vector128<float>, Simd128>(X, Ldx, Tokens, k, panel, ldw, n, bias, y, Rows, (Vector128<float>*)scratch);
+            else Blocked<float, SimdScalar>(X, Ldx, Tokens, k, panel, ldw, n, bias, y, Rows, scratch);
         }
     }
 
     /// <summary>Tokens whose accumulators a prefill work item keeps at once: (TokenChunk, RowBlock) registers.</summary>
-    private const int TokenChunk = 128;
+    public const int TokenChunk = 128;
 
     /// <summary>
     /// K columns per pass of the prefill kernels. The accumulators are saved between passes (exactly, as
     /// registers), so this only changes what stays in cache: a 4-token × KChunk slice of x (8 KiB) stays
     /// in L1 while it meets every row of the block, and the block's KChunk-wide weight slice stays in L2.
     /// </summary>
-    private const int KChunk = 512;
+    public const int KChunk = 512;
 
     // ---- decode: one token, rows streamed straight from their stored type ----
 
     /// <summary>Reads weight elements of one storage type as floats (exactly).</summary>
     private interface IWeightLoad
     {
+        static abstract int ElementBytes { get; }
+
+        /// <summary>
+        /// Whether decode should prefetch the next rows in software. F16's widening takes enough
+        /// instructions that the out-of-order window no longer reaches far enough ahead to keep DRAM busy
+        /// (measured: 8-10 GB/s without, 16-22 GB/s with, one thread); F32 streams at bandwidth without.
+        /// </summary>
+        static abstract bool Prefetch { get; }
+
         static abstract TV Load<TV, TS>(byte* row, nint i) where TV : unmanaged where TS : ISimdFloat<TV>;
 
         static abstract float LoadScalar(byte* row, nint i);
@@ -160,6 +261,10 @@ internal static unsafe class MatMul
 
     private readonly struct LoadF32 : IWeightLoad
     {
+        public static int ElementBytes => 4;
+
+        public static bool Prefetch => false;
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static TV Load<TV, TS>(byte* row, nint i) where TV : unmanaged where TS : ISimdFloat<TV> => TS.Load((float*)row + i);
 
@@ -169,6 +274,10 @@ internal static unsafe class MatMul
 
     private readonly struct LoadF16 : IWeightLoad
     {
+        public static int ElementBytes => 2;
+
+        public static bool Prefetch => true;
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static TV Load<TV, TS>(byte* row, nint i) where TV : unmanaged where TS : ISimdFloat<TV> => TS.LoadHalf((ushort*)row + i);
 
@@ -178,6 +287,10 @@ internal static unsafe class MatMul
 
     private readonly struct LoadBF16 : IWeightLoad
     {
+        public static int ElementBytes => 2;
+
+        public static bool Prefetch => true;
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static TV Load<TV, TS>(byte* row, nint i) where TV : unmanaged where TS : ISimdFloat<TV> => TS.LoadBFloat16((ushort*)row + i);
 
@@ -194,6 +307,7 @@ internal static unsafe class MatMul
     }
 
     /// <summary>y[r] = x · row r + bias[r] for r in [0, n). x: (K), rows: (n, rowBytes), bias: (n) or null, y: (n).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Gemv<TV, TS, TL>(float* x, nint k, byte* rows, nint rowBytes, int n, float* bias, float* y)
         where TV : unmanaged
         where TS : ISimdFloat<TV>
@@ -204,9 +318,16 @@ internal static unsafe class MatMul
         for (; r + 4 <= n; r += 4)
         {
             byte* w0 = rows + r * rowBytes, w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
+            // The next four rows (contiguous after these) are prefetched at the pace these are read.
+            byte* next = TL.Prefetch && Sse.IsSupported && r + 8 <= n ? w0 + 4 * rowBytes : null;
             TV c0 = TS.Zero, c1 = TS.Zero, c2 = TS.Zero, c3 = TS.Zero;
             for (nint i = 0; i < kv; i += TS.Lanes)
             {
+                if (next != null)
+                {
+                    byte* ahead = next + 4 * i * TL.ElementBytes;
+                    for (int b = 0; b < 4 * TS.Lanes * TL.ElementBytes; b += 64) Sse.Prefetch0(ahead + b);
+                }
                 TV xv = TS.Load(x + i);
                 c0 = TS.MultiplyAdd(xv, TL.Load<TV, TS>(w0, i), c0);
                 c1 = TS.MultiplyAdd(xv, TL.Load<TV, TS>(w1, i), c1);
@@ -241,11 +362,12 @@ internal static unsafe class MatMul
     // ---- prefill: many tokens against a float panel, accumulators kept in `state` across K chunks ----
 
     /// <summary>
-    /// y[t, r] = x[t] · w[r] + bias[r] for t in [0, T), r in [0, n). x: (T, K), w: (n, K) float panel,
-    /// bias: (n) or null, y: (T, ldy) with the block's first row at column 0,
+    /// y[t, r] = x[t] · w[r] + bias[r] for t in [0, T), r in [0, n). x: (T, ldx) and w: (n, ldw) with K
+    /// used per row, bias: (n) or null, y: (T, ldy) with the block's first row at column 0,
     /// state: (min(T, TokenChunk), n) registers of scratch.
     /// </summary>
-    private static void Blocked<TV, TS>(float* x, int tokens, int k, float* w, int n, float* bias, float* y, int ldy, TV* state)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Blocked<TV, TS>(float* x, int ldx, int tokens, int k, float* w, int ldw, int n, float* bias, float* y, int ldy, TV* state)
         where TV : unmanaged
         where TS : ISimdFloat<TV>
     {
@@ -254,7 +376,7 @@ internal static unsafe class MatMul
         for (int t0 = 0; t0 < tokens; t0 += TokenChunk)
         {
             int tc = Math.Min(TokenChunk, tokens - t0);
-            float* xc = x + (long)t0 * k;
+            float* xc = x + (long)t0 * ldx;
             for (int i = 0; i < tc * n; i++) state[i] = TS.Zero;
 
             for (nint k0 = 0; k0 < kv; k0 += KChunk)
@@ -263,43 +385,44 @@ internal static unsafe class MatMul
                 int t = 0;
                 for (; t + tile <= tc; t += tile)
                 {
-                    float* xt = xc + (long)t * k;
+                    float* xt = xc + (long)t * ldx;
                     TV* st = state + t * n;
                     int r = 0;
                     if (tile == 4)
                     {
-                        for (; r + 4 <= n; r += 4) Tile4x4<TV, TS>(xt, k, w + (long)r * k, k0, k1, st + r, n);
+                        for (; r + 4 <= n; r += 4) Tile4x4<TV, TS>(xt, ldx, w + (long)r * ldw, ldw, k0, k1, st + r, n);
                     }
                     else
                     {
-                        for (; r + 4 <= n; r += 4) Tile2x4<TV, TS>(xt, k, w + (long)r * k, k0, k1, st + r, n);
+                        for (; r + 4 <= n; r += 4) Tile2x4<TV, TS>(xt, ldx, w + (long)r * ldw, ldw, k0, k1, st + r, n);
                     }
                     for (; r < n; r++)
                     {
-                        for (int i = 0; i < tile; i++) Tile1x1<TV, TS>(xt + (long)i * k, w + (long)r * k, k0, k1, st + i * n + r);
+                        for (int i = 0; i < tile; i++) Tile1x1<TV, TS>(xt + (long)i * ldx, w + (long)r * ldw, k0, k1, st + i * n + r);
                     }
                 }
                 for (; t < tc; t++)
                 {
-                    float* xt = xc + (long)t * k;
+                    float* xt = xc + (long)t * ldx;
                     TV* st = state + t * n;
                     int r = 0;
-                    for (; r + 4 <= n; r += 4) Tile1x4<TV, TS>(xt, k, w + (long)r * k, k0, k1, st + r);
-                    for (; r < n; r++) Tile1x1<TV, TS>(xt, w + (long)r * k, k0, k1, st + r);
+                    for (; r + 4 <= n; r += 4) Tile1x4<TV, TS>(xt, w + (long)r * ldw, ldw, k0, k1, st + r);
+                    for (; r < n; r++) Tile1x1<TV, TS>(xt, w + (long)r * ldw, k0, k1, st + r);
                 }
             }
 
             for (int t = 0; t < tc; t++)
             {
-                float* xt = xc + (long)t * k;
+                float* xt = xc + (long)t * ldx;
                 float* yt = y + (long)(t0 + t) * ldy;
                 for (int r = 0; r < n; r++)
-                    yt[r] = Finish<LoadF32>(TS.Sum(state[t * n + r]), xt, (byte*)(w + (long)r * k), kv, k, bias == null ? null : bias + r);
+                    yt[r] = Finish<LoadF32>(TS.Sum(state[t * n + r]), xt, (byte*)(w + (long)r * ldw), kv, k, bias == null ? null : bias + r);
             }
         }
     }
 
     // s += x[k0..k1) ⊙ w[k0..k1), one register at a time.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile1x1<TV, TS>(float* x, float* w, nint k0, nint k1, TV* s)
         where TV : unmanaged
         where TS : ISimdFloat<TV>
@@ -309,12 +432,13 @@ internal static unsafe class MatMul
         *s = c;
     }
 
-    // One token × four rows (w, w+k, w+2k, w+3k); s: the four accumulators.
-    private static void Tile1x4<TV, TS>(float* x, nint k, float* w, nint k0, nint k1, TV* s)
+    // One token × four rows (w, w+ldw, ...); s: the four accumulators.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile1x4<TV, TS>(float* x, float* w, nint ldw, nint k0, nint k1, TV* s)
         where TV : unmanaged
         where TS : ISimdFloat<TV>
     {
-        float* w0 = w, w1 = w + k, w2 = w + 2 * k, w3 = w + 3 * k;
+        float* w0 = w, w1 = w + ldw, w2 = w + 2 * ldw, w3 = w + 3 * ldw;
         TV c0 = s[0], c1 = s[1], c2 = s[2], c3 = s[3];
         for (nint i = k0; i < k1; i += TS.Lanes)
         {
@@ -328,12 +452,13 @@ internal static unsafe class MatMul
     }
 
     // Two tokens × four rows: 8 accumulators, for 16-register ISAs. s: (2, lds).
-    private static void Tile2x4<TV, TS>(float* x, nint k, float* w, nint k0, nint k1, TV* s, nint lds)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile2x4<TV, TS>(float* x, nint ldx, float* w, nint ldw, nint k0, nint k1, TV* s, nint lds)
         where TV : unmanaged
         where TS : ISimdFloat<TV>
     {
-        float* x0 = x, x1 = x + k;
-        float* w0 = w, w1 = w + k, w2 = w + 2 * k, w3 = w + 3 * k;
+        float* x0 = x, x1 = x + ldx;
+        float* w0 = w, w1 = w + ldw, w2 = w + 2 * ldw, w3 = w + 3 * ldw;
         TV* s0 = s, s1 = s + lds;
         TV c00 = s0[0], c01 = s0[1], c02 = s0[2], c03 = s0[3];
         TV c10 = s1[0], c11 = s1[1], c12 = s1[2], c13 = s1[3];
@@ -358,12 +483,13 @@ internal static unsafe class MatMul
     }
 
     // Four tokens × four rows: 16 accumulators, for 32-register ISAs (AVX-512). s: (4, lds).
-    private static void Tile4x4<TV, TS>(float* x, nint k, float* w, nint k0, nint k1, TV* s, nint lds)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tile4x4<TV, TS>(float* x, nint ldx, float* w, nint ldw, nint k0, nint k1, TV* s, nint lds)
         where TV : unmanaged
         where TS : ISimdFloat<TV>
     {
-        float* x0 = x, x1 = x + k, x2 = x + 2 * k, x3 = x + 3 * k;
-        float* w0 = w, w1 = w + k, w2 = w + 2 * k, w3 = w + 3 * k;
+        float* x0 = x, x1 = x + ldx, x2 = x + 2 * ldx, x3 = x + 3 * ldx;
+        float* w0 = w, w1 = w + ldw, w2 = w + 2 * ldw, w3 = w + 3 * ldw;
         TV* s0 = s, s1 = s + lds, s2 = s + 2 * lds, s3 = s + 3 * lds;
         TV c00 = s0[0], c01 = s0[1], c02 = s0[2], c03 = s0[3];
         TV c10 = s1[0], c11 = s1[1], c12 = s1[2], c13 = s1[3];
@@ -413,12 +539,20 @@ internal static unsafe class MatMul
                 for (int t = 0; t < tokens; t++)
                 {
                     double s = 0;
-                    for (int k = 0; k < w.Cols; k++) s += (double)x[t * w.Cols + k] * row[k];
+                    for (int k = 0; k < w.Cols; k++) s += (double)RoundScalar(x[t * w.Cols + k], w.Type) * row[k];
                     if (!bias.IsEmpty) s += bias[r];
                     y[t * w.Rows + r] = (float)s;
                 }
             }
         }
+
+        /// <summary>One activation as the weight type's dot product sees it (see <see cref="RoundsActivations"/>).</summary>
+        public static float RoundScalar(float v, GgmlType type) => type switch
+        {
+            GgmlType.F16 => RowConvert.Reference.HalfToSingle(RowConvert.Reference.SingleToHalf(v)),
+            GgmlType.BF16 => RowConvert.Reference.BFloat16ToSingle(RowConvert.Reference.SingleToBFloat16(v)),
+            _ => v,
+        };
 
         /// <summary>Row <paramref name="r"/> of <paramref name="w"/> as floats, one element at a time. dst: (Cols).</summary>
         public static void DequantizeRow(WeightMatrix w, int r, Span<float> dst)

@@ -153,6 +153,7 @@ internal static class Rope
     }
 
     // Pairs (2i, 2i+1): y = x·cos + swap(x)·sin, swap exchanging each pair.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RotateAdjacent(Span<float> x, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, float sign)
     {
         ref float xs = ref MemoryMarshal.GetReference(x);
@@ -198,6 +199,7 @@ internal static class Rope
     }
 
     // Pairs (i, i + half): both halves loaded before either is stored, so in place is safe.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RotateHalves(Span<float> x, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, float sign)
     {
         nint half = x.Length / 2;

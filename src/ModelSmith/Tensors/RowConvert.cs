@@ -27,6 +27,7 @@ internal static class RowConvert
     private const int SignAndLowExponentMask = unchecked((int)0x8fffffff);
 
     /// <summary>dst[i] = (float)src[i] for binary16 bits. src: (N), dst: (N).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void HalfToSingle(ReadOnlySpan<ushort> src, Span<float> dst)
     {
         CheckLengths(src.Length, dst.Length);
@@ -84,6 +85,7 @@ internal static class RowConvert
     }
 
     /// <summary>dst[i] = (float)src[i] for bfloat16 bits (exact: the bits become a float's high half). src: (N), dst: (N).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void BFloat16ToSingle(ReadOnlySpan<ushort> src, Span<float> dst)
     {
         CheckLengths(src.Length, dst.Length);
@@ -124,6 +126,7 @@ internal static class RowConvert
     /// dst[i] = bfloat16 bits of src[i] as ggml's <c>ggml_compute_fp32_to_bf16</c> makes them: round to
     /// nearest even on the dropped 16 bits, NaNs kept NaN and made quiet, subnormals kept. src: (N), dst: (N).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void SingleToBFloat16(ReadOnlySpan<float> src, Span<ushort> dst)
     {
         CheckLengths(src.Length, dst.Length);

@@ -37,6 +37,7 @@ internal static class Softmax
     }
 
     // y = exp(x − max); returns Σ y in double.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static double ExpAndSum(ReadOnlySpan<float> x, float max, Span<float> y)
     {
         ref float xs = ref MemoryMarshal.GetReference(x);

@@ -15,6 +15,7 @@ internal static class VectorOps
     /// Σ a[i]·b[i] in float, with several vector accumulators (fused multiply-add where available).
     /// a: (N), b: (N). Differs from the exact sum by at most ~N/lanes · 2^-24 · Σ|a·b|.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         if (a.Length != b.Length)
@@ -85,6 +86,7 @@ internal static class VectorOps
     public static void Multiply(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> dst) => Elementwise.Map(a, b, dst, default(MultiplyOperator));
 
     /// <summary>The largest element of x: (N), N ≥ 1. NaN if any element is NaN.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Max(ReadOnlySpan<float> x)
     {
         if (x.IsEmpty) throw new ArgumentException("Max of an empty span is undefined; pass at least one element.", nameof(x));
@@ -126,6 +128,7 @@ internal static class VectorOps
     public static double SumOfSquaresDouble(ReadOnlySpan<float> x) => SumOf<SquareOperator>(x, default);
 
     // Σ op(x[i]) with op evaluated in float and the sum kept in double vectors.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static double SumOf<TOp>(ReadOnlySpan<float> x, TOp op) where TOp : struct, IUnaryOperator
     {
         ref float xs = ref MemoryMarshal.GetReference(x);
