@@ -6,6 +6,28 @@ namespace ModelSmith.Training;
 /// </summary>
 public sealed record TokenBatch(int[] Tokens, int[] Targets, int Batch, int SeqLen, bool[]? Mask = null)
 {
+    /// <summary>
+    /// The batch of <paramref name="batch"/> rows of T + 1 tokens as <see cref="Data.DataLoader"/> fills them:
+    /// the model reads tokens 0..T−1 of a row and predicts tokens 1..T, position t counting iff mask[t + 1].
+    /// rows, rowMask: (B, T + 1).
+    /// </summary>
+    public static TokenBatch FromRows(ReadOnlySpan<int> rows, ReadOnlySpan<bool> rowMask, int batch, int seqLen)
+    {
+        int width = seqLen + 1;
+        if (batch < 1 || seqLen < 1 || rows.Length != batch * width || rowMask.Length != batch * width)
+            throw new ArgumentException($"Rows of {batch} × ({seqLen} + 1) = {batch * width} tokens and mask entries are needed; got {rows.Length} and {rowMask.Length}.", nameof(rows));
+        var tokens = new int[batch * seqLen];
+        var targets = new int[batch * seqLen];
+        var mask = new bool[batch * seqLen];
+        for (int b = 0; b < batch; b++)
+        {
+            rows.Slice(b * width, seqLen).CopyTo(tokens.AsSpan(b * seqLen, seqLen));
+            rows.Slice(b * width + 1, seqLen).CopyTo(targets.AsSpan(b * seqLen, seqLen));
+            rowMask.Slice(b * width + 1, seqLen).CopyTo(mask.AsSpan(b * seqLen, seqLen));
+        }
+        return new TokenBatch(tokens, targets, batch, seqLen, mask);
+    }
+
     /// <summary>Tokens that count towards the loss.</summary>
     public int CountedTokens
     {

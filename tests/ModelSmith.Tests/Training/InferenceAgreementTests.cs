@@ -44,9 +44,11 @@ public class InferenceAgreementTests(ITestOutputHelper output)
     public static TheoryData<string, GgmlType> Cases => new()
     {
         { "llama", GgmlType.F32 },
-        { "llama-tied", GgmlType.F16 },
+        { "llama-tied", GgmlType.F32 },
         { "gpt2", GgmlType.F32 },
-        { "gpt2-tied", GgmlType.BF16 },
+        { "gpt2-tied", GgmlType.F32 },
+        { "llama-tied", GgmlType.F16 },
+        { "gpt2", GgmlType.BF16 },
     };
 
     private static ModelConfig Named(string name) => name switch
@@ -82,6 +84,13 @@ public class InferenceAgreementTests(ITestOutputHelper output)
             engine.Forward(tokens.AsSpan(b * t, t), engine.CreateCache(), logits, allLogits: true);
             double rel = RelativeMaxError(trained.AsSpan(b * t * config.VocabSize, t * config.VocabSize), logits);
             output.WriteLine($"{name} {type} sequence {b}: relative max-abs error {rel:E2}");
+            if (type != GgmlType.F32)
+            {
+                // With 16-bit weights the engine rounds each matmul's input to the weight type too (ggml's
+                // vec_dot_type), ~5e-4 (F16) or ~4e-3 (BF16) per element; training keeps float activations.
+                Assert.True(rel < (type == GgmlType.F16 ? 4e-3 : 2e-2), $"relative max-abs error {rel:E3}");
+                continue;
+            }
             // GPT-2: the engine evaluates GELU through ggml's binary16 table (llama.cpp's CPU behaviour),
             // training through the float formula; that alone moves logits by up to ~1e-3 of their range.
             Assert.True(rel < (config.Architecture == ModelArchitecture.Llama ? 1e-4 : 3e-3), $"relative max-abs error {rel:E3}");

@@ -37,6 +37,19 @@ public class TrainingInputTests
     }
 
     [Fact]
+    public void Loader_rows_become_tokens_shifted_targets_and_the_targets_mask()
+    {
+        int[] rows = [10, 11, 12, 13, 20, 21, 22, 23];
+        bool[] mask = [false, true, false, true, false, true, true, false];
+        TokenBatch b = TokenBatch.FromRows(rows, mask, 2, 3);
+        Assert.Equal([10, 11, 12, 20, 21, 22], b.Tokens);
+        Assert.Equal([11, 12, 13, 21, 22, 23], b.Targets);
+        Assert.Equal([true, false, true, true, true, false], b.Mask!);
+        Assert.Equal(4, b.CountedTokens);
+        Assert.Throws<ArgumentException>(() => TokenBatch.FromRows(rows, mask, 2, 4));
+    }
+
+    [Fact]
     public void Optimizer_options_and_schedules_are_validated()
     {
         Assert.NotNull(new AdamWOptions { Beta1 = 1f }.Validate());
