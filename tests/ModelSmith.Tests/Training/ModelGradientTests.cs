@@ -40,14 +40,14 @@ public class ModelGradientTests(ITestOutputHelper output)
         TiedOutput = tied,
     };
 
-    public static TheoryData<string> Models => new() { "llama", "llama-tied-partial-rope", "gpt2", "gpt2-tied" };
+    public static TheoryData<string> Models => new() { "llama", "llama-tied-partial-rope", "gpt2", "gpt2-tied-gqa" };
 
     internal static ModelConfig Named(string name) => name switch
     {
         "llama" => SmallLlama(),
         "llama-tied-partial-rope" => SmallLlama(tied: true, ropeDims: 4),
         "gpt2" => SmallGpt2(),
-        "gpt2-tied" => SmallGpt2(tied: true),
+        "gpt2-tied-gqa" => SmallGpt2(tied: true, kvHeads: 1),
         _ => throw new ArgumentException(name),
     };
 
