@@ -19,17 +19,8 @@ internal static unsafe class Linear
         bool initialised = bias != null || residual != null;
         if (initialised)
         {
-            var b = new ReadOnlySpan<float>(bias, bias == null ? 0 : outDim);
-            for (int t = 0; t < n; t++)
-            {
-                var row = new Span<float>(y + (long)t * outDim, outDim);
-                if (residual == null) b.CopyTo(row);
-                else
-                {
-                    if (residual != y) new ReadOnlySpan<float>(residual + (long)t * outDim, outDim).CopyTo(row);
-                    if (bias != null) RowMath.Add(y + (long)t * outDim, bias, y + (long)t * outDim, outDim);
-                }
-            }
+            var k = new StartRows { Bias = bias, Residual = residual, Y = y, Out = outDim };
+            RowParallel.For(pool, n, RowParallel.Chunk(pool, n), in k);
         }
         Gemm.Multiply(pool, buffer, Strided.Rows(x, inDim), Strided.Columns(w, inDim), n, outDim, inDim, y, outDim, accumulate: initialised);
     }
@@ -43,5 +34,27 @@ internal static unsafe class Linear
         Gemm.Multiply(pool, buffer, Strided.Rows(dy, outDim), Strided.Rows(w, inDim), n, inDim, outDim, dx, inDim, accumulateDx);
         if (dw != null) Gemm.Multiply(pool, buffer, Strided.Columns(dy, outDim), Strided.Rows(x, inDim), outDim, inDim, n, dw, inDim, accumulate: true);
         if (dbias != null) ColumnSums.Sum(pool, dy, n, outDim, dbias);
+    }
+
+    // y[t] = residual[t] + bias, the starting value of row t's multiply-add chains.
+    private struct StartRows : IRowsKernel
+    {
+        public float* Bias, Residual, Y;
+        public int Out;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public readonly void Run(int start, int end, int worker)
+        {
+            for (int t = start; t < end; t++)
+            {
+                float* row = Y + (long)t * Out;
+                if (Residual == null) new ReadOnlySpan<float>(Bias, Out).CopyTo(new Span<float>(row, Out));
+                else
+                {
+                    if (Residual != Y) new ReadOnlySpan<float>(Residual + (long)t * Out, Out).CopyTo(new Span<float>(row, Out));
+                    if (Bias != null) RowMath.Add(row, Bias, row, Out);
+                }
+            }
+        }
     }
 }
