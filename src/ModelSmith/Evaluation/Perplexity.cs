@@ -132,6 +132,7 @@ public static class Perplexity
         float[]? parentLogits = parent != null ? new float[(long)nCtx * vocab] : null;
         var nll = new double[scored];
         var parentNll = new double[parent != null ? scored : 0];
+        var modelNll = new double[parentNll.Length];
         var kld = new double[parentNll.Length];
         var deltaP = new double[parentNll.Length];
         var sameTop = new bool[parentNll.Length];
@@ -169,7 +170,7 @@ public static class Perplexity
             fixed (float* l = logits)
             fixed (float* pl = parentLogits)
             fixed (int* t = targets)
-            fixed (double* pn = nll, ppn = parentNll, pk = kld, pd = deltaP)
+            fixed (double* pn = nll, pmn = modelNll, ppn = parentNll, pk = kld, pd = deltaP)
             fixed (bool* ps = sameTop)
             {
                 var job = new TokenScores.Job
@@ -180,6 +181,7 @@ public static class Perplexity
                     Vocab = vocab,
                     Count = scored,
                     Nll = pn,
+                    ModelNll = pmn,
                     ParentNll = ppn,
                     Kld = pk,
                     DeltaP = pd,
@@ -193,7 +195,7 @@ public static class Perplexity
                 sum2 += nll[k] * nll[k];
             }
             count += scored;
-            divergence?.Add(nll, parentNll, kld, deltaP, sameTop);
+            divergence?.Add(modelNll, parentNll, kld, deltaP, sameTop);
             progress?.Report(new PerplexityProgress(c + 1, chunks, Math.Exp(sum / count)));
         }
 

@@ -94,7 +94,8 @@ internal static unsafe class TokenScores
         public int* Targets;         // (Count) the token that follows each position
         public int Vocab;
         public int Count;
-        public double* Nll;          // (Count) −log q(target)
+        public double* Nll;          // (Count) −log q(target), llama.cpp's perplexity arithmetic
+        public double* ModelNll;     // (Count) −log q(target) in the same arithmetic as ParentNll, parent only
         public double* ParentNll;    // (Count) −log p(target), parent only
         public double* Kld;          // (Count) KL(P ‖ Q), parent only
         public double* DeltaP;       // (Count) q(target) − p(target), parent only
@@ -113,10 +114,12 @@ internal static unsafe class TokenScores
             var parent = new ReadOnlySpan<float>(ParentLogits + (long)item * Vocab, Vocab);
             double modelNorm = LogNormalizer(logits, out _);
             double parentNorm = LogNormalizer(parent, out _);
+            double modelNll = modelNorm - logits[target];
             double parentNll = parentNorm - parent[target];
+            ModelNll[item] = modelNll;
             ParentNll[item] = parentNll;
             Kld[item] = KlDivergence(parent, parentNorm, logits, modelNorm);
-            DeltaP[item] = Math.Exp(-nll) - Math.Exp(-parentNll);
+            DeltaP[item] = Math.Exp(-modelNll) - Math.Exp(-parentNll);
             SameTop[item] = ArgMax(logits) == ArgMax(parent);
         }
     }
