@@ -81,8 +81,15 @@ internal static class BenchCommand
             int firstToken = -1;
             if (lm.File!.HasKey(GgufTokenizer.TokensKey))
             {
-                Tokenizer tokenizer = GgufTokenizer.Load(lm.File);
-                firstToken = tokenizer.AddBos ? tokenizer.Bos : -1;
+                try
+                {
+                    Tokenizer tokenizer = GgufTokenizer.Load(lm.File);
+                    firstToken = tokenizer.AddBos ? tokenizer.Bos : -1;
+                }
+                catch (Exception e) when (e is ArgumentException or NotSupportedException)
+                {
+                    return Fail($"{modelFile}: the vocabulary cannot be read: {e.Message}");
+                }
             }
 
             var tests = new List<(SpeedTestKind Kind, int Tokens)>();

@@ -153,7 +153,7 @@ internal static class EvalCommand
         }
         catch (NotSupportedException e)
         {
-            return Fail(e.Message);
+            return Fail($"{modelFile}: {e.Message}");
         }
         catch (ArgumentException e)
         {
