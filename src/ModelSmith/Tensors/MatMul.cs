@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using ModelSmith.Formats;
+using ModelSmith.Quantization.Kernels;
 
 namespace ModelSmith.Tensors;
 
@@ -56,6 +57,12 @@ internal static unsafe class MatMul
         if (tokens == 0 || w.Rows == 0) return;
         if (x.Overlaps(y))
             throw new ArgumentException("MatMul input x and output y overlap; give the output its own buffer.", nameof(y));
+        if (QuantKernel.Supports(w.Type))
+        {
+            // Block-quantized weights: integer dot products against quantized activations, as ggml does.
+            QuantizedMatMul.Forward(x, w, bias, tokens, y, pool);
+            return;
+        }
 
         int k = w.Cols;
         fixed (float* px = x)

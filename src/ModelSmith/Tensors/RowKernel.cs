@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using ModelSmith.Formats;
+using ModelSmith.Quantization.Kernels;
 
 namespace ModelSmith.Tensors;
 
@@ -50,11 +51,12 @@ internal abstract class RowKernel
         GgmlType.F32 => F32RowKernel.Instance,
         GgmlType.F16 => F16RowKernel.Instance,
         GgmlType.BF16 => BF16RowKernel.Instance,
-        _ => throw new NotSupportedException($"Tensors stored as {type} cannot be used in a matmul yet (supported: F32, F16, BF16)."),
+        _ when QuantizedRowKernel.Supports(type) => QuantizedRowKernel.Of(type),
+        _ => throw new NotSupportedException($"Tensors stored as {type} cannot be used in a matmul yet (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)."),
     };
 
     /// <summary>True when <see cref="For"/> has a kernel for <paramref name="type"/>.</summary>
-    public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;
+    public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 || QuantizedRowKernel.Supports(type);
 }
 
 internal sealed class F32RowKernel : RowKernel

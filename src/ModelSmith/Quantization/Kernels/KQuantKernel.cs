@@ -1,0 +1,411 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using ModelSmith.Formats;
+
+namespace ModelSmith.Quantization.Kernels;
+
+/// <summary>How a K-quant's generic ggml kernel turns its integer sums into floats.</summary>
+internal enum KQuantForm
+{
+    /// <summary>Q2_K: sumf += (d_y·d)·Σ_all − (d_y·dmin)·Σ bsums·mins, one integer sum per super-block.</summary>
+    TotalWithMins,
+
+    /// <summary>Q3_K, Q6_K: eight lane sums, sums[l] += (d·d_y)·aux32[l]; sumf = Σ_l sums[l] at the end.</summary>
+    Lanes,
+
+    /// <summary>Q4_K, Q5_K: <see cref="Lanes"/> plus sumf −= (dmin·d_y)·Σ bsums·mins per super-block.</summary>
+    LanesWithMins,
+}
+
+/// <summary>What <see cref="KQuantKernel{TF}"/> needs to know about one K-quant format.</summary>
+internal unsafe interface IKQuantFormat
+{
+    static abstract GgmlType Type { get; }
+
+    static abstract int TypeSize { get; }
+
+    /// <summary>The offset the unpacked levels carry so they are unsigned (Q3_K: 4, Q6_K: 32, else 0).</summary>
+    static abstract byte Offset { get; }
+
+    static abstract KQuantForm Form { get; }
+
+    /// <summary>
+    /// One super-block's scales, scalar: the scale of each 16-element group (16; a 32-element sub-block's
+    /// scale twice), the min paired with each of Q8_K's 16 bsums (16; zeros if the format has none), d and
+    /// dmin (0 if none) as floats.
+    /// </summary>
+    static abstract void UnpackScales(byte* block, short* scales, short* mins, out float d, out float dmin);
+
+    /// <summary><see cref="UnpackScales"/> into registers with AVX2.</summary>
+    static abstract void Scales(byte* block, out Vector256<short> scales, out Vector256<short> mins, out float d, out float dmin);
+
+    /// <summary>One super-block's levels (with the offset) in natural order, scalar. levels: (256).</summary>
+    static abstract void UnpackLevels(byte* block, byte* levels);
+
+    /// <summary>
+    /// One super-block's levels in the interleaved order of <see cref="QuantizedActivations.Interleave"/>,
+    /// two 32-element chunks per register in chunk order, with AVX-512 VBMI (every K-quant stores element
+    /// 32c + l of a chunk at byte l of some 32-byte array, so reordering the packed bytes reorders the levels).
+    /// </summary>
+    static abstract void Levels512(byte* block, out Vector512<byte> l01, out Vector512<byte> l23, out Vector512<byte> l45, out Vector512<byte> l67);
+
+    /// <summary>The interleaved levels with AVX2, stored. levels: (256).</summary>
+    static abstract void UnpackLevels256(byte* block, byte* levels);
+}
+
+/// <summary>
+/// Dot products for the K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) against Q8_K activations, equal bit for bit
+/// to ggml's generic kernels.
+/// </summary>
+/// <remarks>
+/// <para><b>What must be kept.</b> ggml's generic Q3_K..Q6_K kernels keep eight integer lane sums per
+/// super-block, aux32[l] = Σ scale(e)·q[e]·level[e] over the elements e ≡ l (mod 8), and accumulate
+/// sums[l] += d·aux32[l] in float across super-blocks. Any integer order is exact, but elements of different
+/// lanes must never meet in one sum. The activations are stored interleaved (bytes 4l..4l+3 of each run
+/// of 32 hold elements l, l+8, l+16, l+24) and the weight levels are unpacked in the same order, so
+/// pmaddubsw's pair sums (4l, 4l+1) and (4l+2, 4l+3) each hold one lane of one 16-element group; pmaddwd
+/// against the pair of group scales (s_2c, s_2c+1) then adds the two groups of lane l into dword l. Each
+/// 32 elements give the eight lanes in order, 64 in a 512-bit register give two sets to fold. The float
+/// steps (sums += d·aux, the min term) are the generic kernel's, lane by lane.</para>
+/// <para><b>Signed levels</b> (Q3_K, Q6_K) are unpacked with their offset (level + 4, level + 32) to be
+/// unsigned for pmaddubsw; offset·(q_a + q_b) per pair is subtracted in 16 bits before the scales.
+/// No intermediate saturates: |pair| ≤ 2·63·127, |difference| ≤ 32·254.</para>
+/// <para><b>Decode</b> (<see cref="DotPacked"/>) unpacks each super-block in registers and multiplies it at
+/// once. <b>Prefill</b> unpacks a row once (<see cref="Unpack"/>: interleaved levels, then per super-block
+/// the 16 scales, the 16 mins, d and dmin) and runs every token against it (<see cref="Dot"/>).</para>
+/// </remarks>
+internal sealed unsafe class KQuantKernel<TF> : QuantKernel where TF : struct, IKQuantFormat
+{
+    public static readonly KQuantKernel<TF> Instance = new();
+
+    public override GgmlType Type => TF.Type;
+
+    public override GgmlType ActivationType => GgmlType.Q8_K;
+
+    public override int BlockSize => 256;
+
+    public override int UnpackedRowBytes(int k) => Align64(k) + 2 * Align64(k / 256 * 32) + 2 * Align64(k / 256 * 4);
+
+    private static short* ScaleWords(byte* unpacked, int k) => (short*)(unpacked + Align64(k));
+
+    private static short* MinWords(byte* unpacked, int k) => (short*)(unpacked + Align64(k) + Align64(k / 256 * 32));
+
+    private static float* Scales(byte* unpacked, int k) => (float*)(unpacked + Align64(k) + 2 * Align64(k / 256 * 32));
+
+    private static float* MinScales(byte* unpacked, int k) => (float*)(unpacked + Align64(k) + 2 * Align64(k / 256 * 32) + Align64(k / 256 * 4));
+
+    public override void Unpack(byte* row, int k, byte* dst, QuantKernelPath path)
+    {
+        int nsb = k / 256;
+        short* scales = ScaleWords(dst, k);
+        short* mins = MinWords(dst, k);
+        float* d = Scales(dst, k);
+        float* dmin = MinScales(dst, k);
+        byte* natural = stackalloc byte[256];
+        ReadOnlySpan<byte> order = QuantizedActivations.Interleave;
+        for (int i = 0; i < nsb; i++)
+        {
+            byte* block = row + (long)i * TF.TypeSize;
+            byte* levels = dst + 256 * i;
+            if (path == QuantKernelPath.Scalar)
+            {
+                TF.UnpackScales(block, scales + 16 * i, mins + 16 * i, out d[i], out dmin[i]);
+                TF.UnpackLevels(block, natural);
+                for (int c = 0; c < 256; c += 32)
+                {
+                    for (int j = 0; j < 32; j++) levels[c + j] = natural[c + order[j]];
+                }
+                continue;
+            }
+            TF.Scales(block, out Vector256<short> sc, out Vector256<short> mn, out d[i], out dmin[i]);
+            sc.Store(scales + 16 * i);
+            mn.Store(mins + 16 * i);
+            if (path == QuantKernelPath.Avx512)
+            {
+                TF.Levels512(block, out Vector512<byte> l01, out Vector512<byte> l23, out Vector512<byte> l45, out Vector512<byte> l67);
+                l01.Store(levels);
+                l23.Store(levels + 64);
+                l45.Store(levels + 128);
+                l67.Store(levels + 192);
+            }
+            else
+            {
+                TF.UnpackLevels256(block, levels);
+            }
+        }
+    }
+
+    public override float Dot(byte* unpacked, QuantizedActivations a, int token, QuantKernelPath path)
+    {
+        int k = a.K, nsb = a.Blocks;
+        sbyte* q = a.Quants + (long)token * k;
+        float* dy = a.Scales + token * nsb;
+        short* bsums = a.GroupSums + 16 * token * nsb;
+        short* scales = ScaleWords(unpacked, k);
+        short* mins = MinWords(unpacked, k);
+        float* dx = Scales(unpacked, k);
+        float* dmx = MinScales(unpacked, k);
+        if (path == QuantKernelPath.Scalar) return DotScalar(unpacked, scales, mins, dx, dmx, q, dy, bsums, nsb);
+
+        var acc = new Accumulator();
+        for (int i = 0; i < nsb; i++)
+        {
+            byte* w = unpacked + 256 * i;
+            sbyte* y = q + 256 * i;
+            Vector256<short> sc = Vector256.Load(scales + 16 * i);
+            Vector256<int> aux = path == QuantKernelPath.Avx512
+                ? Lanes512(Vector512.Load(w), Vector512.Load(w + 64), Vector512.Load(w + 128), Vector512.Load(w + 192), y, sc)
+                : Lanes256(w, y, sc, path == QuantKernelPath.Avx2Vnni);
+            acc.Add(aux, dx[i], dmx[i], dy[i], Vector256.Load(bsums + 16 * i), Vector256.Load(mins + 16 * i));
+        }
+        return acc.Result();
+    }
+
+    public override bool HasPackedDot => true;
+
+    public override float DotPacked(byte* row, QuantizedActivations a, int token, QuantKernelPath path)
+    {
+        int k = a.K, nsb = a.Blocks;
+        sbyte* q = a.Quants + (long)token * k;
+        float* dy = a.Scales + token * nsb;
+        short* bsums = a.GroupSums + 16 * token * nsb;
+        if (path == QuantKernelPath.Scalar)
+        {
+            byte* unpacked = stackalloc byte[256 + 64];
+            byte* natural = stackalloc byte[256];
+            ReadOnlySpan<byte> order = QuantizedActivations.Interleave;
+            float sumf = 0;
+            float* sums = stackalloc float[8];
+            for (int l = 0; l < 8; l++) sums[l] = 0;
+            for (int i = 0; i < nsb; i++)
+            {
+                byte* block = row + (long)i * TF.TypeSize;
+                short* sc = (short*)(unpacked + 256);
+                TF.UnpackScales(block, sc, sc + 16, out float dx, out float dmx);
+                TF.UnpackLevels(block, natural);
+                for (int c = 0; c < 256; c += 32)
+                {
+                    for (int j = 0; j < 32; j++) unpacked[c + j] = natural[c + order[j]];
+                }
+                AccumulateScalar(unpacked, sc, sc + 16, dx, dmx, q + 256 * i, dy[i], bsums + 16 * i, sums, ref sumf);
+            }
+            return FinishScalar(sums, sumf);
+        }
+
+        var acc = new Accumulator();
+        byte* levels = stackalloc byte[256];
+        for (int i = 0; i < nsb; i++)
+        {
+            byte* block = row + (long)i * TF.TypeSize;
+            sbyte* y = q + 256 * i;
+            TF.Scales(block, out Vector256<short> sc, out Vector256<short> mn, out float dx, out float dmx);
+            Vector256<int> aux;
+            if (path == QuantKernelPath.Avx512)
+            {
+                TF.Levels512(block, out Vector512<byte> l01, out Vector512<byte> l23, out Vector512<byte> l45, out Vector512<byte> l67);
+                aux = Lanes512(l01, l23, l45, l67, y, sc);
+            }
+            else
+            {
+                TF.UnpackLevels256(block, levels);
+                aux = Lanes256(levels, y, sc, path == QuantKernelPath.Avx2Vnni);
+            }
+            acc.Add(aux, dx, dmx, dy[i], Vector256.Load(bsums + 16 * i), mn);
+        }
+        return acc.Result();
+    }
+
+    /// <summary>ggml's float steps, per super-block and at the end, with the lane sums in a register.</summary>
+    private struct Accumulator
+    {
+        private Vector256<float> _sums;
+        private float _sumf;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Add(Vector256<int> aux, float dx, float dmx, float dy, Vector256<short> bsums, Vector256<short> mins)
+        {
+            if (TF.Form == KQuantForm.TotalWithMins)
+            {
+                int isum = Vector256.Sum(aux);
+                int summs = Vector256.Sum(Avx2.MultiplyAddAdjacent(bsums, mins));
+                float dall = dy * dx;
+                float dmin = dy * dmx;
+                _sumf += dall * isum - dmin * summs;
+                return;
+            }
+            _sums += Vector256.Create(dx * dy) * Vector256.ConvertToSingle(aux);
+            if (TF.Form == KQuantForm.LanesWithMins)
+            {
+                int sumi = Vector256.Sum(Avx2.MultiplyAddAdjacent(bsums, mins));
+                _sumf -= (dmx * dy) * sumi;
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly float Result()
+        {
+            if (TF.Form == KQuantForm.TotalWithMins) return _sumf;
+            float sumf = _sumf;
+            sumf += _sums.GetElement(0);
+            sumf += _sums.GetElement(1);
+            sumf += _sums.GetElement(2);
+            sumf += _sums.GetElement(3);
+            sumf += _sums.GetElement(4);
+            sumf += _sums.GetElement(5);
+            sumf += _sums.GetElement(6);
+            sumf += _sums.GetElement(7);
+            return sumf;
+        }
+    }
+
+    /// <summary>The unpacked row · one token, one element at a time.</summary>
+    private static float DotScalar(byte* levels, short* scales, short* mins, float* dx, float* dmx, sbyte* q, float* dy, short* bsums, int nsb)
+    {
+        float sumf = 0;
+        float* sums = stackalloc float[8];
+        for (int l = 0; l < 8; l++) sums[l] = 0;
+        for (int i = 0; i < nsb; i++)
+            AccumulateScalar(levels + 256 * i, scales + 16 * i, mins + 16 * i, dx[i], dmx[i], q + 256 * i, dy[i], bsums + 16 * i, sums, ref sumf);
+        return FinishScalar(sums, sumf);
+    }
+
+    /// <summary>One super-block of <see cref="DotScalar"/>: aux[l] from the interleaved levels, then ggml's float steps.</summary>
+    private static void AccumulateScalar(byte* w, short* scales, short* mins, float dx, float dmx, sbyte* y, float dy, short* bsums, float* sums, ref float sumf)
+    {
+        int offset = TF.Offset;
+        int* aux = stackalloc int[8];
+        for (int l = 0; l < 8; l++) aux[l] = 0;
+        for (int c = 0; c < 8; c++)
+        {
+            for (int l = 0; l < 8; l++)
+            {
+                int b = 32 * c + 4 * l;
+                int pair0 = w[b] * y[b] + w[b + 1] * y[b + 1] - offset * (y[b] + y[b + 1]);
+                int pair1 = w[b + 2] * y[b + 2] + w[b + 3] * y[b + 3] - offset * (y[b + 2] + y[b + 3]);
+                aux[l] += pair0 * scales[2 * c] + pair1 * scales[2 * c + 1];
+            }
+        }
+        int minSum = 0;
+        for (int j = 0; j < 16; j++) minSum += bsums[j] * mins[j];
+        if (TF.Form == KQuantForm.TotalWithMins)
+        {
+            int isum = 0;
+            for (int l = 0; l < 8; l++) isum += aux[l];
+            float dall = dy * dx;
+            float dmin = dy * dmx;
+            sumf += dall * isum - dmin * minSum;
+            return;
+        }
+        float d = dx * dy;
+        for (int l = 0; l < 8; l++) sums[l] += d * aux[l];
+        if (TF.Form == KQuantForm.LanesWithMins) sumf -= (dmx * dy) * minSum;
+    }
+
+    private static float FinishScalar(float* sums, float sumf)
+    {
+        if (TF.Form == KQuantForm.TotalWithMins) return sumf;
+        for (int l = 0; l < 8; l++) sumf += sums[l];
+        return sumf;
+    }
+
+    /// <summary>aux[l] of one super-block: four registers of two interleaved chunks each, y: (256), scales: (16).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Lanes512(Vector512<byte> l01, Vector512<byte> l23, Vector512<byte> l45, Vector512<byte> l67, sbyte* y, Vector256<short> scales)
+    {
+        ScalePairs(scales, out Vector512<int> p01, out Vector512<int> p23, out Vector512<int> p45, out Vector512<int> p67);
+        return Lanes512(l01, l23, l45, l67, p01, p23, p45, p67, y);
+    }
+
+    /// <summary>Int c of the scales is the pair (s_2c, s_2c+1) that chunk c multiplies by; vpermd spreads it over the chunk.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScalePairs(Vector256<short> scales, out Vector512<int> p01, out Vector512<int> p23, out Vector512<int> p45, out Vector512<int> p67)
+    {
+        Vector512<int> pairs = scales.AsInt32().ToVector512Unsafe();
+        p01 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+        p23 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+        p45 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5));
+        p67 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Lanes512(
+        Vector512<byte> l01, Vector512<byte> l23, Vector512<byte> l45, Vector512<byte> l67,
+        Vector512<int> p01, Vector512<int> p23, Vector512<int> p45, Vector512<int> p67, sbyte* y)
+    {
+        Vector512<int> acc = Chunks(l01, Vector512.Load(y), p01) + Chunks(l23, Vector512.Load(y + 64), p23)
+            + Chunks(l45, Vector512.Load(y + 128), p45) + Chunks(l67, Vector512.Load(y + 192), p67);
+        return acc.GetLower() + acc.GetUpper();
+    }
+
+    public override void DotTokens(byte* unpacked, QuantizedActivations a, int t0, int count, QuantKernelPath path, float* y, int ldy)
+    {
+        if (path != QuantKernelPath.Avx512 || count < 4)
+        {
+            base.DotTokens(unpacked, a, t0, count, path, y, ldy);
+            return;
+        }
+        int j = 0;
+        for (; j + 4 <= count; j += 4) Dot4(unpacked, a, t0 + j, y + (long)j * ldy, ldy);
+        for (; j < count; j++) y[(long)j * ldy] = Dot(unpacked, a, t0 + j, path);
+    }
+
+    /// <summary>Four tokens against one unpacked row, the levels and scale pairs loaded once for the four. y[j·ldy].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dot4(byte* unpacked, QuantizedActivations a, int t0, float* y, int ldy)
+    {
+        int k = a.K, nsb = a.Blocks;
+        short* scales = ScaleWords(unpacked, k);
+        short* mins = MinWords(unpacked, k);
+        float* dx = Scales(unpacked, k);
+        float* dmx = MinScales(unpacked, k);
+        sbyte* q0 = a.Quants + (long)t0 * k;
+        float* dy = a.Scales + t0 * nsb;
+        short* bsums = a.GroupSums + 16 * t0 * nsb;
+        var acc0 = new Accumulator();
+        var acc1 = new Accumulator();
+        var acc2 = new Accumulator();
+        var acc3 = new Accumulator();
+        for (int i = 0; i < nsb; i++)
+        {
+            byte* w = unpacked + 256 * i;
+            Vector512<byte> l01 = Vector512.Load(w), l23 = Vector512.Load(w + 64), l45 = Vector512.Load(w + 128), l67 = Vector512.Load(w + 192);
+            ScalePairs(Vector256.Load(scales + 16 * i), out Vector512<int> p01, out Vector512<int> p23, out Vector512<int> p45, out Vector512<int> p67);
+            Vector256<short> mn = Vector256.Load(mins + 16 * i);
+            sbyte* yq = q0 + 256 * i;
+            acc0.Add(Lanes512(l01, l23, l45, l67, p01, p23, p45, p67, yq), dx[i], dmx[i], dy[i], Vector256.Load(bsums + 16 * i), mn);
+            acc1.Add(Lanes512(l01, l23, l45, l67, p01, p23, p45, p67, yq + k), dx[i], dmx[i], dy[nsb + i], Vector256.Load(bsums + 16 * (nsb + i)), mn);
+            acc2.Add(Lanes512(l01, l23, l45, l67, p01, p23, p45, p67, yq + 2 * k), dx[i], dmx[i], dy[2 * nsb + i], Vector256.Load(bsums + 16 * (2 * nsb + i)), mn);
+            acc3.Add(Lanes512(l01, l23, l45, l67, p01, p23, p45, p67, yq + 3 * k), dx[i], dmx[i], dy[3 * nsb + i], Vector256.Load(bsums + 16 * (3 * nsb + i)), mn);
+        }
+        y[0] = acc0.Result();
+        y[ldy] = acc1.Result();
+        y[2L * ldy] = acc2.Result();
+        y[3L * ldy] = acc3.Result();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Chunks(Vector512<byte> levels, Vector512<sbyte> y, Vector512<int> pairs)
+    {
+        Vector512<short> t = Avx512BW.MultiplyAddAdjacent(levels, y);
+        if (TF.Offset != 0) t -= Avx512BW.MultiplyAddAdjacent(Vector512.Create(TF.Offset), y);
+        return Avx512BW.MultiplyAddAdjacent(t, pairs.AsInt16());
+    }
+
+    /// <summary>aux[l] of one super-block with AVX2. w: (256) interleaved levels, y: (256), scales: (16).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Lanes256(byte* w, sbyte* y, Vector256<short> scales, bool vnni)
+    {
+        Vector256<int> acc = Vector256<int>.Zero;
+        Vector256<int> pairs = scales.AsInt32();
+        for (int c = 0; c < 8; c++)
+        {
+            Vector256<sbyte> yv = Vector256.Load(y + 32 * c);
+            Vector256<short> t = Avx2.MultiplyAddAdjacent(Vector256.Load(w + 32 * c), yv);
+            if (TF.Offset != 0) t -= Avx2.MultiplyAddAdjacent(Vector256.Create(TF.Offset), yv);
+            Vector256<short> s = Avx2.PermuteVar8x32(pairs, Vector256.Create(c)).AsInt16();
+            acc = vnni ? AvxVnni.MultiplyWideningAndAdd(acc, t, s) : acc + Avx2.MultiplyAddAdjacent(t, s);
+        }
+        return acc;
+    }
+}
