@@ -1,3 +1,4 @@
+using ModelSmith.Tests.Tokenization;
 using ModelSmith.Evaluation;
 using ModelSmith.Formats;
 using ModelSmith.Interop.Tests.Tokenization;
@@ -110,7 +111,7 @@ public class PerplexityInteropTests(ITestOutputHelper output)
                 GgufWriter writer = GgufWriter.From(file);
                 foreach (string key in writer.Keys.Where(k => k.StartsWith("tokenizer.", StringComparison.Ordinal)).ToArray())
                     writer.Remove(key);
-                GgufTokenizer.WriteSpec(writer, InteropVocabularies.Gpt2() with { BosId = 50256, EosId = 50256 });
+                GgufTokenizer.WriteSpec(writer, TestVocabularies.Gpt2() with { BosId = 50256, EosId = 50256 });
                 writer.Write(path);
             }
             Compare("gpt2 vocabulary", path, BrownText("press-reportage", 6_000), nCtx: 256, maxChunks: 3);
