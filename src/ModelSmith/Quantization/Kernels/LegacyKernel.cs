@@ -47,14 +47,20 @@ internal unsafe interface ILegacyFormat
 /// activations.
 /// </summary>
 /// <remarks>
-/// <para><b>Unpacked row</b>: the K levels as bytes (with the format's offset), then d per block (float),
-/// then m per block for Q4_1/Q5_1.</para>
 /// <para><b>Order.</b> ggml's generic kernels add one float term per block to a running sum, in block order,
-/// and every term is computed from the block's exact integer dot product. So the SIMD path computes eight
-/// blocks' integer sums at once (vpdpbusd or pmaddubsw+pmaddwd, 8 partial sums per block, then a
-/// transposing reduction that leaves block i's sum in lane i), the eight terms with vector float ops that
-/// repeat the scalar ones lane by lane, and then adds them to the running sum one at a time. Every path
-/// returns ggml's generic result bit for bit.</para>
+/// and every term is computed from the block's exact integer dot product. So the SIMD paths compute eight
+/// blocks' integer dot products at once, the eight terms with vector float ops that repeat the scalar ones
+/// lane by lane, and then add them to the running sum one at a time. Every path returns ggml's generic
+/// result bit for bit.</para>
+/// <para><b>Decode</b> (<see cref="DotPackedRows"/>) reads the stored blocks: each block's levels are unpacked
+/// in a register, vpdpbusd (or pmaddubsw+pmaddwd) gives 8 partial sums per block, and a transposing
+/// reduction leaves block i's sum in lane i. Four rows run together so their four add chains overlap,
+/// with the next four rows prefetched.</para>
+/// <para><b>Prefill</b> unpacks a row once (<see cref="Unpack"/>: the K levels as bytes with the format's
+/// offset, each full group of 8 blocks stored as the transpose of its 8×8 matrix of 4-byte words; then d
+/// and m per block as floats) against activations quantized in the same grouped order, so one 32-byte load
+/// holds 4 levels of each of 8 blocks and vpdpbusd accumulates block i in lane i with no reduction; four
+/// tokens share each load.</para>
 /// </remarks>
 internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, ILegacyFormat
 {
@@ -71,6 +77,8 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
     private static float* Scales(byte* unpacked, int k) => (float*)(unpacked + Align64(k));
 
     private static float* Mins(byte* unpacked, int k) => (float*)(unpacked + Align64(k) + Align64(k / 32 * 4));
+
+    public override bool GroupsBlocks => true;
 
     public override void Unpack(byte* row, int k, byte* dst, QuantKernelPath path)
     {
@@ -90,6 +98,7 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
             d[b] = HalfScale.ToSingle(*(ushort*)block);
             if (TF.HasMin) m[b] = HalfScale.ToSingle(*(ushort*)(block + 2));
         }
+        QuantizedActivations.GroupBlocks(dst, nb);
     }
 
     public override float Dot(byte* unpacked, QuantizedActivations a, int token, QuantKernelPath path)
@@ -105,8 +114,8 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         return path switch
         {
             QuantKernelPath.Scalar => DotScalar(unpacked, dx, mx, q, dy, qsum, sy, nb),
-            QuantKernelPath.Avx2 => DotAvx2(unpacked, dx, mx, q, dy, qsum, sy, nb, vnni: false),
-            _ => DotAvx2(unpacked, dx, mx, q, dy, qsum, sy, nb, vnni: AvxVnni.IsSupported),
+            QuantKernelPath.Avx2 => DotAvx2<MaddDot>(unpacked, dx, mx, q, dy, qsum, sy, nb),
+            _ => AvxVnni.IsSupported ? DotAvx2<VnniDot>(unpacked, dx, mx, q, dy, qsum, sy, nb) : DotAvx2<MaddDot>(unpacked, dx, mx, q, dy, qsum, sy, nb),
         };
     }
 
@@ -118,16 +127,23 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
             return;
         }
         int j = 0;
-        for (; j + 4 <= count; j += 4) Dot4(unpacked, a, t0 + j, path != QuantKernelPath.Avx2 && AvxVnni.IsSupported, y + (long)j * ldy, ldy);
+        bool vnni = path != QuantKernelPath.Avx2 && AvxVnni.IsSupported;
+        for (; j + 4 <= count; j += 4)
+        {
+            if (vnni) Dot4<VnniDot>(unpacked, a, t0 + j, y + (long)j * ldy, ldy);
+            else Dot4<MaddDot>(unpacked, a, t0 + j, y + (long)j * ldy, ldy);
+        }
         for (; j < count; j++) y[(long)j * ldy] = Dot(unpacked, a, t0 + j, path);
     }
 
     /// <summary>
-    /// Four tokens against one unpacked row: each block's levels are loaded once for the four, and the
-    /// four running sums (one dependent chain each, in block order) interleave. y[j·ldy] for j in [0, 4).
+    /// Four tokens against one unpacked row: each 32 bytes of levels (4 of each of 8 blocks, grouped) are
+    /// loaded once for the four, vpdpbusd leaves block i's dot product in lane i, and the four running sums
+    /// (one dependent chain each, in block order) interleave. y[j·ldy] for j in [0, 4).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot4(byte* levels, QuantizedActivations a, int t0, bool vnni, float* y, int ldy)
+    private static void Dot4<TD>(byte* levels, QuantizedActivations a, int t0, float* y, int ldy)
+        where TD : struct, IByteDot
     {
         int k = a.K, nb = a.Blocks;
         float* dx = Scales(levels, k);
@@ -140,29 +156,22 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         {
             byte* w = levels + 32 * b;
             int o = 32 * b;
-            Vector256<byte> wa = Vector256.Load(w), wb = Vector256.Load(w + 32);
-            Vector256<int> p0 = Pair(wa, wb, q0 + o, vnni), p1 = Pair(wa, wb, q1 + o, vnni), p2 = Pair(wa, wb, q2 + o, vnni), p3 = Pair(wa, wb, q3 + o, vnni);
-            wa = Vector256.Load(w + 64);
-            wb = Vector256.Load(w + 96);
-            p0 = Avx2.HorizontalAdd(p0, Pair(wa, wb, q0 + o + 64, vnni));
-            p1 = Avx2.HorizontalAdd(p1, Pair(wa, wb, q1 + o + 64, vnni));
-            p2 = Avx2.HorizontalAdd(p2, Pair(wa, wb, q2 + o + 64, vnni));
-            p3 = Avx2.HorizontalAdd(p3, Pair(wa, wb, q3 + o + 64, vnni));
-            wa = Vector256.Load(w + 128);
-            wb = Vector256.Load(w + 160);
-            Vector256<int> r0 = Pair(wa, wb, q0 + o + 128, vnni), r1 = Pair(wa, wb, q1 + o + 128, vnni), r2 = Pair(wa, wb, q2 + o + 128, vnni), r3 = Pair(wa, wb, q3 + o + 128, vnni);
-            wa = Vector256.Load(w + 192);
-            wb = Vector256.Load(w + 224);
-            r0 = Avx2.HorizontalAdd(r0, Pair(wa, wb, q0 + o + 192, vnni));
-            r1 = Avx2.HorizontalAdd(r1, Pair(wa, wb, q1 + o + 192, vnni));
-            r2 = Avx2.HorizontalAdd(r2, Pair(wa, wb, q2 + o + 192, vnni));
-            r3 = Avx2.HorizontalAdd(r3, Pair(wa, wb, q3 + o + 192, vnni));
+            Vector256<int> c0 = Vector256<int>.Zero, c1 = Vector256<int>.Zero, c2 = Vector256<int>.Zero, c3 = Vector256<int>.Zero;
+            for (int j = 0; j < 256; j += 32)
+            {
+                Vector256<byte> wv = Vector256.Load(w + j);
+                Vector256<byte> magnitude = TF.Signed ? Avx2.Abs(wv.AsSByte()) : wv;
+                c0 = Accumulate<TD>(c0, magnitude, wv, q0 + o + j);
+                c1 = Accumulate<TD>(c1, magnitude, wv, q1 + o + j);
+                c2 = Accumulate<TD>(c2, magnitude, wv, q2 + o + j);
+                c3 = Accumulate<TD>(c3, magnitude, wv, q3 + o + j);
+            }
             Vector256<float> d = Vector256.Load(dx + b);
             Vector256<float> m = TF.HasMin ? Vector256.Load(mx + b) : default;
-            Terms(p0, r0, d, m, a, t0, b).Store(terms);
-            Terms(p1, r1, d, m, a, t0 + 1, b).Store(terms + 8);
-            Terms(p2, r2, d, m, a, t0 + 2, b).Store(terms + 16);
-            Terms(p3, r3, d, m, a, t0 + 3, b).Store(terms + 24);
+            Terms(c0, d, m, a, t0, b).Store(terms);
+            Terms(c1, d, m, a, t0 + 1, b).Store(terms + 8);
+            Terms(c2, d, m, a, t0 + 2, b).Store(terms + 16);
+            Terms(c3, d, m, a, t0 + 3, b).Store(terms + 24);
             for (int i = 0; i < 8; i++)
             {
                 s0 += terms[i];
@@ -174,10 +183,10 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         for (; b < nb; b++)
         {
             Vector256<byte> wv = Vector256.Load(levels + 32 * b);
-            s0 += TailTerm(wv, dx, mx, a, t0, b, vnni);
-            s1 += TailTerm(wv, dx, mx, a, t0 + 1, b, vnni);
-            s2 += TailTerm(wv, dx, mx, a, t0 + 2, b, vnni);
-            s3 += TailTerm(wv, dx, mx, a, t0 + 3, b, vnni);
+            s0 += TailTerm<TD>(wv, dx, mx, a, t0, b);
+            s1 += TailTerm<TD>(wv, dx, mx, a, t0 + 1, b);
+            s2 += TailTerm<TD>(wv, dx, mx, a, t0 + 2, b);
+            s3 += TailTerm<TD>(wv, dx, mx, a, t0 + 3, b);
         }
         y[0] = s0;
         y[ldy] = s1;
@@ -185,26 +194,34 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         y[3L * ldy] = s3;
     }
 
-    // hadd of two blocks' partial sums: lanes 0-1 and 4-5 hold block a's pair sums, 2-3 and 6-7 block b's.
+    /// <summary>
+    /// acc + the 4-byte dot products of grouped levels and quants: lane i gains 4 products of block i.
+    /// magnitude: the levels (|levels| for signed formats), levels: as stored (their signs), y: 32 quants.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Pair(Vector256<byte> wa, Vector256<byte> wb, sbyte* y, bool vnni) =>
-        Avx2.HorizontalAdd(BlockDot(wa, y, vnni), BlockDot(wb, y + 32, vnni));
+    private static Vector256<int> Accumulate<TD>(Vector256<int> acc, Vector256<byte> magnitude, Vector256<byte> levels, sbyte* y)
+        where TD : struct, IByteDot
+    {
+        Vector256<sbyte> yv = Vector256.Load(y);
+        if (TF.Signed) yv = Avx2.Sign(yv, levels.AsSByte());
+        return TD.Add(acc, magnitude, yv);
+    }
 
-    // The eight terms of blocks b..b+7 for token t, from the hadd trees of blocks 0-3 (h0123) and 4-7 (h4567).
+    // The eight terms of blocks b..b+7 for token t from their integer dot products (lane i = block b + i).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Terms(Vector256<int> h0123, Vector256<int> h4567, Vector256<float> dx, Vector256<float> mx, QuantizedActivations a, int t, int b)
+    private static Vector256<float> Terms(Vector256<int> sumi, Vector256<float> dx, Vector256<float> mx, QuantizedActivations a, int t, int b)
     {
         int o = t * a.Blocks + b;
-        Vector256<int> sumi = Avx2.Permute2x128(h0123, h4567, 0x20) + Avx2.Permute2x128(h0123, h4567, 0x31);
         if (TF.OffsetShift >= 0) sumi -= Vector256.Load(a.BlockSums + o) << TF.OffsetShift;
         return TF.Term(sumi, dx, Vector256.Load(a.Scales + o), mx, TF.HasMin ? Vector256.Load(a.Offsets + o) : default);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float TailTerm(Vector256<byte> wv, float* dx, float* mx, QuantizedActivations a, int t, int b, bool vnni)
+    private static float TailTerm<TD>(Vector256<byte> wv, float* dx, float* mx, QuantizedActivations a, int t, int b)
+        where TD : struct, IByteDot
     {
         int o = t * a.Blocks + b;
-        int sumi = Vector256.Sum(BlockDot(wv, a.Quants + (long)t * a.K + 32 * b, vnni));
+        int sumi = Vector256.Sum(BlockDot<TD>(wv, a.Quants + (long)t * a.K + 32 * b));
         if (TF.OffsetShift >= 0) sumi -= a.BlockSums[o] << TF.OffsetShift;
         return TF.Term(sumi, dx[b], a.Scales[o], TF.HasMin ? mx[b] : 0f, TF.HasMin ? a.Offsets[o] : 0f);
     }
@@ -226,11 +243,15 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
             for (int b = 0; b < nb; b++)
             {
                 TF.UnpackBlock(row + (long)b * TF.TypeSize, levels, out float dx, out float mx);
-                sumf += TF.Term(BlockSumScalar(levels, q + 32 * b, qsum[b]), dx, dy[b], mx, TF.HasMin ? sy[b] : 0f);
+                int sumi = BlockSumScalar(levels, q + 32 * b);
+                if (TF.OffsetShift >= 0) sumi -= qsum[b] << TF.OffsetShift;
+                sumf += TF.Term(sumi, dx, dy[b], mx, TF.HasMin ? sy[b] : 0f);
             }
             return sumf;
         }
-        return DotPackedAvx2(row, q, dy, qsum, sy, nb, path == QuantKernelPath.Avx2 ? false : AvxVnni.IsSupported);
+        return path != QuantKernelPath.Avx2 && AvxVnni.IsSupported
+            ? DotPackedAvx2<VnniDot>(row, q, dy, qsum, sy, nb)
+            : DotPackedAvx2<MaddDot>(row, q, dy, qsum, sy, nb);
     }
 
     public override void DotPackedRows(byte* rows, int rowBytes, int count, QuantizedActivations a, int token, QuantKernelPath path, float* y)
@@ -246,7 +267,10 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         bool vnni = path != QuantKernelPath.Avx2 && AvxVnni.IsSupported;
         int r = 0;
         for (; r + 4 <= count; r += 4)
-            DotPacked4(rows + (long)r * rowBytes, rowBytes, q, a.Scales + o, a.BlockSums + o, a.Offsets + o, nb, vnni, y + r);
+        {
+            if (vnni) DotPacked4<VnniDot>(rows + (long)r * rowBytes, rowBytes, q, a.Scales + o, a.BlockSums + o, a.Offsets + o, nb, y + r);
+            else DotPacked4<MaddDot>(rows + (long)r * rowBytes, rowBytes, q, a.Scales + o, a.BlockSums + o, a.Offsets + o, nb, y + r);
+        }
         for (; r < count; r++) y[r] = DotPacked(rows + (long)r * rowBytes, a, token, path);
     }
 
@@ -256,7 +280,8 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
     /// chains fill those waits. rows: 4 rows of rowBytes, y: (4).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotPacked4(byte* rows, int rowBytes, sbyte* q, float* dy, int* qsum, float* sy, int nb, bool vnni, float* y)
+    private static void DotPacked4<TD>(byte* rows, int rowBytes, sbyte* q, float* dy, int* qsum, float* sy, int nb, float* y)
+        where TD : struct, IByteDot
     {
         float* terms = stackalloc float[32];
         byte* r0 = rows, r1 = rows + rowBytes, r2 = rows + 2 * rowBytes, r3 = rows + 3 * rowBytes;
@@ -275,10 +300,10 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
                 Sse.Prefetch0(ahead + 2 * rowBytes + i);
                 Sse.Prefetch0(ahead + 3 * rowBytes + i);
             }
-            GroupTerms(r0 + offset, q, dy, qsum, sy, b, vnni).Store(terms);
-            GroupTerms(r1 + offset, q, dy, qsum, sy, b, vnni).Store(terms + 8);
-            GroupTerms(r2 + offset, q, dy, qsum, sy, b, vnni).Store(terms + 16);
-            GroupTerms(r3 + offset, q, dy, qsum, sy, b, vnni).Store(terms + 24);
+            GroupTerms<TD>(r0 + offset, q, dy, qsum, sy, b).Store(terms);
+            GroupTerms<TD>(r1 + offset, q, dy, qsum, sy, b).Store(terms + 8);
+            GroupTerms<TD>(r2 + offset, q, dy, qsum, sy, b).Store(terms + 16);
+            GroupTerms<TD>(r3 + offset, q, dy, qsum, sy, b).Store(terms + 24);
             for (int i = 0; i < 8; i++)
             {
                 s0 += terms[i];
@@ -290,10 +315,10 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         for (; b < nb; b++)
         {
             long offset = (long)b * TF.TypeSize;
-            s0 += BlockTerm(r0 + offset, q, dy, qsum, sy, b, vnni);
-            s1 += BlockTerm(r1 + offset, q, dy, qsum, sy, b, vnni);
-            s2 += BlockTerm(r2 + offset, q, dy, qsum, sy, b, vnni);
-            s3 += BlockTerm(r3 + offset, q, dy, qsum, sy, b, vnni);
+            s0 += BlockTerm<TD>(r0 + offset, q, dy, qsum, sy, b);
+            s1 += BlockTerm<TD>(r1 + offset, q, dy, qsum, sy, b);
+            s2 += BlockTerm<TD>(r2 + offset, q, dy, qsum, sy, b);
+            s3 += BlockTerm<TD>(r3 + offset, q, dy, qsum, sy, b);
         }
         y[0] = s0;
         y[1] = s1;
@@ -303,33 +328,35 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
 
     /// <summary><see cref="DotAvx2"/> straight from the stored blocks: levels unpacked in registers.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float DotPackedAvx2(byte* row, sbyte* q, float* dy, int* qsum, float* sy, int nb, bool vnni)
+    private static float DotPackedAvx2<TD>(byte* row, sbyte* q, float* dy, int* qsum, float* sy, int nb)
+        where TD : struct, IByteDot
     {
         float* terms = stackalloc float[8];
         float sumf = 0;
         int b = 0;
         for (; b + 8 <= nb; b += 8)
         {
-            GroupTerms(row + (long)b * TF.TypeSize, q, dy, qsum, sy, b, vnni).Store(terms);
+            GroupTerms<TD>(row + (long)b * TF.TypeSize, q, dy, qsum, sy, b).Store(terms);
             for (int i = 0; i < 8; i++) sumf += terms[i];
         }
-        for (; b < nb; b++) sumf += BlockTerm(row + (long)b * TF.TypeSize, q, dy, qsum, sy, b, vnni);
+        for (; b < nb; b++) sumf += BlockTerm<TD>(row + (long)b * TF.TypeSize, q, dy, qsum, sy, b);
         return sumf;
     }
 
     /// <summary>The float terms of blocks b..b+7 of one stored row (w points at block b).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> GroupTerms(byte* w, sbyte* q, float* dy, int* qsum, float* sy, int b, bool vnni)
+    private static Vector256<float> GroupTerms<TD>(byte* w, sbyte* q, float* dy, int* qsum, float* sy, int b)
+        where TD : struct, IByteDot
     {
         sbyte* y = q + 32 * b;
-        Vector256<int> s0 = BlockDot(TF.Levels(w), y, vnni);
-        Vector256<int> s1 = BlockDot(TF.Levels(w + TF.TypeSize), y + 32, vnni);
-        Vector256<int> s2 = BlockDot(TF.Levels(w + 2 * TF.TypeSize), y + 64, vnni);
-        Vector256<int> s3 = BlockDot(TF.Levels(w + 3 * TF.TypeSize), y + 96, vnni);
-        Vector256<int> s4 = BlockDot(TF.Levels(w + 4 * TF.TypeSize), y + 128, vnni);
-        Vector256<int> s5 = BlockDot(TF.Levels(w + 5 * TF.TypeSize), y + 160, vnni);
-        Vector256<int> s6 = BlockDot(TF.Levels(w + 6 * TF.TypeSize), y + 192, vnni);
-        Vector256<int> s7 = BlockDot(TF.Levels(w + 7 * TF.TypeSize), y + 224, vnni);
+        Vector256<int> s0 = BlockDot<TD>(TF.Levels(w), y);
+        Vector256<int> s1 = BlockDot<TD>(TF.Levels(w + TF.TypeSize), y + 32);
+        Vector256<int> s2 = BlockDot<TD>(TF.Levels(w + 2 * TF.TypeSize), y + 64);
+        Vector256<int> s3 = BlockDot<TD>(TF.Levels(w + 3 * TF.TypeSize), y + 96);
+        Vector256<int> s4 = BlockDot<TD>(TF.Levels(w + 4 * TF.TypeSize), y + 128);
+        Vector256<int> s5 = BlockDot<TD>(TF.Levels(w + 5 * TF.TypeSize), y + 160);
+        Vector256<int> s6 = BlockDot<TD>(TF.Levels(w + 6 * TF.TypeSize), y + 192);
+        Vector256<int> s7 = BlockDot<TD>(TF.Levels(w + 7 * TF.TypeSize), y + 224);
         Vector256<int> sumi = Transpose8(s0, s1, s2, s3, s4, s5, s6, s7);
         if (TF.OffsetShift >= 0) sumi -= Vector256.Load(qsum + b) << TF.OffsetShift;
         // Each block starts with d (and m): the first four bytes of the eight blocks, d in the low half.
@@ -344,38 +371,57 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
 
     /// <summary>The float term of block b of one stored row (w points at it).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float BlockTerm(byte* w, sbyte* q, float* dy, int* qsum, float* sy, int b, bool vnni)
+    private static float BlockTerm<TD>(byte* w, sbyte* q, float* dy, int* qsum, float* sy, int b)
+        where TD : struct, IByteDot
     {
-        int sumi = Vector256.Sum(BlockDot(TF.Levels(w), q + 32 * b, vnni));
+        int sumi = Vector256.Sum(BlockDot<TD>(TF.Levels(w), q + 32 * b));
         if (TF.OffsetShift >= 0) sumi -= qsum[b] << TF.OffsetShift;
         float mx = TF.HasMin ? HalfScale.ToSingle(*(ushort*)(w + 2)) : 0f;
         return TF.Term(sumi, HalfScale.ToSingle(*(ushort*)w), dy[b], mx, TF.HasMin ? sy[b] : 0f);
     }
 
-    /// <summary>levels: (32·nb), dx, mx, dy, qsum, sy: (nb), q: (32·nb).</summary>
+    /// <summary>levels and q: (32·nb), grouped; dx, mx, dy, qsum, sy: (nb).</summary>
     private static float DotScalar(byte* levels, float* dx, float* mx, sbyte* q, float* dy, int* qsum, float* sy, int nb)
     {
         float sumf = 0;
-        for (int b = 0; b < nb; b++) sumf += TF.Term(BlockSumScalar(levels + 32 * b, q + 32 * b, qsum[b]), dx[b], dy[b], TF.HasMin ? mx[b] : 0f, TF.HasMin ? sy[b] : 0f);
+        int full = nb / 8 * 8;
+        for (int b = 0; b < nb; b++)
+        {
+            int sumi = b < full ? GroupedSumScalar(levels + 32 * (b & ~7), q + 32 * (b & ~7), b & 7) : BlockSumScalar(levels + 32 * b, q + 32 * b);
+            if (TF.OffsetShift >= 0) sumi -= qsum[b] << TF.OffsetShift;
+            sumf += TF.Term(sumi, dx[b], dy[b], TF.HasMin ? mx[b] : 0f, TF.HasMin ? sy[b] : 0f);
+        }
         return sumf;
     }
 
-    // Σ level·q over one block, the offset taken out.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int BlockSumScalar(byte* levels, sbyte* q, int qsum)
+    // Σ level·q over block i of a group of 8 stored grouped (its 4-byte word j at word 8j + i), offset still in.
+    private static int GroupedSumScalar(byte* levels, sbyte* q, int i)
     {
         int s = 0;
-        if (TF.Signed)
+        for (int j = 0; j < 8; j++)
         {
-            for (int j = 0; j < 32; j++) s += (sbyte)levels[j] * q[j];
-            return s;
+            for (int t = 0; t < 4; t++)
+            {
+                int e = 32 * j + 4 * i + t;
+                s += (TF.Signed ? (sbyte)levels[e] : levels[e]) * q[e];
+            }
         }
-        for (int j = 0; j < 32; j++) s += levels[j] * q[j];
-        return TF.OffsetShift >= 0 ? s - (qsum << TF.OffsetShift) : s;
+        return s;
     }
 
+    // Σ level·q over one block in natural order, offset still in.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int BlockSumScalar(byte* levels, sbyte* q)
+    {
+        int s = 0;
+        for (int j = 0; j < 32; j++) s += (TF.Signed ? (sbyte)levels[j] : levels[j]) * q[j];
+        return s;
+    }
+
+    /// <summary>levels and q: (32·nb), grouped; dx, mx, dy, qsum, sy: (nb).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float DotAvx2(byte* levels, float* dx, float* mx, sbyte* q, float* dy, int* qsum, float* sy, int nb, bool vnni)
+    private static float DotAvx2<TD>(byte* levels, float* dx, float* mx, sbyte* q, float* dy, int* qsum, float* sy, int nb)
+        where TD : struct, IByteDot
     {
         float* terms = stackalloc float[8];
         float sumf = 0;
@@ -384,28 +430,22 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         {
             byte* w = levels + 32 * b;
             sbyte* y = q + 32 * b;
-            Vector256<int> s0 = BlockDot(Vector256.Load(w), y, vnni), s1 = BlockDot(Vector256.Load(w + 32), y + 32, vnni);
-            Vector256<int> s2 = BlockDot(Vector256.Load(w + 64), y + 64, vnni), s3 = BlockDot(Vector256.Load(w + 96), y + 96, vnni);
-            Vector256<int> s4 = BlockDot(Vector256.Load(w + 128), y + 128, vnni), s5 = BlockDot(Vector256.Load(w + 160), y + 160, vnni);
-            Vector256<int> s6 = BlockDot(Vector256.Load(w + 192), y + 192, vnni), s7 = BlockDot(Vector256.Load(w + 224), y + 224, vnni);
-            Vector256<int> sumi = Transpose8(s0, s1, s2, s3, s4, s5, s6, s7);
+            Vector256<int> sumi = Vector256<int>.Zero;
+            for (int j = 0; j < 256; j += 32)
+            {
+                Vector256<byte> wv = Vector256.Load(w + j);
+                sumi = Accumulate<TD>(sumi, TF.Signed ? Avx2.Abs(wv.AsSByte()) : wv, wv, y + j);
+            }
             if (TF.OffsetShift >= 0) sumi -= Vector256.Load(qsum + b) << TF.OffsetShift;
             Vector256<float> t = TF.Term(
                 sumi, Vector256.Load(dx + b), Vector256.Load(dy + b),
                 TF.HasMin ? Vector256.Load(mx + b) : default, TF.HasMin ? Vector256.Load(sy + b) : default);
             t.Store(terms);
-            sumf += terms[0];
-            sumf += terms[1];
-            sumf += terms[2];
-            sumf += terms[3];
-            sumf += terms[4];
-            sumf += terms[5];
-            sumf += terms[6];
-            sumf += terms[7];
+            for (int i = 0; i < 8; i++) sumf += terms[i];
         }
         for (; b < nb; b++)
         {
-            int sumi = Vector256.Sum(BlockDot(Vector256.Load(levels + 32 * b), q + 32 * b, vnni));
+            int sumi = Vector256.Sum(BlockDot<TD>(Vector256.Load(levels + 32 * b), q + 32 * b));
             if (TF.OffsetShift >= 0) sumi -= qsum[b] << TF.OffsetShift;
             sumf += TF.Term(sumi, dx[b], dy[b], TF.HasMin ? mx[b] : 0f, TF.HasMin ? sy[b] : 0f);
         }
@@ -414,7 +454,8 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
 
     /// <summary>Eight partial sums of level·q over one block (offset still in): lane i sums bytes 4i..4i+3.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> BlockDot(Vector256<byte> wv, sbyte* y, bool vnni)
+    private static Vector256<int> BlockDot<TD>(Vector256<byte> wv, sbyte* y)
+        where TD : struct, IByteDot
     {
         Vector256<sbyte> yv = Vector256.Load(y);
         if (TF.Signed)
@@ -423,9 +464,7 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
             yv = Avx2.Sign(yv, wv.AsSByte());
             wv = Avx2.Abs(wv.AsSByte());
         }
-        if (vnni) return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, wv, yv);
-        // Pairs of |w|·q fit int16 without saturating: |w| ≤ 128 and |q| ≤ 127 (ggml's quants never reach −128).
-        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(wv, yv), Vector256<short>.One);
+        return TD.Add(Vector256<int>.Zero, wv, yv);
     }
 
     /// <summary>Lane i of the result = the sum of the eight lanes of s_i (integer, so any order is exact).</summary>
@@ -438,4 +477,28 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         Vector256<int> h4567 = Avx2.HorizontalAdd(Avx2.HorizontalAdd(s4, s5), Avx2.HorizontalAdd(s6, s7));
         return Avx2.Permute2x128(h0123, h4567, 0x20) + Avx2.Permute2x128(h0123, h4567, 0x31);
     }
+}
+
+/// <summary>Four-byte dot products (unsigned × signed bytes, summed per 32-bit lane) added to an accumulator.</summary>
+internal interface IByteDot
+{
+    static abstract Vector256<int> Add(Vector256<int> acc, Vector256<byte> u, Vector256<sbyte> s);
+}
+
+/// <summary>AVX-VNNI's vpdpbusd: the four products and the add in one instruction, exact.</summary>
+internal readonly struct VnniDot : IByteDot
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Add(Vector256<int> acc, Vector256<byte> u, Vector256<sbyte> s) => AvxVnni.MultiplyWideningAndAdd(acc, u, s);
+}
+
+/// <summary>
+/// AVX2's pmaddubsw then pmaddwd by ones. Exact when no pair sum of pmaddubsw saturates int16: every level
+/// used here is at most 31, or |level| ≤ 128 against quants in [−127, 127] (2·128·127 &lt; 32767).
+/// </summary>
+internal readonly struct MaddDot : IByteDot
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Add(Vector256<int> acc, Vector256<byte> u, Vector256<sbyte> s) =>
+        acc + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), Vector256<short>.One);
 }

@@ -40,6 +40,13 @@ internal abstract unsafe class QuantKernel
     /// <summary>Elements per block (32 or 256).</summary>
     public abstract int BlockSize { get; }
 
+    /// <summary>
+    /// True when <see cref="Unpack"/> stores the levels of each 8 blocks interleaved and <see cref="Dot"/>
+    /// expects activations quantized with <c>grouped: true</c> (see <see cref="QuantizedActivations.Grouped"/>).
+    /// <see cref="DotPacked"/> always takes natural-order activations.
+    /// </summary>
+    public virtual bool GroupsBlocks => false;
+
     /// <summary>Bytes an unpacked row of K elements takes (a multiple of 64).</summary>
     public abstract int UnpackedRowBytes(int k);
 

@@ -71,8 +71,22 @@ internal sealed unsafe class QuantizedActivations
     /// <summary>(T, Blocks, 16) Q8_K's bsums.</summary>
     public short* GroupSums { get; private set; }
 
+    /// <summary>
+    /// True when the Q8_0/Q8_1 quants of each full group of 8 blocks are stored block-interleaved: byte
+    /// 32j + 4i + t of the group holds byte 4j + t of block i (<see cref="GroupBlocks"/>), so that one 32-byte
+    /// load holds 4 quants of each of the 8 blocks and vpdpbusd leaves block i's dot product in lane i.
+    /// A trailing partial group stays in natural order.
+    /// </summary>
+    public bool Grouped { get; private set; }
+
     /// <summary>Quantizes x: (T, K) to <paramref name="type"/> (Q8_0, Q8_1 or Q8_K); K a multiple of its block size.</summary>
-    public void Quantize(ReadOnlySpan<float> x, int tokens, int k, GgmlType type)
+    public void Quantize(ReadOnlySpan<float> x, int tokens, int k, GgmlType type) => Quantize(x, tokens, k, type, grouped: false);
+
+    /// <summary>
+    /// Quantizes x: (T, K) to <paramref name="type"/>, the Q8_0/Q8_1 quants in groups of 8 blocks when
+    /// <paramref name="grouped"/> (see <see cref="Grouped"/>).
+    /// </summary>
+    public void Quantize(ReadOnlySpan<float> x, int tokens, int k, GgmlType type, bool grouped)
     {
         if (type is not (GgmlType.Q8_0 or GgmlType.Q8_1 or GgmlType.Q8_K))
             throw new ArgumentException($"{type} is not an activation type (Q8_0, Q8_1, Q8_K).", nameof(type));
@@ -80,9 +94,32 @@ internal sealed unsafe class QuantizedActivations
         if (k % block != 0) throw new ArgumentException($"{type} activations need K a multiple of {block}, got {k}.", nameof(k));
         if (x.Length < (long)tokens * k) throw new ArgumentException($"x holds {x.Length} floats, {tokens}x{k} needed.", nameof(x));
         Layout(type, tokens, k);
+        Grouped = grouped && type != GgmlType.Q8_K;
         fixed (float* px = x)
         {
-            for (int t = 0; t < tokens; t++) QuantizeToken(px + (long)t * k, t);
+            for (int t = 0; t < tokens; t++)
+            {
+                QuantizeToken(px + (long)t * k, t);
+                if (Grouped) GroupBlocks((byte*)(Quants + (long)t * k), k / 32);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Rewrites each full group of 8 blocks of 32 bytes (an 8×8 matrix of 4-byte words, one row per block)
+    /// as its transpose: word j of block i moves to word i of row j. bytes: (32·blocks).
+    /// </summary>
+    public static void GroupBlocks(byte* bytes, int blocks)
+    {
+        uint* scratch = stackalloc uint[64];
+        for (int g = 0; g + 8 <= blocks; g += 8)
+        {
+            uint* words = (uint*)(bytes + 32 * g);
+            for (int i = 0; i < 64; i++) scratch[i] = words[i];
+            for (int i = 0; i < 8; i++)
+            {
+                for (int j = 0; j < 8; j++) words[8 * j + i] = scratch[8 * i + j];
+            }
         }
     }
 

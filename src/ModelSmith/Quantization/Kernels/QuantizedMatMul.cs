@@ -12,11 +12,11 @@ namespace ModelSmith.Quantization.Kernels;
 /// <remarks>
 /// <para><b>Activations</b> are quantized once per call (all T tokens) on the calling thread, into
 /// <see cref="QuantizedActivations"/>, before the work is split.</para>
-/// <para><b>Work split.</b> Items are blocks of weight rows. Decode (one token) unpacks each row into the
-/// worker's scratch and takes its dot product with the token while it is still in L1. Prefill unpacks the
-/// item's <see cref="PrefillRows"/> rows once and then runs every token against them, so the unpacking
-/// is paid once per weight and the unpacked rows (≤ 16 × 2.3·K bytes) stay in L2 while the tokens stream
-/// through L1.</para>
+/// <para><b>Work split.</b> Items are blocks of weight rows. Decode (one token) multiplies each stored row
+/// directly (<see cref="QuantKernel.DotPackedRows"/>: levels unpacked in registers, each weight read from
+/// memory once). Prefill unpacks the item's <see cref="PrefillRows"/> rows once into the worker's scratch
+/// and runs the tokens against them in tiles of <see cref="TokenTile"/>, so the unpacking is paid once per
+/// weight and the unpacked rows (16 × ~2·K bytes) stay in L2 while the tokens stream through L1.</para>
 /// </remarks>
 internal static unsafe class QuantizedMatMul
 {
@@ -49,7 +49,8 @@ internal static unsafe class QuantizedMatMul
             throw new ArgumentException("MatMul input x and output y overlap; give the output its own buffer.", nameof(y));
 
         QuantizedActivations act = QuantizedActivations.ForCurrentThread();
-        act.Quantize(x, tokens, w.Cols, kernel.ActivationType);
+        bool packedDecode = tokens == 1 && kernel.HasPackedDot;
+        act.Quantize(x, tokens, w.Cols, kernel.ActivationType, grouped: kernel.GroupsBlocks && !packedDecode);
 
         fixed (byte* pw = w.Data.Span)
         fixed (float* pb = bias)
