@@ -12,7 +12,8 @@ internal sealed class ModelSmithDecoder : IDecoderUnderTest
 
     public ModelSmithDecoder(string path, int threads, int context)
     {
-        _model = LanguageModel.Load(path, threads);
+        // Weights in private memory, as the llama.cpp side loads them (no mmap), so both stream the same kind of pages.
+        _model = LanguageModel.Load(path, threads, WeightResidence.Memory);
         _cache = _model.CreateCache(context);
         _logits = new float[_model.Config.VocabSize];
         long weights = 0;
@@ -28,7 +29,7 @@ internal sealed class ModelSmithDecoder : IDecoderUnderTest
 
     public string Name => "ModelSmith";
 
-    public string Settings => $"KV F32, {_model.Threads} threads, batch ≤ {LanguageModel.MaxBatch}";
+    public string Settings => $"KV F32, weights {_model.Residence}, batch ≤ {LanguageModel.MaxBatch}";
 
     public int VocabSize => _model.Config.VocabSize;
 

@@ -24,6 +24,8 @@ internal static class Program
             GenerateCommand.Create(),
             QuantizeCommand.Create(),
             ImatrixCommand.Create(),
+            EvalCommand.Create(),
+            BenchCommand.Create(),
         };
 
         HelpOption help = root.Options.OfType<HelpOption>().Single();

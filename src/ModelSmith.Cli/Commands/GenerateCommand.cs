@@ -24,6 +24,7 @@ internal static class GenerateCommand
         var threads = new Option<int>("--threads", "-t") { Description = "Worker threads (default: all cores).", DefaultValueFactory = _ => Environment.ProcessorCount };
         var context = new Option<int>("--ctx-size", "-c") { Description = "Context size in tokens (default: the model's training context)." };
         var json = new Option<bool>("--json") { Description = "Print the result and timings as JSON." };
+        var noMmap = new Option<bool>("--no-mmap") { Description = "Copy the weights into private memory (huge pages where the OS allows) instead of reading them from the file's memory map." };
         var command = new Command("generate", """
             Generate text from a prompt, streaming tokens as they come, then report prefill and decode speed.
 
@@ -33,7 +34,7 @@ internal static class GenerateCommand
               smith generate models/stories260K.gguf --ids 1 -n 32 --temperature 0
             """)
         {
-            model, prompt, ids, count, temperature, topK, topP, seed, threads, context, json,
+            model, prompt, ids, count, temperature, topK, topP, seed, threads, context, json, noMmap,
         };
         command.SetAction(parse => Run(
             parse.GetValue(model)!, parse.GetValue(prompt), parse.GetValue(ids), parse.GetValue(count),
@@ -44,11 +45,11 @@ internal static class GenerateCommand
                 TopP = parse.GetValue(topP),
                 Seed = parse.GetValue(seed),
             },
-            parse.GetValue(threads), parse.GetValue(context), parse.GetValue(json)));
+            parse.GetValue(threads), parse.GetValue(context), parse.GetValue(json), parse.GetValue(noMmap)));
         return command;
     }
 
-    private static int Run(FileInfo path, string? promptText, string? idList, int count, SamplingOptions sampling, int threads, int context, bool json)
+    private static int Run(FileInfo path, string? promptText, string? idList, int count, SamplingOptions sampling, int threads, int context, bool json, bool noMmap)
     {
         if ((promptText == null) == (idList == null))
             throw new UsageException("give the prompt either as text (--prompt) or as token ids (--ids), not both and not neither.");
@@ -57,7 +58,7 @@ internal static class GenerateCommand
         string? problem = sampling.Validate();
         if (problem != null) throw new UsageException(problem);
 
-        using LanguageModel lm = LanguageModel.Load(path.FullName, threads);
+        using LanguageModel lm = LanguageModel.Load(path.FullName, threads, noMmap ? WeightResidence.Memory : WeightResidence.Mapped);
         Tokenizer? tokenizer = null;
         int[] promptIds;
         if (idList != null)

@@ -18,7 +18,7 @@ internal sealed class Gpt2Model : LanguageModel
     private readonly Gpt2Activations _act;
     private readonly Attention _attention;
 
-    public Gpt2Model(ModelConfig config, GgufFile file, int threads) : base(config, file, threads)
+    public Gpt2Model(ModelConfig config, GgufFile file, int threads, WeightResidence residence) : base(config, file, threads, residence)
     {
         int c = config.EmbeddingLength, f = config.FeedForwardLength, v = config.VocabSize;
         int qkv = config.QDim + 2 * config.KvDim;

@@ -16,10 +16,13 @@ public abstract class LanguageModel : IDisposable
     private readonly GgufFile? _file;
     private bool _disposed;
 
-    private protected LanguageModel(ModelConfig config, GgufFile? file, int threads)
+    private readonly WeightStore? _store;
+
+    private protected LanguageModel(ModelConfig config, GgufFile? file, int threads, WeightResidence residence)
     {
         Config = config;
         _file = file;
+        _store = file == null ? null : new WeightStore(file, residence);
         Pool = new ComputePool(threads);
     }
 
@@ -39,8 +42,14 @@ public abstract class LanguageModel : IDisposable
     /// </summary>
     internal IMatMulInputObserver? MatMulInputObserver { get; set; }
 
-    /// <summary>Opens a GGUF model of a supported architecture.</summary>
-    public static LanguageModel Load(string path, int threads = 0)
+    /// <summary>Where the weights live: the file's memory map, or a private copy in memory.</summary>
+    public WeightResidence Residence => _store?.Residence ?? WeightResidence.Memory;
+
+    /// <summary>
+    /// Opens a GGUF model of a supported architecture. <paramref name="threads"/> 0 uses every core;
+    /// <paramref name="residence"/> chooses between reading weights from the memory map (default) and a private copy.
+    /// </summary>
+    public static LanguageModel Load(string path, int threads = 0, WeightResidence residence = WeightResidence.Mapped)
     {
         GgufFile file = GgufFile.Open(path);
         try
@@ -49,8 +58,8 @@ public abstract class LanguageModel : IDisposable
             int n = threads > 0 ? threads : Environment.ProcessorCount;
             return config.Architecture switch
             {
-                ModelArchitecture.Llama => new LlamaModel(config, file, n),
-                ModelArchitecture.Gpt2 => new Gpt2Model(config, file, n),
+                ModelArchitecture.Llama => new LlamaModel(config, file, n, residence),
+                ModelArchitecture.Gpt2 => new Gpt2Model(config, file, n, residence),
                 _ => throw new ModelFormatException(path, -1, $"architecture {config.Architecture} is not supported."),
             };
         }
@@ -103,7 +112,7 @@ public abstract class LanguageModel : IDisposable
         GgufTensorInfo t = _file!.RequireTensor(name);
         if (t.Shape.Length != 2 || t.Shape[0] != cols || t.Shape[1] != rows)
             throw new ModelFormatException(_file.Path, -1, $"tensor '{name}' has shape {t.ShapeText}; expected [{cols}, {rows}].");
-        return new WeightMatrix(t.Type, rows, cols, _file.GetTensorData(t));
+        return new WeightMatrix(t.Type, rows, cols, _store!.Get(t));
     }
 
     /// <summary>A 1-D tensor (norm weight or bias) converted to F32.</summary>
@@ -122,6 +131,7 @@ public abstract class LanguageModel : IDisposable
         if (_disposed) return;
         _disposed = true;
         Pool.Dispose();
+        _store?.Dispose();
         _file?.Dispose();
         GC.SuppressFinalize(this);
     }

@@ -18,7 +18,7 @@ internal sealed class LlamaModel : LanguageModel
     private readonly Attention _attention;
     private RopeTable _rope;
 
-    public LlamaModel(ModelConfig config, GgufFile file, int threads) : base(config, file, threads)
+    public LlamaModel(ModelConfig config, GgufFile file, int threads, WeightResidence residence) : base(config, file, threads, residence)
     {
         int c = config.EmbeddingLength, f = config.FeedForwardLength, v = config.VocabSize;
         var layers = new LlamaLayerWeights[config.BlockCount];

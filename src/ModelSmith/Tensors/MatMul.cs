@@ -43,7 +43,7 @@ namespace ModelSmith.Tensors;
 /// </remarks>
 internal static unsafe class MatMul
 {
-    /// <summary>Weight rows per work item.</summary>
+    /// <summary>Weight rows per prefill work item: the height of the float panel each item builds.</summary>
     public const int RowBlock = 16;
 
     /// <summary>
@@ -88,8 +88,10 @@ internal static unsafe class MatMul
                 }
             }
 
+            int block = RowsPerItem(tokens, w.Rows, pool.ThreadCount);
             var job = new Job
             {
+                Block = block,
                 X = xs,
                 Ldx = ldx,
                 W = pw,
@@ -102,8 +104,6 @@ internal static unsafe class MatMul
                 Kernel = w.Kernel,
                 Pool = pool,
             };
-            int block = RowsPerItem(tokens, w.Rows, pool.ThreadCount);
-            job.Block = block;
             pool.Run(ref job, (w.Rows + block - 1) / block);
         }
     }

@@ -1,3 +1,4 @@
+using ModelSmith.Tests.Quantization;
 using System.Security.Cryptography;
 using ModelSmith.Formats;
 using Xunit.Abstractions;

@@ -1,3 +1,4 @@
+using ModelSmith.Tests.Tokenization;
 using System.IO.Compression;
 using System.Text;
 using System.Text.Json;
@@ -29,7 +30,7 @@ public sealed class BpeTrainerInteropTests(ITestOutputHelper output)
             .. Paragraphs("learned").Take(300),
             .. MailBodies("easy-ham-2.jsonl", 40),
             .. MailBodies("spam-1.jsonl", 40),
-            .. InteropVocabularies.Texts,
+            .. TestVocabularies.Texts,
             "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n<|endoftext|>",
             "<|endoftext|><|endoftext|> <|im_end|>x<|im_start|><|im_start|",
             "a<|endoftext|>b <|im_start|>\n\n",

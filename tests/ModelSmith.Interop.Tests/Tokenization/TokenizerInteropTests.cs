@@ -1,3 +1,4 @@
+using ModelSmith.Tests.Tokenization;
 using System.Text;
 using ModelSmith.Formats;
 using ModelSmith.Tokenization;
@@ -15,7 +16,7 @@ public sealed class TokenizerInteropTests(ITestOutputHelper output)
     /// </summary>
     private static readonly string[] Texts =
     [
-        .. InteropVocabularies.Texts,
+        .. TestVocabularies.Texts,
         "a<|endoftext|>b</s>c<s> d <unk>e<0x41>",
         "<s>Hello</s>",
         " <|endoftext|><|endoftext|> ",
@@ -70,27 +71,27 @@ public sealed class TokenizerInteropTests(ITestOutputHelper output)
     [MemberData(nameof(Gpt2PreTokenizers))]
     public void Gpt2_vocabulary_ids_equal_llama_cpp_ids(string pre)
     {
-        TokenizerSpec spec = InteropVocabularies.Gpt2(pre) with { BosId = 50256, EosId = 50256 };
+        TokenizerSpec spec = TestVocabularies.Gpt2(pre) with { BosId = 50256, EosId = 50256 };
         AssertSameAsLlamaCpp(spec, $"gpt2-{pre}");
     }
 
     [Fact]
     public void Gpt2_vocabulary_that_adds_bos_and_eos_gives_llama_cpp_ids()
     {
-        TokenizerSpec spec = InteropVocabularies.Gpt2("gpt-2") with { BosId = 50256, EosId = 50256, AddBos = true, AddEos = true };
+        TokenizerSpec spec = TestVocabularies.Gpt2("gpt-2") with { BosId = 50256, EosId = 50256, AddBos = true, AddEos = true };
         AssertSameAsLlamaCpp(spec, "gpt2-bos-eos");
     }
 
     [Fact]
     public void Llama_vocabulary_ids_equal_llama_cpp_ids()
     {
-        AssertSameAsLlamaCpp(InteropVocabularies.Llama, "llama");
+        AssertSameAsLlamaCpp(TestVocabularies.Llama, "llama");
     }
 
     [Fact]
     public void Llama_vocabulary_without_space_prefix_gives_llama_cpp_ids()
     {
-        AssertSameAsLlamaCpp(InteropVocabularies.Llama with { AddSpacePrefix = false, AddEos = true }, "llama-no-prefix");
+        AssertSameAsLlamaCpp(TestVocabularies.Llama with { AddSpacePrefix = false, AddEos = true }, "llama-no-prefix");
     }
 
     [Fact]

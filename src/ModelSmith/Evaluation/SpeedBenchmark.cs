@@ -1,0 +1,136 @@
+using System.Diagnostics;
+using ModelSmith.Inference;
+using ModelSmith.Models;
+
+namespace ModelSmith.Evaluation;
+
+/// <summary>The kind of a speed test, as llama-bench names them.</summary>
+public enum SpeedTestKind
+{
+    /// <summary>Prompt processing ("pp512"): one batched forward pass over n random tokens.</summary>
+    Prompt,
+
+    /// <summary>Text generation ("tg128"): n forward passes of one token each.</summary>
+    Generation,
+}
+
+/// <summary>The repetitions of one speed test.</summary>
+/// <param name="Tokens">Tokens processed per repetition.</param>
+/// <param name="Samples">Wall time of each repetition (the warm-up run excluded).</param>
+public sealed record SpeedTestResult(SpeedTestKind Kind, int Tokens, IReadOnlyList<TimeSpan> Samples)
+{
+    /// <summary>llama-bench's test name: pp512, tg128 ...</summary>
+    public string Name => (Kind == SpeedTestKind.Prompt ? "pp" : "tg") + Tokens.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Mean over repetitions of tokens / seconds (llama-bench's avg_ts).</summary>
+    public double MeanTokensPerSecond
+    {
+        get
+        {
+            double sum = 0;
+            foreach (TimeSpan t in Samples) sum += Rate(t);
+            return sum / Samples.Count;
+        }
+    }
+
+    /// <summary>Sample standard deviation of tokens / seconds over repetitions (llama-bench's stdev_ts; 0 for one).</summary>
+    public double StdDevTokensPerSecond
+    {
+        get
+        {
+            int n = Samples.Count;
+            if (n <= 1) return 0;
+            double mean = MeanTokensPerSecond, sq = 0;
+            foreach (TimeSpan t in Samples) sq += Rate(t) * Rate(t);
+            return Math.Sqrt(Math.Max(0, sq / (n - 1) - mean * mean * n / (n - 1)));
+        }
+    }
+
+    private double Rate(TimeSpan t) => Tokens / Math.Max(t.TotalSeconds, 1e-12);
+}
+
+/// <summary>
+/// Prefill and decode speed with llama-bench's conventions (tools/llama-bench): a prompt test decodes n
+/// random tokens (BOS first when the vocabulary adds one) in one batch from an empty cache; a generation
+/// test decodes n tokens one call at a time (BOS, then random tokens) from an empty cache. Each test is run
+/// once to warm up (a whole prompt, or a single generated token), then <c>reps</c> times, timed; tokens/s
+/// is averaged over the repetitions with its standard deviation.
+/// </summary>
+public static class SpeedBenchmark
+{
+    /// <summary>Runs one test. <paramref name="firstToken"/> is BOS when the vocabulary adds one, else −1 (random).</summary>
+    public static SpeedTestResult Run(LanguageModel model, SpeedTestKind kind, int tokens, int repetitions, int firstToken = -1,
+        int seed = 1, IProgress<int>? progress = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentOutOfRangeException.ThrowIfLessThan(tokens, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(repetitions, 1);
+        int vocab = model.Config.VocabSize;
+        if (firstToken >= vocab)
+        {
+            throw new ArgumentOutOfRangeException(nameof(firstToken), firstToken, $"The first token is outside the vocabulary of {vocab} tokens.");
+        }
+        if (model.Config.Architecture == ModelArchitecture.Gpt2 && tokens > model.Config.ContextLength)
+        {
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"GPT-2 has learned positions for {model.Config.ContextLength} tokens only; test at most that many.");
+        }
+        var rng = new Random(seed);
+        var ids = new int[tokens];
+        var logits = new float[vocab];
+        KvCache cache = model.CreateCache(tokens);
+        var samples = new List<TimeSpan>(repetitions);
+
+        void Once(int count)
+        {
+            cache.Clear();
+            if (kind == SpeedTestKind.Prompt)
+            {
+                for (int i = 0; i < count; i++) ids[i] = rng.Next(vocab);
+                if (firstToken >= 0) ids[0] = firstToken;
+                model.Forward(ids.AsSpan(0, count), cache, logits);
+                return;
+            }
+            int token = firstToken >= 0 ? firstToken : rng.Next(vocab);
+            for (int i = 0; i < count; i++)
+            {
+                ids[0] = token;
+                model.Forward(ids.AsSpan(0, 1), cache, logits);
+                token = rng.Next(vocab);
+            }
+        }
+
+        Once(kind == SpeedTestKind.Prompt ? tokens : 1);
+        for (int r = 0; r < repetitions; r++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            long start = Stopwatch.GetTimestamp();
+            Once(tokens);
+            samples.Add(Stopwatch.GetElapsedTime(start));
+            progress?.Report(r + 1);
+        }
+        return new SpeedTestResult(kind, tokens, samples);
+    }
+
+    /// <summary>
+    /// The most memory this process has had resident so far, in bytes: VmHWM of /proc/self/status on Linux
+    /// (pages of a memory-mapped model file count once they are touched), else Process.PeakWorkingSet64.
+    /// </summary>
+    public static long PeakResidentBytes()
+    {
+        const string status = "/proc/self/status";
+        if (File.Exists(status))
+        {
+            foreach (string line in File.ReadLines(status))
+            {
+                if (!line.StartsWith("VmHWM:", StringComparison.Ordinal)) continue;
+                string[] parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (parts.Length >= 2 && long.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out long kib))
+                {
+                    return kib * 1024;
+                }
+            }
+        }
+        using Process self = Process.GetCurrentProcess();
+        return self.PeakWorkingSet64;
+    }
+}
