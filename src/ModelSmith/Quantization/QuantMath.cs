@@ -281,15 +281,7 @@ internal static class QuantMath
 
         float iscale = nmax / (max - min);
         float scale = 1 / iscale;
-        float bestError = 0;
-        for (int i = 0; i < n; i++)
-        {
-            int l = NearestInt(iscale * (x[i] - min));
-            levels[i] = (byte)Math.Max(0, Math.Min(nmax, l));
-            float diff = scale * levels[i] + min - x[i];
-            diff = useMad ? MathF.Abs(diff) : diff * diff;
-            bestError += weights[i] * diff;
-        }
+        float bestError = FirstLevels(nmax, x, weights, n, iscale, scale, min, useMad, levels);
         if (nstep < 1)
         {
             theMin = -min;
@@ -310,34 +302,64 @@ internal static class QuantMath
                 sumL2 += w * l * l;
                 sumXL += w * l * x[i];
             }
-            float d = sumW * sumL2 - sumL * sumL;
-            if (d > 0)
-            {
-                float thisScale = (sumW * sumXL - sumX * sumL) / d;
-                float thisMin = (sumL2 * sumX - sumL * sumXL) / d;
-                if (thisMin > 0)
-                {
-                    thisMin = 0;
-                    thisScale = sumXL / sumL2;
-                }
-                float error = 0;
-                for (int i = 0; i < n; i++)
-                {
-                    float diff = thisScale * scratch[i] + thisMin - x[i];
-                    diff = useMad ? MathF.Abs(diff) : diff * diff;
-                    error += weights[i] * diff;
-                }
-                if (error < bestError)
-                {
-                    scratch[..n].CopyTo(levels);
-                    bestError = error;
-                    scale = thisScale;
-                    min = thisMin;
-                }
-            }
+            KeepBetterFit(x, weights, scratch, n, sumW, sumX, sumL, sumL2, sumXL, useMad, levels, ref bestError, ref scale, ref min);
         }
         theMin = -min;
         return scale;
+    }
+
+    /// <summary>
+    /// The starting point of make_qkx2_quants and make_qkx3_quants: levels from the plain min..max scale, and
+    /// their weighted error (absolute when <paramref name="useMad"/>, else squared). Writes levels[0..n).
+    /// </summary>
+    internal static float FirstLevels(int nmax, ReadOnlySpan<float> x, ReadOnlySpan<float> weights, int n,
+        float iscale, float scale, float min, bool useMad, Span<byte> levels)
+    {
+        float error = 0;
+        for (int i = 0; i < n; i++)
+        {
+            int l = NearestInt(iscale * (x[i] - min));
+            levels[i] = (byte)Math.Max(0, Math.Min(nmax, l));
+            float diff = scale * levels[i] + min - x[i];
+            diff = useMad ? MathF.Abs(diff) : diff * diff;
+            error += weights[i] * diff;
+        }
+        return error;
+    }
+
+    /// <summary>
+    /// One candidate of the scale/min search shared by make_qkx2_quants and make_qkx3_quants: the weighted
+    /// least-squares scale and min for the levels in <paramref name="scratch"/> (given their sums), kept, with
+    /// the levels copied into <paramref name="levels"/>, when its weighted error beats <paramref name="bestError"/>.
+    /// Same arithmetic, in the same order, as llama.cpp's loop body.
+    /// </summary>
+    internal static void KeepBetterFit(ReadOnlySpan<float> x, ReadOnlySpan<float> weights, ReadOnlySpan<byte> scratch, int n,
+        float sumW, float sumX, float sumL, float sumL2, float sumXL, bool useMad,
+        Span<byte> levels, ref float bestError, ref float scale, ref float min)
+    {
+        float d = sumW * sumL2 - sumL * sumL;
+        if (!(d > 0)) return;
+        float thisScale = (sumW * sumXL - sumX * sumL) / d;
+        float thisMin = (sumL2 * sumX - sumL * sumXL) / d;
+        if (thisMin > 0)
+        {
+            thisMin = 0;
+            thisScale = sumXL / sumL2;
+        }
+        float error = 0;
+        for (int i = 0; i < n; i++)
+        {
+            float diff = thisScale * scratch[i] + thisMin - x[i];
+            diff = useMad ? MathF.Abs(diff) : diff * diff;
+            error += weights[i] * diff;
+        }
+        if (error < bestError)
+        {
+            scratch[..n].CopyTo(levels);
+            bestError = error;
+            scale = thisScale;
+            min = thisMin;
+        }
     }
 
     /// <summary>

@@ -119,15 +119,7 @@ internal static class WeightedQuantMath
 
         float iscale = nmax / (max - min);
         float scale = 1 / iscale;
-        float bestMad = 0;
-        for (int i = 0; i < n; i++)
-        {
-            int l = QuantMath.NearestInt(iscale * (x[i] - min));
-            levels[i] = (byte)Math.Max(0, Math.Min(nmax, l));
-            float diff = scale * levels[i] + min - x[i];
-            diff = useMad ? MathF.Abs(diff) : diff * diff;
-            bestMad += weights[i] * diff;
-        }
+        float bestMad = QuantMath.FirstLevels(nmax, x, weights, n, iscale, scale, min, useMad, levels);
         if (nstep < 1)
         {
             theMin = -min;
@@ -149,31 +141,7 @@ internal static class WeightedQuantMath
                 sumL2 += w * l * l;
                 sumXL += w * l * x[i];
             }
-            float d = sumW * sumL2 - sumL * sumL;
-            if (d > 0)
-            {
-                float thisScale = (sumW * sumXL - sumX * sumL) / d;
-                float thisMin = (sumL2 * sumX - sumL * sumXL) / d;
-                if (thisMin > 0)
-                {
-                    thisMin = 0;
-                    thisScale = sumXL / sumL2;
-                }
-                float mad = 0;
-                for (int i = 0; i < n; i++)
-                {
-                    float diff = thisScale * scratch[i] + thisMin - x[i];
-                    diff = useMad ? MathF.Abs(diff) : diff * diff;
-                    mad += weights[i] * diff;
-                }
-                if (mad < bestMad)
-                {
-                    scratch[..n].CopyTo(levels);
-                    bestMad = mad;
-                    scale = thisScale;
-                    min = thisMin;
-                }
-            }
+            QuantMath.KeepBetterFit(x, weights, scratch, n, sumW, sumX, sumL, sumL2, sumXL, useMad, levels, ref bestMad, ref scale, ref min);
         }
         theMin = -min;
         return scale;
