@@ -26,6 +26,8 @@ internal static class Program
             ImatrixCommand.Create(),
             EvalCommand.Create(),
             BenchCommand.Create(),
+            PretrainCommand.Create(),
+            FinetuneCommand.Create(),
         };
 
         HelpOption help = root.Options.OfType<HelpOption>().Single();

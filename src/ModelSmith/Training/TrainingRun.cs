@@ -14,7 +14,7 @@ namespace ModelSmith.Training;
 /// <param name="Loss">Mean training loss of the step.</param>
 /// <param name="LearningRate">Rate the step used.</param>
 /// <param name="GradientNorm">Global gradient norm before clipping.</param>
-/// <param name="TokensPerSecond">Tokens processed per second since this session started.</param>
+/// <param name="TokensPerSecond">Training tokens processed per second since this session started (validation time excluded).</param>
 /// <param name="Elapsed">Training time over every session of the run.</param>
 /// <param name="Remaining">Estimated time to the last step.</param>
 /// <param name="ValidationLoss">Validation loss when this step measured it, else null.</param>
@@ -27,7 +27,7 @@ public readonly record struct TrainingProgress(long Step, int TotalSteps, float 
 /// <param name="FinalLoss">Training loss of the last step done (NaN when none was).</param>
 /// <param name="ValidationLoss">Last validation loss measured, or null (no validation rows, or cancelled before one).</param>
 /// <param name="Tokens">Tokens processed over the whole run (every session).</param>
-/// <param name="TokensPerSecond">Tokens processed per second in this session.</param>
+/// <param name="TokensPerSecond">Training tokens processed per second in this session (validation time excluded).</param>
 /// <param name="Elapsed">Training time over every session.</param>
 /// <param name="PeakMemoryBytes">Peak resident memory of the process.</param>
 /// <param name="Cancelled">True when cancellation stopped the run (a checkpoint was written when a path was set).</param>
@@ -132,6 +132,7 @@ public sealed class TrainingRun
         double before = resumed?.ElapsedSeconds ?? 0;
         long sessionTokens = 0;
         long sessionStart = step;
+        double evalSeconds = 0;
         float loss = float.NaN;
         float? validation = null;
         string? written = null;
@@ -154,10 +155,14 @@ public sealed class TrainingRun
 
             float? measured = null;
             if ((Options.EvalInterval > 0 && step % Options.EvalInterval == 0) || step == Options.Steps)
+            {
+                double evalStart = clock.Elapsed.TotalSeconds;
                 measured = validation = ValidationLoss();
+                evalSeconds += clock.Elapsed.TotalSeconds - evalStart;
+            }
 
             double seconds = clock.Elapsed.TotalSeconds;
-            double rate = sessionTokens / Math.Max(seconds, 1e-9);
+            double rate = sessionTokens / Math.Max(seconds - evalSeconds, 1e-9);
             double perStep = seconds / Math.Max(1, step - sessionStart);
             var elapsed = TimeSpan.FromSeconds(before + seconds);
             if (log != null)
@@ -206,7 +211,7 @@ public sealed class TrainingRun
         }
         double total = clock.Elapsed.TotalSeconds;
         long peak = PeakMemory();
-        var result = new TrainingRunResult(step, resumed?.Step, loss, validation, tokens, sessionTokens / Math.Max(total, 1e-9),
+        var result = new TrainingRunResult(step, resumed?.Step, loss, validation, tokens, sessionTokens / Math.Max(total - evalSeconds, 1e-9),
             TimeSpan.FromSeconds(before + total), peak, cancelled, written);
         if (log != null && !cancelled)
         {
