@@ -28,6 +28,7 @@ internal static class Program
             BenchCommand.Create(),
             PretrainCommand.Create(),
             FinetuneCommand.Create(),
+            MergeCommand.Create(),
         };
 
         HelpOption help = root.Options.OfType<HelpOption>().Single();

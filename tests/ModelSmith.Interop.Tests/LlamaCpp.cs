@@ -270,6 +270,30 @@ internal sealed unsafe class LlamaCppModel : IDisposable
         }
     }
 
+    /// <summary>
+    /// Loads the GGUF LoRA adapter at <paramref name="path"/> (llama_adapter_lora_init) and makes it the context's
+    /// only adapter with multiplier <paramref name="scale"/>: llama.cpp then computes W·x + scale·(α/r)·B·(A·x) for
+    /// every adapted weight at run time, without merging. The adapter lives as long as the model.
+    /// </summary>
+    public void SetLoraAdapter(string path, float scale = 1f)
+    {
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"LoRA adapter '{path}' does not exist.", path);
+        }
+        s_recentErrors.Clear();
+        LoraAdapter adapter;
+        try
+        {
+            adapter = _model.LoadLoraFromFile(path);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new InvalidDataException($"llama.cpp could not load the LoRA adapter '{path}' for '{_path}': {RecentErrors()}", e);
+        }
+        _context.SetLoraAdapters([(adapter, scale)]);
+    }
+
     /// <summary>Empties the KV cache; the next token goes to position 0.</summary>
     public void Reset()
     {
