@@ -123,8 +123,7 @@ internal static class FinetuneCommand
         string logPath = parse.GetValue(common.Log)?.FullName ?? outPath + ".log.jsonl";
         bool lora = options.Lora != null;
         string? adapterPath = adapterOut?.FullName ?? (lora ? stem + ".lora.gguf" : null);
-        CheckPeft(peftOut);
-        string? peftPath = peftOut?.FullName;
+        string? peftPath = peftOut?.FullName ?? (lora ? stem + ".peft" : null);
         if (!lora && (adapterOut != null || peftOut != null))
             throw new UsageException("--adapter-out and --peft-out need --method lora; full fine-tuning has no adapter.");
         void Say(string text)
@@ -184,7 +183,7 @@ internal static class FinetuneCommand
             if (run.Adapter is { } adapter)
             {
                 TrainingGguf.ExportAdapter(adapter.Parameters, adapterPath!, GgmlType.F32, name + "-lora");
-                WritePeft(adapter.Parameters, peftPath, file.GetStringOrNull("general.name") ?? modelFile.Name);
+                PeftAdapter.Write(adapter.Parameters, peftPath!, modelFile.FullName);
                 var merged = new ModelParameters(model.Layout);
                 merged.CopyFrom(model.Parameters);
                 adapter.Parameters.MergeInto(merged);
@@ -216,23 +215,6 @@ internal static class FinetuneCommand
         {
             return Fail(e.Message);
         }
-    }
-
-    /// <summary>
-    /// The adapter as a Hugging Face PEFT folder. The PEFT writer is not part of this build yet, so a folder is
-    /// written only when one was asked for, and asking fails before training starts (see <see cref="CheckPeft"/>).
-    /// </summary>
-    private static void WritePeft(LoraParameters adapter, string? directory, string baseModelName)
-    {
-        ArgumentNullException.ThrowIfNull(adapter);
-        ArgumentNullException.ThrowIfNull(baseModelName);
-        if (directory != null) throw new UsageException("--peft-out: PEFT adapter export is not available in this build.");
-    }
-
-    /// <summary>Refuses --peft-out up front while the PEFT writer is not available.</summary>
-    private static void CheckPeft(DirectoryInfo? peftOut)
-    {
-        if (peftOut != null) throw new UsageException("--peft-out: PEFT adapter export is not available in this build; use the GGUF adapter (--adapter-out).");
     }
 
     /// <summary>What the registry records about the model this command wrote.</summary>

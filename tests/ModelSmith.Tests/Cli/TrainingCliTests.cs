@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using ModelSmith.Formats;
+using ModelSmith.Models;
 using ModelSmith.Tests.Training;
 using ModelSmith.Training;
 using ModelSmith.Training.Data;
@@ -187,10 +188,17 @@ public sealed class TrainingCliTests : IDisposable
                 Assert.Equal(t.Type, merged.RequireTensor(t.Name).Type);
         }
         using (GgufFile adapter = GgufFile.Open(PathOf("a", "ft.lora.gguf")))
+        using (GgufFile source = GgufFile.Open(model))
         {
             Assert.Equal("adapter", adapter.GetString("general.type"));
             Assert.NotNull(adapter.FindTensor("blk.1.ffn_down.weight.lora_b"));
             Assert.Null(adapter.FindTensor("blk.0.attn_k.weight.lora_a"));
+            var layout = new ParameterLayout(ModelConfig.FromGguf(source));
+            LoraParameters gguf = TrainingGguf.ImportAdapter(adapter, layout);
+            LoraParameters peft = PeftAdapter.Read(PathOf("a", "ft.peft"), layout);
+            Assert.Equal(gguf.Layout.Options.Scale, peft.Layout.Options.Scale);
+            Assert.Equal(gguf.Values.ToArray(), peft.Values.ToArray());
+            Assert.Contains(gguf.Values.ToArray(), v => v != 0);
         }
 
         string[] interrupted = FinetuneArgs(model, data, PathOf("b", "ft.gguf"));
@@ -199,6 +207,7 @@ public sealed class TrainingCliTests : IDisposable
         Assert.True(resumed.ExitCode == 0, resumed.Error);
         Assert.Equal(File.ReadAllBytes(PathOf("a", "ft.gguf")), File.ReadAllBytes(PathOf("b", "ft.gguf")));
         Assert.Equal(File.ReadAllBytes(PathOf("a", "ft.lora.gguf")), File.ReadAllBytes(PathOf("b", "ft.lora.gguf")));
+        Assert.Equal(File.ReadAllBytes(PathOf("a", "ft.peft", PeftAdapter.WeightsFileName)), File.ReadAllBytes(PathOf("b", "ft.peft", PeftAdapter.WeightsFileName)));
         Assert.Equal(Losses(PathOf("a", "ft.gguf.log.jsonl")), Losses(PathOf("b", "ft.gguf.log.jsonl")));
     }
 
