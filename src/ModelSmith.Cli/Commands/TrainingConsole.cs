@@ -122,7 +122,7 @@ internal static class TrainingConsole
                 AnsiConsole.Progress()
                     .AutoClear(false)
                     .HideCompleted(false)
-                    .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                    .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn { Width = 16 }, new PercentageColumn(), new RemainingTimeColumn())
                     .Start(ctx =>
                     {
                         ProgressTask task = ctx.AddTask(Markup.Escape(title), maxValue: run.Options.Steps);
@@ -131,7 +131,7 @@ internal static class TrainingConsole
                         {
                             validation = p.ValidationLoss ?? validation;
                             task.Value = p.Step;
-                            task.Description = Markup.Escape(Line(p, validation, eta: false));
+                            task.Description = Markup.Escape(Short(p, validation));
                         });
                         result = run.Run(progress, cancel.Token);
                     });
@@ -165,6 +165,13 @@ internal static class TrainingConsole
         string rest = eta ? $"  ETA {Duration(p.Remaining)}" : "";
         return string.Create(CultureInfo.InvariantCulture,
             $"step {p.Step}/{p.TotalSteps}  loss {p.Loss:0.000}{val}  lr {p.LearningRate:0.0e+00}  |g| {p.GradientNorm:0.00}  {p.TokensPerSecond:#,0} tok/s{rest}");
+    }
+
+    /// <summary>The progress bar's description: "loss 4.812  val 4.900  lr 9.5e-04  5,120 tok/s" (the bar shows the step, the last column the ETA).</summary>
+    public static string Short(TrainingProgress p, float? validation)
+    {
+        string val = validation is float v ? $"  val {v:0.000}" : "";
+        return string.Create(CultureInfo.InvariantCulture, $"loss {p.Loss:0.000}{val}  lr {p.LearningRate:0.0e+00}  {p.TokensPerSecond:#,0} tok/s");
     }
 
     public static string Duration(TimeSpan t) => t.TotalHours >= 1
