@@ -175,6 +175,8 @@ internal static class FinetuneCommand
                 ? string.Create(CultureInfo.InvariantCulture, $"LoRA rank {a.Options.Rank} on {a.Layout.Targets.Count} layers ({Units.Count(a.Layout.Count)} parameters)")
                 : "every parameter";
             Say($"model: {modelFile.Name}, {Units.Count(config.ParameterCount)} parameters; training {what}");
+            if (!run.Resume && File.Exists(checkpoint))
+                Console.Error.WriteLine($"warning: starting afresh; the checkpoint of an earlier run at {checkpoint} will be replaced (pass --resume to continue that run instead).");
             TrainingRunResult result = TrainingConsole.Run(run, json, lora ? "LoRA fine-tuning" : "fine-tuning");
             if (result.Cancelled)
                 return TrainingConsole.ReportInterrupted(result, TrainingConsole.CommandLine("finetune", parse.Tokens.Select(t => t.Value)));
@@ -194,7 +196,7 @@ internal static class FinetuneCommand
                 Pretraining.WriteFineTuned(file, model.Parameters, outPath, template, name);
             }
             File.Delete(checkpoint);
-            TrainingOutcome outcome = Outcome(outPath, modelFile.FullName, options, data, context, adapterPath);
+            TrainingOutcome outcome = OutcomeToRegister(outPath, modelFile.FullName, options, data, context, adapterPath);
             var outputs = new Dictionary<string, string?> { ["model"] = outPath, ["adapter"] = adapterPath, ["peft"] = peftPath, ["log"] = logPath };
             TrainingConsole.Summary(result, outcome, json, outputs, wall.Elapsed);
             return Program.Ok;
@@ -217,8 +219,11 @@ internal static class FinetuneCommand
         }
     }
 
-    /// <summary>What the registry records about the model this command wrote.</summary>
-    internal static TrainingOutcome Outcome(string outPath, string parentPath, TrainingRunOptions options, TrainingData data, int context, string? adapterPath)
+    /// <summary>
+    /// The model this command wrote, as the registry records it (the output, its parent, the transform and its
+    /// parameters, the data fingerprint); printed under "outcome" with --json.
+    /// </summary>
+    internal static TrainingOutcome OutcomeToRegister(string outPath, string parentPath, TrainingRunOptions options, TrainingData data, int context, string? adapterPath)
     {
         var parameters = new Dictionary<string, string>
         {

@@ -125,13 +125,15 @@ internal static class PretrainCommand
                 LogPath = logPath,
                 Resume = parse.GetValue(common.Resume),
             };
+            if (!run.Resume && File.Exists(checkpoint))
+                Console.Error.WriteLine($"warning: starting afresh; the checkpoint of an earlier run at {checkpoint} will be replaced (pass --resume to continue that run instead).");
             TrainingRunResult result = TrainingConsole.Run(run, json, "pretraining");
             if (result.Cancelled)
                 return TrainingConsole.ReportInterrupted(result, TrainingConsole.CommandLine("pretrain", parse.Tokens.Select(t => t.Value)));
 
             Pretraining.WriteModel(model.Parameters, spec, outPath, weightType, Path.GetFileNameWithoutExtension(outPath));
             File.Delete(checkpoint);
-            TrainingOutcome outcome = Outcome(outPath, shape, config, weightType, options, data);
+            TrainingOutcome outcome = OutcomeToRegister(outPath, shape, config, weightType, options, data);
             var outputs = new Dictionary<string, string?> { ["model"] = outPath, ["log"] = logPath };
             TrainingConsole.Summary(result, outcome, json, outputs, wall.Elapsed);
             return Program.Ok;
@@ -154,8 +156,11 @@ internal static class PretrainCommand
         }
     }
 
-    /// <summary>What the registry records about the model this command wrote.</summary>
-    internal static TrainingOutcome Outcome(string outPath, ModelSize shape, ModelConfig config, GgmlType weightType, TrainingRunOptions options, TrainingData data)
+    /// <summary>
+    /// The model this command wrote, as the registry records it (the output, its parent, the transform and its
+    /// parameters, the data fingerprint); printed under "outcome" with --json.
+    /// </summary>
+    internal static TrainingOutcome OutcomeToRegister(string outPath, ModelSize shape, ModelConfig config, GgmlType weightType, TrainingRunOptions options, TrainingData data)
     {
         var parameters = new Dictionary<string, string>
         {
