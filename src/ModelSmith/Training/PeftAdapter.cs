@@ -45,7 +45,8 @@ public static class PeftAdapter
         ArgumentNullException.ThrowIfNull(baseModelName);
         LoraLayout layout = adapter.Layout;
         ModelConfig config = layout.Model.Config;
-        var weights = new SafetensorsWriter();
+        // PEFT saves with safetensors metadata {"format": "pt"}; write the same.
+        var weights = new SafetensorsWriter().SetMetadata("format", "pt");
         foreach (LoraTarget t in layout.Targets)
         {
             string module = KeyPrefix + HfModule(config.Architecture, t.Layer, t.Module);

@@ -54,6 +54,7 @@ public class PeftAdapterTests
         using (SafetensorsFile file = SafetensorsFile.Open(dir.File(PeftAdapter.WeightsFileName)))
         {
             Assert.Equal(2 * 7 * 2, file.Tensors.Count);
+            Assert.Equal("pt", file.Metadata["format"]);
             string p = "base_model.model.model.layers.1.";
             (string Module, long In, long Out)[] expected =
             [
