@@ -26,6 +26,10 @@ internal static class Program
             ImatrixCommand.Create(),
             EvalCommand.Create(),
             BenchCommand.Create(),
+            AddCommand.Create(),
+            ListCommand.Create(),
+            ShowCommand.Create(),
+            LineageCommand.Create(),
         };
 
         HelpOption help = root.Options.OfType<HelpOption>().Single();
