@@ -26,6 +26,7 @@ internal static class Program
             ImatrixCommand.Create(),
             EvalCommand.Create(),
             BenchCommand.Create(),
+            EstimateCommand.Create(),
         };
 
         HelpOption help = root.Options.OfType<HelpOption>().Single();
