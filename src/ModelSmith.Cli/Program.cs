@@ -30,6 +30,7 @@ internal static class Program
             ListCommand.Create(),
             ShowCommand.Create(),
             LineageCommand.Create(),
+            EstimateCommand.Create(),
         };
 
         HelpOption help = root.Options.OfType<HelpOption>().Single();
