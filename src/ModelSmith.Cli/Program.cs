@@ -30,6 +30,7 @@ internal static class Program
             ListCommand.Create(),
             ShowCommand.Create(),
             LineageCommand.Create(),
+            ReportCommand.Create(),
             EstimateCommand.Create(),
         };
 
