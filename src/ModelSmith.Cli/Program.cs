@@ -22,13 +22,19 @@ internal static class Program
         {
             InfoCommand.Create(),
             GenerateCommand.Create(),
+            PretrainCommand.Create(),
+            FinetuneCommand.Create(),
+            MergeCommand.Create(),
             QuantizeCommand.Create(),
             ImatrixCommand.Create(),
             EvalCommand.Create(),
             BenchCommand.Create(),
-            PretrainCommand.Create(),
-            FinetuneCommand.Create(),
-            MergeCommand.Create(),
+            AddCommand.Create(),
+            ListCommand.Create(),
+            ShowCommand.Create(),
+            LineageCommand.Create(),
+            EstimateCommand.Create(),
+            ReportCommand.Create(),
         };
 
         HelpOption help = root.Options.OfType<HelpOption>().Single();

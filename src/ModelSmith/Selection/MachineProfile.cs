@@ -1,0 +1,340 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Text.Json;
+using ModelSmith.Formats;
+using ModelSmith.Inference;
+using ModelSmith.Models;
+using ModelSmith.Quantization;
+using ModelSmith.Tensors;
+
+namespace ModelSmith.Selection;
+
+/// <summary>
+/// What decode speed depends on, measured on this machine with every core:
+/// <list type="bullet">
+/// <item><see cref="BandwidthBytesPerSecond"/>: a stream read of a buffer far larger than the caches (every
+/// thread sums its slice with vector loads; the best of a few passes).</item>
+/// <item><see cref="KernelElementsPerSecond"/>: per storage type, weights per second our decode matmul
+/// multiplies when the matrix is already in cache (so memory is not the limit): a type whose kernel needs more
+/// work per byte than the memory delivers is compute-bound, and bytes / bandwidth alone would flatter it.</item>
+/// <item><see cref="TokenOverheadSeconds"/> + <see cref="LayerOverheadSeconds"/>·L: the fixed cost of one decode
+/// step beyond streaming the weights (thread hand-offs of ~10 jobs a layer, norms, RoPE, sampling's logits),
+/// fitted from the decode time of two tiny models (1 and 8 layers) whose weights sit in cache.</item>
+/// </list>
+/// Measuring takes about a second; <see cref="LoadOrMeasure"/> keeps the result per machine in a JSON file.
+/// </summary>
+public sealed record MachineProfile
+{
+    /// <summary>Bumped when what is measured changes, so older cached profiles are measured again.</summary>
+    public const int Version = 1;
+
+    public required string Machine { get; init; }
+
+    public required int Threads { get; init; }
+
+    public required double BandwidthBytesPerSecond { get; init; }
+
+    public required IReadOnlyDictionary<GgmlType, double> KernelElementsPerSecond { get; init; }
+
+    public required double TokenOverheadSeconds { get; init; }
+
+    public required double LayerOverheadSeconds { get; init; }
+
+    public DateTime MeasuredUtc { get; init; }
+
+    /// <summary>Types whose kernel rate is measured (every type the engine multiplies with).</summary>
+    public static IReadOnlyList<GgmlType> KernelTypes { get; } =
+    [
+        GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
+        GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+    ];
+
+    /// <summary>Weights per second the decode kernel of <paramref name="type"/> reaches from cache (the slowest measured rate when unmeasured).</summary>
+    public double KernelRate(GgmlType type)
+    {
+        if (KernelElementsPerSecond.TryGetValue(type, out double rate) && rate > 0) return rate;
+        double slowest = double.PositiveInfinity;
+        foreach (double r in KernelElementsPerSecond.Values) slowest = Math.Min(slowest, r);
+        return double.IsFinite(slowest) ? slowest : BandwidthBytesPerSecond;
+    }
+
+    /// <summary>A name for this machine: CPU model, logical cores and memory; a cached profile is reused only on the same one.</summary>
+    public static string ThisMachine()
+    {
+        string cpu = RuntimeInformation.ProcessArchitecture.ToString();
+        const string info = "/proc/cpuinfo";
+        if (File.Exists(info))
+        {
+            foreach (string line in File.ReadLines(info))
+            {
+                if (line.StartsWith("model name", StringComparison.Ordinal))
+                {
+                    cpu = line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim();
+                    break;
+                }
+            }
+        }
+        long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        return string.Create(CultureInfo.InvariantCulture, $"{cpu}; {Environment.ProcessorCount} threads; {memory >> 30} GiB");
+    }
+
+    /// <summary>The default cache file: $MODELSMITH_CACHE, else $XDG_CACHE_HOME/modelsmith, else ~/.cache/modelsmith; then machine.json.</summary>
+    public static string DefaultCachePath()
+    {
+        string? dir = Environment.GetEnvironmentVariable("MODELSMITH_CACHE");
+        if (string.IsNullOrEmpty(dir))
+        {
+            string? xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+            string root = string.IsNullOrEmpty(xdg)
+                ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache")
+                : xdg;
+            dir = Path.Combine(root, "modelsmith");
+        }
+        return Path.Combine(dir, "machine.json");
+    }
+
+    /// <summary>
+    /// The profile cached at <paramref name="cachePath"/> when it was measured on this machine with the
+    /// same thread count and <see cref="Version"/>; otherwise measures one and caches it (a failure to write the
+    /// cache is ignored: the profile is still returned).
+    /// </summary>
+    public static MachineProfile LoadOrMeasure(string? cachePath = null, int threads = 0)
+    {
+        cachePath ??= DefaultCachePath();
+        int n = threads > 0 ? threads : Environment.ProcessorCount;
+        string machine = ThisMachine();
+        MachineProfile? cached = TryLoad(cachePath);
+        if (cached != null && cached.Machine == machine && cached.Threads == n) return cached;
+        MachineProfile measured = Measure(n);
+        try
+        {
+            Save(measured, cachePath);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The cache is an optimisation; an unwritable home directory only means measuring again next time.
+        }
+        return measured;
+    }
+
+    /// <summary>Measures bandwidth, kernel rates and per-token overhead with <paramref name="threads"/> threads (0: every core).</summary>
+    public static MachineProfile Measure(int threads = 0)
+    {
+        int n = threads > 0 ? threads : Environment.ProcessorCount;
+        using var pool = new ComputePool(n);
+        double bandwidth = MeasureBandwidth(pool);
+        var rates = new Dictionary<GgmlType, double>();
+        foreach (GgmlType type in KernelTypes) rates[type] = MeasureKernel(pool, type);
+        var profile = new MachineProfile
+        {
+            Machine = ThisMachine(),
+            Threads = n,
+            BandwidthBytesPerSecond = bandwidth,
+            KernelElementsPerSecond = rates,
+            TokenOverheadSeconds = 0,
+            LayerOverheadSeconds = 0,
+            MeasuredUtc = DateTime.UtcNow,
+        };
+        (double perToken, double perLayer) = MeasureOverhead(profile, n);
+        return profile with { TokenOverheadSeconds = perToken, LayerOverheadSeconds = perLayer };
+    }
+
+    /// <summary>Reads a cached profile; null when the file is missing, unreadable or of another version.</summary>
+    public static MachineProfile? TryLoad(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (!File.Exists(path)) return null;
+        try
+        {
+            using JsonDocument doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            JsonElement r = doc.RootElement;
+            if (r.GetProperty("version").GetInt32() != Version) return null;
+            var rates = new Dictionary<GgmlType, double>();
+            foreach (JsonProperty p in r.GetProperty("kernel_weights_per_second").EnumerateObject())
+            {
+                if (Enum.TryParse(p.Name, out GgmlType type)) rates[type] = p.Value.GetDouble();
+            }
+            return new MachineProfile
+            {
+                Machine = r.GetProperty("machine").GetString() ?? "",
+                Threads = r.GetProperty("threads").GetInt32(),
+                BandwidthBytesPerSecond = r.GetProperty("bandwidth_bytes_per_second").GetDouble(),
+                KernelElementsPerSecond = rates,
+                TokenOverheadSeconds = r.GetProperty("token_overhead_seconds").GetDouble(),
+                LayerOverheadSeconds = r.GetProperty("layer_overhead_seconds").GetDouble(),
+                MeasuredUtc = r.GetProperty("measured_utc").GetDateTime(),
+            };
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or IOException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Writes the profile as JSON (atomically: a reader never sees half a file).</summary>
+    public static void Save(MachineProfile profile, string path)
+    {
+        ArgumentNullException.ThrowIfNull(profile);
+        ArgumentNullException.ThrowIfNull(path);
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir != null) Directory.CreateDirectory(dir);
+        using var stream = new MemoryStream();
+        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        {
+            w.WriteStartObject();
+            w.WriteNumber("version", Version);
+            w.WriteString("machine", profile.Machine);
+            w.WriteNumber("threads", profile.Threads);
+            w.WriteNumber("bandwidth_bytes_per_second", profile.BandwidthBytesPerSecond);
+            w.WriteStartObject("kernel_weights_per_second");
+            foreach ((GgmlType type, double rate) in profile.KernelElementsPerSecond) w.WriteNumber(type.ToString(), rate);
+            w.WriteEndObject();
+            w.WriteNumber("token_overhead_seconds", profile.TokenOverheadSeconds);
+            w.WriteNumber("layer_overhead_seconds", profile.LayerOverheadSeconds);
+            w.WriteString("measured_utc", profile.MeasuredUtc);
+            w.WriteEndObject();
+        }
+        string temp = path + ".tmp";
+        File.WriteAllBytes(temp, stream.ToArray());
+        File.Move(temp, path, overwrite: true);
+    }
+
+    // A buffer this large is far past any last-level cache of the machines we run on, small enough to allocate anywhere.
+    private const int StreamBytes = 256 << 20;
+
+    /// <summary>Bytes per second all threads read from memory: the best of five passes over a 256 MiB buffer.</summary>
+    internal static unsafe double MeasureBandwidth(ComputePool pool)
+    {
+        byte* buffer = (byte*)NativeMemory.AlignedAlloc(StreamBytes, 4096);
+        try
+        {
+            new Span<byte>(buffer, StreamBytes).Fill(1);
+            var job = new StreamJob { Buffer = buffer, Chunk = 1 << 20, Sums = new float[StreamBytes >> 20] };
+            int items = StreamBytes >> 20;
+            pool.Run(in job, items);
+            double best = 0;
+            for (int pass = 0; pass < 5; pass++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                pool.Run(in job, items);
+                double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+                best = Math.Max(best, StreamBytes / seconds);
+            }
+            return best;
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(buffer);
+        }
+    }
+
+    /// <summary>One 1 MiB chunk per item, summed with 4 independent vector accumulators (loads, not compute, bound the loop).</summary>
+    private unsafe struct StreamJob : IParallelJob
+    {
+        public byte* Buffer;
+        public int Chunk;
+        public float[] Sums;
+
+        public readonly void Execute(int item, int worker)
+        {
+            float* p = (float*)(Buffer + (long)item * Chunk);
+            int n = Chunk / sizeof(float);
+            Vector256<float> a = default, b = default, c = default, d = default;
+            for (int i = 0; i < n; i += 32)
+            {
+                a += Vector256.Load(p + i);
+                b += Vector256.Load(p + i + 8);
+                c += Vector256.Load(p + i + 16);
+                d += Vector256.Load(p + i + 24);
+            }
+            Sums[item] = Vector256.Sum(a + b + c + d);
+        }
+    }
+
+    /// <summary>
+    /// Weights per second of one decode matmul (a single token) of <paramref name="type"/> on a matrix of
+    /// 512 × 1024 that stays in cache: the best of several timed rounds.
+    /// </summary>
+    internal static double MeasureKernel(ComputePool pool, GgmlType type)
+    {
+        const int rows = 512, cols = 1024, rounds = 7, calls = 20;
+        var values = new float[rows * cols];
+        var rng = new Random(3);
+        for (int i = 0; i < values.Length; i++) values[i] = (float)(rng.NextDouble() - 0.5);
+        WeightMatrix w;
+        if (type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16) w = WeightMatrix.FromSingles(values, rows, cols, type);
+        else
+        {
+            var bytes = new byte[BlockQuantizer.RowSize(type, cols) * rows];
+            BlockQuantizer.Quantize(type, values, rows, cols, bytes);
+            w = new WeightMatrix(type, rows, cols, bytes);
+        }
+        var x = new float[cols];
+        for (int i = 0; i < cols; i++) x[i] = (float)(rng.NextDouble() - 0.5);
+        var y = new float[rows];
+        MatMul.Forward(x, w, [], 1, y, pool);
+        double best = 0;
+        for (int r = 0; r < rounds; r++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            for (int c = 0; c < calls; c++) MatMul.Forward(x, w, [], 1, y, pool);
+            double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            best = Math.Max(best, (double)rows * cols * calls / seconds);
+        }
+        return best;
+    }
+
+    /// <summary>
+    /// Decode seconds per token of two tiny Llamas (1 and 8 layers of width 64, vocabulary 512) beyond what
+    /// <see cref="ResourceEstimator.StreamSeconds"/> accounts for, as (per token, per layer): a straight line
+    /// through the two. Their weights fit in cache, so what remains is the engine's fixed cost.
+    /// </summary>
+    private static (double PerToken, double PerLayer) MeasureOverhead(MachineProfile profile, int threads)
+    {
+        double one = OverheadOf(profile, threads, 1), eight = OverheadOf(profile, threads, 8);
+        double perLayer = Math.Max(0, (eight - one) / 7);
+        double perToken = Math.Max(0, one - perLayer);
+        return (perToken, perLayer);
+    }
+
+    private static double OverheadOf(MachineProfile profile, int threads, int layers)
+    {
+        var config = new ModelConfig
+        {
+            Architecture = ModelArchitecture.Llama,
+            VocabSize = 512,
+            ContextLength = 256,
+            EmbeddingLength = 64,
+            BlockCount = layers,
+            FeedForwardLength = 256,
+            HeadCount = 4,
+            KvHeadCount = 2,
+            HeadDim = 16,
+            NormEpsilon = 1e-5f,
+            RopeDims = 16,
+            TiedOutput = true,
+        };
+        string path = Path.Combine(Path.GetTempPath(), $"modelsmith-overhead-{Environment.ProcessId}-{layers}.gguf");
+        try
+        {
+            SyntheticModel.Write(path, config);
+            using LanguageModel model = LanguageModel.Load(path, threads);
+            const int tokens = 64;
+            double best = double.PositiveInfinity;
+            for (int round = 0; round < 5; round++)
+            {
+                var result = Evaluation.SpeedBenchmark.Run(model, Evaluation.SpeedTestKind.Generation, tokens, 1);
+                best = Math.Min(best, result.Samples[0].TotalSeconds / tokens);
+            }
+            ModelShape shape = ModelShape.FromConfig(config, GgmlType.F32, "overhead probe");
+            double stream = ResourceEstimator.StreamSeconds(shape, tokens / 2, profile);
+            return Math.Max(0, best - stream);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}

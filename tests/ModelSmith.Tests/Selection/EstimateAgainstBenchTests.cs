@@ -1,0 +1,86 @@
+using System.Globalization;
+using System.Text.Json;
+using ModelSmith.Formats;
+using ModelSmith.Models;
+using ModelSmith.Quantization;
+using ModelSmith.Selection;
+using ModelSmith.Tests.Cli;
+using Xunit.Abstractions;
+
+namespace ModelSmith.Tests.Selection;
+
+/// <summary>The estimator against what `smith bench` measures in a child process, on synthetic models of several types.</summary>
+public class EstimateAgainstBenchTests(ITestOutputHelper output)
+{
+    private static readonly ModelConfig Llama = new()
+    {
+        Architecture = ModelArchitecture.Llama,
+        VocabSize = 4096,
+        ContextLength = 512,
+        EmbeddingLength = 512,
+        BlockCount = 4,
+        FeedForwardLength = 1536,
+        HeadCount = 8,
+        KvHeadCount = 4,
+        HeadDim = 64,
+        NormEpsilon = 1e-5f,
+        RopeDims = 64,
+        TiedOutput = true,
+    };
+
+    private static readonly ModelConfig Gpt2 = new()
+    {
+        Architecture = ModelArchitecture.Gpt2,
+        VocabSize = 2048,
+        ContextLength = 512,
+        EmbeddingLength = 512,
+        BlockCount = 4,
+        FeedForwardLength = 2048,
+        HeadCount = 8,
+        KvHeadCount = 8,
+        HeadDim = 64,
+        NormEpsilon = 1e-5f,
+        TiedOutput = true,
+    };
+
+    public static TheoryData<string, string> Cases => new()
+    {
+        { "llama", "f32" },
+        { "llama", "q8_0" },
+        { "llama", "q4_k_m" },
+        { "gpt2", "f32" },
+        { "gpt2", "q4_k_s" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Memory_estimate_is_within_15_percent_of_the_peak_that_bench_measures(string architecture, string type)
+    {
+        using var dir = new TempDirectory();
+        string model = Prepare(dir, architecture, type);
+        const int prompt = 256;
+
+        var bench = SmithProcess.Run("bench", model, "--pp", prompt.ToString(CultureInfo.InvariantCulture), "--tg", "16", "--reps", "1", "--json");
+        Assert.True(bench.ExitCode == 0, bench.Error);
+        JsonElement root = JsonDocument.Parse(bench.Output).RootElement;
+        long measured = root.GetProperty("peak_resident_bytes").GetInt64();
+        int threads = root.GetProperty("threads").GetInt32();
+
+        MemoryEstimate estimate = ResourceEstimator.EstimateMemory(ModelShape.FromGguf(model), prompt, threads);
+        double error = (double)estimate.Total / measured - 1;
+        output.WriteLine(FormattableString.Invariant(
+            $"{architecture} {type}: measured {measured >> 10} KiB, estimated {estimate.Total >> 10} KiB ({error:+0.0%;-0.0%}): weights {estimate.Weights >> 10}, kv {estimate.KvCache >> 10}, compute {estimate.Compute >> 10}, runtime {estimate.Runtime >> 10}"));
+        Assert.InRange(error, -0.15, 0.15);
+    }
+
+    /// <summary>A synthetic model of <paramref name="architecture"/> in <paramref name="type"/> (quantized from F32 with llama.cpp's mix).</summary>
+    internal static string Prepare(TempDirectory dir, string architecture, string type)
+    {
+        string f32 = dir.File($"{architecture}-f32.gguf");
+        SyntheticModel.Write(f32, architecture == "llama" ? Llama : Gpt2);
+        if (type == "f32") return f32;
+        string quantized = dir.File($"{architecture}-{type}.gguf");
+        ModelQuantizer.Quantize(f32, quantized, new QuantizeOptions { FileType = QuantFileTypes.Parse(type) });
+        return quantized;
+    }
+}
