@@ -27,6 +27,7 @@ internal static class Program
             EvalCommand.Create(),
             BenchCommand.Create(),
             EstimateCommand.Create(),
+            PickCommand.Create(),
         };
 
         HelpOption help = root.Options.OfType<HelpOption>().Single();
