@@ -34,6 +34,7 @@ internal static class Program
             ShowCommand.Create(),
             LineageCommand.Create(),
             EstimateCommand.Create(),
+            PickCommand.Create(),
             ReportCommand.Create(),
         };
 
