@@ -36,6 +36,7 @@ internal static class Program
             EstimateCommand.Create(),
             PickCommand.Create(),
             ReportCommand.Create(),
+            DemoCommand.Create(),
         };
 
         HelpOption help = root.Options.OfType<HelpOption>().Single();

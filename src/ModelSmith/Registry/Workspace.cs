@@ -243,6 +243,31 @@ public sealed class Workspace
         ? ReadBenches(connection, null, "", null)
         : ReadBenches(connection, null, "WHERE b.variant = $a", RequireIn(connection, null, variantId).Id));
 
+    /// <summary>
+    /// Forgets the variants <paramref name="ids"/> and everything recorded of them (parents, data, evals, benches),
+    /// in one transaction; their files are left alone. A variant outside the set that was derived from one inside
+    /// keeps its other parents. Returns how many variants were removed.
+    /// </summary>
+    public int Remove(IReadOnlyCollection<string> ids)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        if (ids.Count == 0) return 0;
+        return Write(transaction =>
+        {
+            var connection = transaction.Connection!;
+            int removed = 0;
+            foreach (string id in ids)
+            {
+                Command(connection, transaction, "DELETE FROM variant_parents WHERE child = $a OR parent = $a", id).ExecuteNonQuery();
+                Command(connection, transaction, "DELETE FROM variant_data WHERE variant = $a", id).ExecuteNonQuery();
+                Command(connection, transaction, "DELETE FROM evals WHERE variant = $a", id).ExecuteNonQuery();
+                Command(connection, transaction, "DELETE FROM benches WHERE variant = $a", id).ExecuteNonQuery();
+                removed += Command(connection, transaction, "DELETE FROM variants WHERE id = $a", id).ExecuteNonQuery();
+            }
+            return removed;
+        });
+    }
+
     // ---- connections -------------------------------------------------------------------------------------
 
     /// <summary>Runs <paramref name="work"/> on a fresh connection; SQLite failures become RegistryException naming the file.</summary>
