@@ -107,9 +107,10 @@ internal static class TrainingConsole
     public static TrainingRunResult Run(TrainingRun run, bool json, string title)
     {
         using var cancel = new CancellationTokenSource();
+        // The first Ctrl-C stops after the current step with a checkpoint; a second one ends the process at once.
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
-            e.Cancel = true;
+            e.Cancel = !cancel.IsCancellationRequested;
             cancel.Cancel();
         };
         Console.CancelKeyPress += onCancel;

@@ -14,13 +14,13 @@ namespace ModelSmith.Training;
 /// </summary>
 public sealed record ModelSize(string Name, int Dim, int Layers, int Heads, int KvHeads, int FeedForward, int Context, int Vocab)
 {
-    /// <summary>Seconds-per-step scale: 0.5M non-embedding parameters, for tests and the quick demo.</summary>
+    /// <summary>2.1M parameters (0.5M of them the tied embedding): the quick demo's base model.</summary>
     public static ModelSize Tiny { get; } = new("tiny", 256, 2, 4, 2, 768, 128, 2048);
 
-    /// <summary>About 4.5M parameters (1M of them embeddings): the demo's base model.</summary>
+    /// <summary>5.8M parameters (1M of them the tied embedding).</summary>
     public static ModelSize Small { get; } = new("small", 256, 6, 8, 4, 768, 256, 4096);
 
-    /// <summary>About 25M parameters (4M of them embeddings).</summary>
+    /// <summary>29M parameters (4M of them the tied embedding).</summary>
     public static ModelSize Base { get; } = new("base", 512, 8, 8, 4, 1536, 512, 8192);
 
     public static IReadOnlyList<ModelSize> Presets { get; } = [Tiny, Small, Base];
@@ -125,7 +125,8 @@ public static class Pretraining
     /// <summary>
     /// Writes a fine-tuned model at <paramref name="path"/> (atomically) as its base was written: every metadata key
     /// of <paramref name="baseFile"/> (tokenizer, general.*, architecture), every tensor in the type the base stored
-    /// it in, with <paramref name="parameters"/>' values; plus <paramref name="chatTemplate"/> as
+    /// it in and in its order, with <paramref name="parameters"/>' values (tensors that are not parameters are copied
+    /// unchanged); plus <paramref name="chatTemplate"/> as
     /// tokenizer.chat_template and the base named in general.base_model.*.
     /// </summary>
     public static void WriteFineTuned(GgufFile baseFile, ModelParameters parameters, string path, ChatTemplate chatTemplate, string name)
@@ -142,12 +143,20 @@ public static class Pretraining
         writer.Set("general.base_model.0.name", baseName);
         writer.Set(ChatTemplate.MetadataKey, chatTemplate.Source);
         foreach (ParameterTensor t in parameters.Layout.Tensors)
+            baseFile.RequireTensor(t.Name);
+        foreach (GgufTensorInfo info in baseFile.Tensors)
         {
-            GgufTensorInfo info = baseFile.RequireTensor(t.Name);
+            ParameterTensor? t = parameters.Layout.Find(info.Name);
+            if (t is null)
+            {
+                // A tensor training does not touch (rope_freqs, say) goes over as it was stored.
+                writer.AddTensor(info.Name, info.Type, info.Shape, baseFile.GetTensorData(info));
+                continue;
+            }
             RowKernel kernel = RowKernel.For(info.Type);
             var bytes = new byte[kernel.RowBytes(t.Length)];
             kernel.FromSingle(parameters[t], bytes);
-            writer.AddTensor(t.Name, info.Type, t.GgufShape, bytes);
+            writer.AddTensor(t.Name, info.Type, info.Shape, bytes);
         }
         writer.Write(path);
     }

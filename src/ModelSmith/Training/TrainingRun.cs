@@ -31,7 +31,7 @@ public readonly record struct TrainingProgress(long Step, int TotalSteps, float 
 /// <param name="Elapsed">Training time over every session.</param>
 /// <param name="PeakMemoryBytes">Peak resident memory of the process.</param>
 /// <param name="Cancelled">True when cancellation stopped the run (a checkpoint was written when a path was set).</param>
-/// <param name="CheckpointPath">The checkpoint written last, or null.</param>
+/// <param name="CheckpointPath">The checkpoint on disk for this run (the last written, or the one resumed from), or null.</param>
 public sealed record TrainingRunResult(long Steps, long? ResumedFrom, float FinalLoss, float? ValidationLoss, long Tokens,
     double TokensPerSecond, TimeSpan Elapsed, long PeakMemoryBytes, bool Cancelled, string? CheckpointPath);
 
@@ -135,7 +135,7 @@ public sealed class TrainingRun
         double evalSeconds = 0;
         float loss = float.NaN;
         float? validation = null;
-        string? written = null;
+        long saved = resumed?.Step ?? -1; // step of the checkpoint on disk for this run, −1 when none
         var clock = Stopwatch.StartNew();
         var line = new ArrayBufferWriterStream();
 
@@ -194,21 +194,19 @@ public sealed class TrainingRun
             {
                 log?.Flush(flushToDisk: true);
                 Capture(step, log?.Length ?? 0, tokens, before + clock.Elapsed.TotalSeconds, loader.Position).Save(CheckpointPath);
-                written = CheckpointPath;
+                saved = step;
             }
         }
 
+        // Cancelled between the check after a step and the loop's test: the last step still gets its checkpoint.
         bool cancelled = step < Options.Steps;
-        if (cancelled && CheckpointPath != null && written == null && step > (resumed?.Step ?? 0))
+        if (cancelled && CheckpointPath != null && saved != step && step > 0)
         {
             log?.Flush(flushToDisk: true);
             Capture(step, log?.Length ?? 0, tokens, before + clock.Elapsed.TotalSeconds, loader.Position).Save(CheckpointPath);
-            written = CheckpointPath;
+            saved = step;
         }
-        else if (cancelled && resumed != null && written == null)
-        {
-            written = CheckpointPath;
-        }
+        string? written = CheckpointPath != null && saved >= 0 ? CheckpointPath : null;
         double total = clock.Elapsed.TotalSeconds;
         long peak = PeakMemory();
         var result = new TrainingRunResult(step, resumed?.Step, loss, validation, tokens, sessionTokens / Math.Max(total - evalSeconds, 1e-9),

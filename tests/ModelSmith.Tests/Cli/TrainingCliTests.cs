@@ -212,6 +212,34 @@ public sealed class TrainingCliTests : IDisposable
     }
 
     [Fact]
+    public void Full_finetune_keeps_the_base_weight_types_and_tokenizer_and_records_the_chat_template()
+    {
+        (string model, string data) = BaseAndChats();
+        string output = PathOf("full.gguf");
+        SmithProcess.Result r = SmithProcess.Run("finetune", model, "--data", data, "--method", "full", "--out", output, "--steps", "3", "--batch", "2",
+            "--lr", "0.001", "--chat-template", "llama3", "--threads", "2", "--json");
+        Assert.True(r.ExitCode == 0, r.Error);
+        using (JsonDocument json = JsonDocument.Parse(r.Output))
+        {
+            JsonElement root = json.RootElement;
+            Assert.Equal("finetune-full", root.GetProperty("outcome").GetProperty("transform").GetString());
+            Assert.Equal("llama3", root.GetProperty("outcome").GetProperty("parameters").GetProperty("chat_template").GetString());
+            Assert.Equal(JsonValueKind.Null, root.GetProperty("outputs").GetProperty("adapter").ValueKind);
+        }
+        Assert.False(File.Exists(PathOf("full.lora.gguf")));
+        Assert.False(Directory.Exists(PathOf("full.peft")));
+        using GgufFile merged = GgufFile.Open(output);
+        using GgufFile source = GgufFile.Open(model);
+        Assert.Equal("llama3", merged.GetString(ChatTemplate.MetadataKey));
+        Assert.Equal("full", merged.GetString("general.name"));
+        Assert.Equal(source.GetInteger("general.file_type"), merged.GetInteger("general.file_type"));
+        Assert.Equal(source.Tensors.Select(t => (t.Name, t.Type)), merged.Tensors.Select(t => (t.Name, t.Type)));
+        Assert.NotEqual(source.GetTensorData(source.RequireTensor("blk.0.attn_q.weight")).ToArray(), merged.GetTensorData(merged.RequireTensor("blk.0.attn_q.weight")).ToArray());
+        SmithProcess.Result info = SmithProcess.Run("generate", output, "-p", "The", "-n", "4", "--temperature", "0");
+        Assert.True(info.ExitCode == 0, info.Error);
+    }
+
+    [Fact]
     public void Finetune_stops_at_a_malformed_record_naming_its_file_and_line()
     {
         (string model, _) = BaseAndChats();
