@@ -46,6 +46,9 @@ internal static class TrainBench
         long Parameters,
         long Trainable,
         double[] StepSeconds,
+        double[] ForwardSeconds,
+        double[] BackwardSeconds,
+        double[] UpdateSeconds,
         float FirstLoss,
         float LastLoss,
         long RuntimeBytes,
@@ -90,7 +93,7 @@ internal static class TrainBench
             }
 
         var table = new Table().Title($"training a {config.ParameterCount / 1e6:F1}M-parameter Llama, {batch}×{seq} tokens/step, {reps} steps after {warmup} warm-up, one process each");
-        table.AddColumns("method", "thr", "trainable", "step ms min/med", "tok/s", "vs full", "MFU", "peak RSS", "above runtime", "loss");
+        table.AddColumns("method", "thr", "trainable", "step ms min/med", "fwd/bwd/upd ms", "tok/s", "vs full", "MFU", "peak RSS", "above runtime", "loss");
         foreach (int t in threads)
         {
             ChildResult full = results.First(r => r.Threads == t && r.Method == "full");
@@ -104,6 +107,7 @@ internal static class TrainBench
                 table.AddRow(r.Method, t.ToString(CultureInfo.InvariantCulture),
                     Units(r.Trainable),
                     string.Create(CultureInfo.InvariantCulture, $"{min * 1e3:F0}/{median * 1e3:F0}"),
+                    string.Create(CultureInfo.InvariantCulture, $"{Measure.MinMedian(r.ForwardSeconds).Median * 1e3:F0}/{Measure.MinMedian(r.BackwardSeconds).Median * 1e3:F0}/{Measure.MinMedian(r.UpdateSeconds).Median * 1e3:F0}"),
                     tps.ToString("F0", CultureInfo.InvariantCulture),
                     (fullMedian / median).ToString("F2", CultureInfo.InvariantCulture),
                     mfu.ToString("P1", CultureInfo.InvariantCulture),
@@ -118,7 +122,7 @@ internal static class TrainBench
         foreach (int t in threads)
             AnsiConsole.MarkupLine(string.Create(CultureInfo.InvariantCulture, $"peak Vector{bits} FMA, {t} thread(s): {peak[t] / 1e9:F1} GFLOP/s"));
         AnsiConsole.MarkupLine($"[grey]MFU: 6·N·tokens/s (full) or 4·N·tokens/s (LoRA: no weight gradients) ÷ the peak FMA FLOP/s above at that thread count; N = {config.ParameterCount:N0}. " +
-            "Peak RSS is the child's VmHWM; 'above runtime' subtracts its resident set before the model was allocated.[/]");
+            "fwd/bwd/upd: medians of the step's phases. Peak RSS is the child's VmHWM; 'above runtime' subtracts its resident set before the model was allocated.[/]");
     }
 
     /// <summary>The hidden suite a child runs: one method at one thread count; prints its <see cref="ChildResult"/> as one JSON line.</summary>
@@ -154,16 +158,33 @@ internal static class TrainBench
 
         float first = trainer.Step(step).Loss;
         for (int i = 1; i < warmup; i++) trainer.Step(step);
+        // The timed steps run Trainer.Step's phases one by one (clear the gradients, forward, backward, AdamW
+        // update at the scheduled rate) so that each phase is timed on its own.
         var seconds = new double[reps];
+        var forward = new double[reps];
+        var backward = new double[reps];
+        var update = new double[reps];
         float last = 0;
         for (int i = 0; i < reps; i++)
         {
             long start = Stopwatch.GetTimestamp();
-            last = trainer.Step(step).Loss;
-            seconds[i] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            if (trainer.Adapter != null) trainer.Adapter.Gradients.Clear();
+            else model.Gradients.Clear();
+            last = model.Forward(tokens, targets, batch, seq);
+            long forwardEnd = Stopwatch.GetTimestamp();
+            model.Backward(1f / model.CountedTokens);
+            long backwardEnd = Stopwatch.GetTimestamp();
+            float rate = trainer.Schedule.At(trainer.Optimizer.Step);
+            if (trainer.Adapter != null) trainer.Optimizer.Update(trainer.Adapter.Parameters, trainer.Adapter.Gradients, rate, model.Pool);
+            else trainer.Optimizer.Update(model.Parameters, model.Gradients, rate, model.Pool);
+            long end = Stopwatch.GetTimestamp();
+            seconds[i] = Stopwatch.GetElapsedTime(start, end).TotalSeconds;
+            forward[i] = Stopwatch.GetElapsedTime(start, forwardEnd).TotalSeconds;
+            backward[i] = Stopwatch.GetElapsedTime(forwardEnd, backwardEnd).TotalSeconds;
+            update[i] = Stopwatch.GetElapsedTime(backwardEnd, end).TotalSeconds;
         }
         self.Refresh();
-        var result = new ChildResult(method, threads, batch, seq, config.ParameterCount, trainable, seconds, first, last, runtime, self.PeakWorkingSet64);
+        var result = new ChildResult(method, threads, batch, seq, config.ParameterCount, trainable, seconds, forward, backward, update, first, last, runtime, self.PeakWorkingSet64);
         Console.WriteLine(JsonSerializer.Serialize(result));
     }
 
