@@ -32,6 +32,7 @@ internal static class Program
             LineageCommand.Create(),
             ReportCommand.Create(),
             EstimateCommand.Create(),
+            PickCommand.Create(),
         };
 
         HelpOption help = root.Options.OfType<HelpOption>().Single();

@@ -24,6 +24,7 @@ internal static class EstimateCommand
         var threads = new Option<int>("--threads") { Description = "Threads the model will run on (default: all cores).", DefaultValueFactory = _ => Environment.ProcessorCount };
         var noSpeed = new Option<bool>("--no-speed") { Description = "Estimate memory only (skips measuring this machine when it has no cached profile)." };
         var remeasure = new Option<bool>("--remeasure") { Description = "Measure this machine again instead of using the cached profile." };
+        var machineFile = new Option<string?>("--machine") { Description = $"The machine profile file (default {MachineProfile.DefaultCachePath()}); measured and written when missing." };
         var json = new Option<bool>("--json") { Description = "Print the estimate as JSON." };
         var command = new Command("estimate", $"""
             Estimate the peak memory and decode speed of running a model, before you have it.
@@ -41,7 +42,7 @@ internal static class EstimateCommand
             t_token, t_layer the measured fixed cost of a step (what limits tiny models). Tokens/s is reported for
             128 tokens from an empty cache (what `smith bench --tg 128` measures) and for one token with the cache full.
             The machine is measured once (about two seconds) and the result kept in {MachineProfile.DefaultCachePath()}
-            ($MODELSMITH_CACHE moves it).
+            ($MODELSMITH_CACHE or --machine move it).
 
             Examples:
               smith estimate model.gguf
@@ -53,7 +54,7 @@ internal static class EstimateCommand
             Exit codes: 0 done, 1 the model cannot be read (the message says why), 2 bad usage.
             """)
         {
-            model, type, ctx, parameters, layers, kvHeads, headDim, vocab, threads, noSpeed, remeasure, json,
+            model, type, ctx, parameters, layers, kvHeads, headDim, vocab, threads, noSpeed, remeasure, machineFile, json,
         };
         command.SetAction(parse =>
         {
@@ -62,7 +63,7 @@ internal static class EstimateCommand
                 parse.GetValue(kvHeads), parse.GetValue(headDim), parse.GetValue(vocab));
             int threadCount = parse.GetValue(threads);
             if (threadCount < 1) throw new UsageException($"--threads {threadCount} must be at least 1.");
-            ResourceEstimate estimate = Estimate(request, threadCount, !parse.GetValue(noSpeed), parse.GetValue(remeasure), out MachineProfile? machine);
+            ResourceEstimate estimate = Estimate(request, threadCount, !parse.GetValue(noSpeed), parse.GetValue(remeasure), parse.GetValue(machineFile), out MachineProfile? machine);
             if (parse.GetValue(json)) WriteJson(estimate, machine);
             else WriteTable(estimate, machine);
             return Program.Ok;
@@ -74,19 +75,19 @@ internal static class EstimateCommand
     internal sealed record EstimateRequest(string? Model, string? Type, int? Context, string? Parameters, int? Layers, int? KvHeads, int? HeadDim, int Vocab);
 
     /// <summary>Resolves the request into a shape and estimates it (measuring the machine unless <paramref name="speed"/> is false).</summary>
-    internal static ResourceEstimate Estimate(EstimateRequest request, int threads, bool speed, bool remeasure, out MachineProfile? machine)
+    internal static ResourceEstimate Estimate(EstimateRequest request, int threads, bool speed, bool remeasure, string? machineFile, out MachineProfile? machine)
     {
         ModelShape shape = Shape(request);
         if (request.Context is < 1) throw new UsageException($"--ctx {request.Context} must be at least 1.");
         int context = request.Context ?? (request.Model is null ? 4096 : shape.Config.ContextLength);
-        machine = !speed ? null : remeasure ? Remeasure(threads) : MachineProfile.LoadOrMeasure(threads: threads);
+        machine = !speed ? null : remeasure ? Remeasure(threads, machineFile) : MachineProfile.LoadOrMeasure(machineFile, threads);
         return ResourceEstimator.Estimate(shape, context, machine, threads);
     }
 
-    private static MachineProfile Remeasure(int threads)
+    private static MachineProfile Remeasure(int threads, string? machineFile)
     {
         MachineProfile profile = MachineProfile.Measure(threads);
-        MachineProfile.Save(profile, MachineProfile.DefaultCachePath());
+        MachineProfile.Save(profile, machineFile ?? MachineProfile.DefaultCachePath());
         return profile;
     }
 

@@ -39,20 +39,23 @@ public sealed record Candidate(
     /// The perplexity on the data set <paramref name="dataset"/> names: the same SHA-256 when both are known,
     /// else the same name, or the same name without extensions (a --domain of "legal" matches "legal.txt.gz").
     /// </summary>
-    public double? PerplexityOn(DatasetKey dataset)
+    public double? PerplexityOn(DatasetKey dataset) => ScoreOn(dataset)?.Perplexity;
+
+    /// <summary>The measurement <see cref="PerplexityOn"/> reads, or null.</summary>
+    public QualityScore? ScoreOn(DatasetKey dataset)
     {
         ArgumentNullException.ThrowIfNull(dataset);
         foreach (QualityScore q in Quality)
         {
-            if (dataset.Sha256 != null && q.Sha256 != null && string.Equals(dataset.Sha256, q.Sha256, StringComparison.OrdinalIgnoreCase)) return q.Perplexity;
+            if (dataset.Sha256 != null && q.Sha256 != null && string.Equals(dataset.Sha256, q.Sha256, StringComparison.OrdinalIgnoreCase)) return q;
         }
         foreach (QualityScore q in Quality)
         {
-            if (string.Equals(q.Dataset, dataset.Name, StringComparison.Ordinal)) return q.Perplexity;
+            if (string.Equals(q.Dataset, dataset.Name, StringComparison.Ordinal)) return q;
         }
         foreach (QualityScore q in Quality)
         {
-            if (string.Equals(DatasetKey.Stem(q.Dataset), DatasetKey.Stem(dataset.Name), StringComparison.OrdinalIgnoreCase)) return q.Perplexity;
+            if (string.Equals(DatasetKey.Stem(q.Dataset), DatasetKey.Stem(dataset.Name), StringComparison.OrdinalIgnoreCase)) return q;
         }
         return null;
     }

@@ -120,7 +120,9 @@ public static class Picker
             choice = ranked[0];
         }
 
-        string? datasetName = haveQuality ? dataset?.Name : null;
+        string? datasetName = haveQuality && dataset != null
+            ? candidates.Select(c => c.ScoreOn(dataset)?.Dataset).FirstOrDefault(n => n != null) ?? dataset.Name
+            : null;
         var explanation = Explain(choice, judged, request, datasetName, haveQuality);
         IReadOnlyList<string> suggestions = choice is null ? Suggest(judged, request, machine) : [];
         return new PickResult(request, choice, judged, datasetName, MemoryFrontier(judged), SpeedFrontier(judged), explanation, suggestions);
