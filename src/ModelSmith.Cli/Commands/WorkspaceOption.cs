@@ -30,6 +30,11 @@ internal static class WorkspaceOption
             Console.Error.WriteLine($"warning: not recorded in the registry: {e.Message}");
             return null;
         }
+        catch (UnauthorizedAccessException e)
+        {
+            Console.Error.WriteLine($"warning: not recorded in the registry: {e.Message}");
+            return null;
+        }
         catch (ArgumentException e)
         {
             Console.Error.WriteLine($"warning: not recorded in the registry: {e.Message}");

@@ -182,7 +182,8 @@ internal static class HtmlReport
             if (result.Choice is { } choice)
             {
                 Candidate c = choice.Candidate;
-                html.Append(Inv($"<p class=\"choice\">→ <b>{E(c.Name)}</b> <code>{c.Id}</code> ({E(c.Role)}, {E(c.Type.ToString())})</p>\n"));
+                string type = workspace.Find(c.Id)?.TypeSummary ?? c.Type.ToString();
+                html.Append(Inv($"<p class=\"choice\">→ <b>{E(c.Name)}</b> <code>{c.Id}</code> ({E(c.Role)}, {E(type)})</p>\n"));
             }
             else
             {

@@ -15,7 +15,7 @@ internal static class QualityPlot
     private static readonly Color[] Palette = [Color.FromHex("#1f77b4"), Color.FromHex("#d62728"), Color.FromHex("#2ca02c"), Color.FromHex("#9467bd")];
 
     /// <summary>The SVG document (an &lt;svg&gt; element) of the plot.</summary>
-    public static string Svg(string title, string xLabel, IReadOnlyList<Series> series, bool maximizeX, int width = 680, int height = 440)
+    public static string Svg(string title, string xLabel, IReadOnlyList<Series> series, bool maximizeX, int width = 680, int height = 500)
     {
         var plot = new Plot();
         int s = 0;
@@ -51,7 +51,9 @@ internal static class QualityPlot
         plot.Title(title);
         plot.XLabel(xLabel);
         plot.YLabel("perplexity (lower is better)");
-        plot.ShowLegend();
+        // Room right of the points for their labels.
+        plot.Axes.Margins(left: 0.08, right: 0.25, bottom: 0.1, top: 0.1);
+        plot.ShowLegend(Edge.Bottom);
         return plot.GetSvgXml(width, height);
     }
 }
