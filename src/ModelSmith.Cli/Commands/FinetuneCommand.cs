@@ -199,6 +199,7 @@ internal static class FinetuneCommand
             TrainingOutcome outcome = OutcomeToRegister(outPath, modelFile.FullName, options, data, context, adapterPath);
             var outputs = new Dictionary<string, string?> { ["model"] = outPath, ["adapter"] = adapterPath, ["peft"] = peftPath, ["log"] = logPath };
             TrainingConsole.Summary(result, outcome, json, outputs, wall.Elapsed);
+            if (common.WorkspaceRoot(parse) is string workspaceRoot) TrainingRegistration.Register(workspaceRoot, outcome, data, json);
             return Program.Ok;
         }
         catch (DataFormatException e)

@@ -136,6 +136,7 @@ internal static class PretrainCommand
             TrainingOutcome outcome = OutcomeToRegister(outPath, shape, config, weightType, options, data);
             var outputs = new Dictionary<string, string?> { ["model"] = outPath, ["log"] = logPath };
             TrainingConsole.Summary(result, outcome, json, outputs, wall.Elapsed);
+            if (common.WorkspaceRoot(parse) is string workspaceRoot) TrainingRegistration.Register(workspaceRoot, outcome, data, json);
             return Program.Ok;
         }
         catch (DataFormatException e)

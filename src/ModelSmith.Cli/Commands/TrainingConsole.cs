@@ -41,6 +41,8 @@ internal static class TrainingConsole
             Resume = new Option<bool>("--resume") { Description = "Continue the interrupted run from its checkpoint (same data and options)." };
             Log = new Option<FileInfo?>("--log") { Description = "JSONL log, one object per step (default: <out>.log.jsonl)." };
             Json = new Option<bool>("--json") { Description = "Print a JSON summary at the end (no progress display)." };
+            Workspace = WorkspaceOption.Create();
+            NoRecord = new Option<bool>("--no-record") { Description = "Do not register the output in the workspace's registry." };
         }
 
         public Option<int> Steps { get; }
@@ -62,10 +64,15 @@ internal static class TrainingConsole
         public Option<bool> Resume { get; }
         public Option<FileInfo?> Log { get; }
         public Option<bool> Json { get; }
+        public Option<string?> Workspace { get; }
+        public Option<bool> NoRecord { get; }
+
+        /// <summary>The workspace to register the output in, or null with --no-record.</summary>
+        public string? WorkspaceRoot(ParseResult parse) => parse.GetValue(NoRecord) ? null : Registry.Workspace.ResolveRoot(parse.GetValue(Workspace));
 
         public void AddTo(Command command)
         {
-            foreach (Option o in new Option[] { Steps, Batch, GradAccum, Context, Lr, MinLr, Warmup, WeightDecay, Clip, Seed, Threads, ValFraction, EvalEvery, EvalBatches, CheckpointEvery, Checkpoint, Resume, Log, Json })
+            foreach (Option o in new Option[] { Steps, Batch, GradAccum, Context, Lr, MinLr, Warmup, WeightDecay, Clip, Seed, Threads, ValFraction, EvalEvery, EvalBatches, CheckpointEvery, Checkpoint, Resume, Log, Json, Workspace, NoRecord })
                 command.Options.Add(o);
         }
 
