@@ -96,26 +96,26 @@ internal static class DemoCommand
     private static void Print(DemoResult result, string reportPath, TimeSpan elapsed, string workspaceRoot)
     {
         AnsiConsole.WriteLine();
-        var table = new Table().Border(TableBorder.Rounded).Title("[bold]Variants[/] (perplexity on held-out text; lower is better)");
+        var table = new Table().Border(TableBorder.Rounded).Title("[bold]Variants[/]: perplexity on held-out text (lower is better), speed, memory");
         table.AddColumn("variant");
-        table.AddColumn("kind");
         table.AddColumn("type");
         table.AddColumn(new TableColumn("size").RightAligned());
-        table.AddColumn(new TableColumn("ppl general").RightAligned());
-        table.AddColumn(new TableColumn("ppl domain").RightAligned());
-        table.AddColumn(new TableColumn("Δ domain vs base").RightAligned());
-        table.AddColumn(new TableColumn("decode tok/s").RightAligned());
-        table.AddColumn(new TableColumn("prefill tok/s").RightAligned());
-        table.AddColumn(new TableColumn("est. memory").RightAligned());
+        table.AddColumn(new TableColumn("ppl gen").RightAligned());
+        table.AddColumn(new TableColumn("ppl dom").RightAligned());
+        table.AddColumn(new TableColumn("vs base").RightAligned());
+        table.AddColumn(new TableColumn("tok/s").RightAligned());
+        table.AddColumn(new TableColumn("memory").RightAligned());
         double? baseDomain = result.Variants.Find(v => v.Role == "base")?.DomainPerplexity;
         foreach (DemoVariant v in result.Variants)
         {
             table.AddRow(
-                Markup.Escape(v.Name), Markup.Escape(v.Role), Markup.Escape(v.Type), Units.Bytes(v.FileBytes),
-                Number(v.GeneralPerplexity, "0.00"), Number(v.DomainPerplexity, "0.00"),
+                Markup.Escape(v.Name), Markup.Escape(v.Type), Units.Bytes(v.FileBytes),
+                Number(v.GeneralPerplexity, "0.0"), Number(v.DomainPerplexity, "0.0"),
                 baseDomain is double b && v.DomainPerplexity is double d ? (d / b - 1).ToString("+0.0%;-0.0%", CultureInfo.InvariantCulture) : "",
-                Number(v.DecodeTokensPerSecond, "0"), Number(v.PrefillTokensPerSecond, "0"), Units.Bytes(v.EstimatedMemoryBytes));
+                Number(v.DecodeTokensPerSecond, "0"), Units.Bytes(v.EstimatedMemoryBytes));
         }
+        AnsiConsole.MarkupLine("[grey]ppl gen / ppl dom: general (14 genres) and domain (learned) text; vs base: domain perplexity against the base;[/]");
+        AnsiConsole.MarkupLine("[grey]tok/s: decode, measured by smith bench; memory: estimated peak at the model's context (smith estimate).[/]");
         AnsiConsole.Write(table);
 
         AnsiConsole.WriteLine();

@@ -23,7 +23,10 @@ internal static class SmithProcess
         return directory;
     }
 
-    public static Result Run(params string[] args)
+    public static Result Run(params string[] args) => Run(TimeSpan.FromMinutes(2), args);
+
+    /// <summary>Runs smith with <paramref name="args"/>, killing it after <paramref name="timeout"/>.</summary>
+    public static Result Run(TimeSpan timeout, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -38,10 +41,10 @@ internal static class SmithProcess
         using Process process = Process.Start(start)!;
         Task<string> output = process.StandardOutput.ReadToEndAsync();
         Task<string> error = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(120_000))
+        if (!process.WaitForExit(timeout))
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"smith {string.Join(' ', args)} did not finish within 2 minutes.");
+            throw new TimeoutException($"smith {string.Join(' ', args)} did not finish within {timeout.TotalMinutes:0.#} minutes.");
         }
         return new Result(process.ExitCode, output.Result, error.Result);
     }
