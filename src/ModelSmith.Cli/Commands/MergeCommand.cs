@@ -16,6 +16,8 @@ internal static class MergeCommand
         var output = new Option<FileInfo>("--out", "-o") { Description = "The merged GGUF model to write (replaced atomically when complete).", Required = true };
         var scale = new Option<float>("--scale") { Description = "Multiplier on the adapter's own α/r (as llama.cpp's --lora-scaled); default 1.", DefaultValueFactory = _ => 1f };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON (no progress bar)." };
+        var noRecord = new Option<bool>("--no-record") { Description = "Do not register the merged model in the workspace's registry." };
+        var workspace = WorkspaceOption.Create();
         var command = new Command("merge", """
             Merge a LoRA adapter into a base model: W' = W + scale·(α/r)·B·A for every adapted weight (α/√r for
             rsLoRA adapters). The merged model keeps the base's metadata, tokenizer and weight types, and every
@@ -30,13 +32,14 @@ internal static class MergeCommand
             Exit codes: 0 merged, 1 a file cannot be read or does not fit the base (the message says why), 2 bad usage.
             """)
         {
-            baseModel, adapter, output, scale, json,
+            baseModel, adapter, output, scale, json, noRecord, workspace,
         };
-        command.SetAction(parse => Run(parse.GetValue(baseModel)!, parse.GetValue(adapter)!, parse.GetValue(output)!, parse.GetValue(scale), parse.GetValue(json)));
+        command.SetAction(parse => Run(parse.GetValue(baseModel)!, parse.GetValue(adapter)!, parse.GetValue(output)!, parse.GetValue(scale), parse.GetValue(json),
+            parse.GetValue(noRecord) ? null : Registry.Workspace.ResolveRoot(parse.GetValue(workspace))));
         return command;
     }
 
-    private static int Run(FileInfo baseModel, string adapter, FileInfo output, float scale, bool json)
+    private static int Run(FileInfo baseModel, string adapter, FileInfo output, float scale, bool json, string? workspaceRoot)
     {
         if (!float.IsFinite(scale)) throw new UsageException($"--scale {scale.ToString(CultureInfo.InvariantCulture)} must be a finite number.");
         string outFull = Path.GetFullPath(output.FullName);
@@ -51,6 +54,7 @@ internal static class MergeCommand
         {
             result = LoraMerge.Merge(baseModel.FullName, adapter, outFull, scale);
             WriteJson(result);
+            if (workspaceRoot != null) Register(workspaceRoot, result, quiet: true);
             return Program.Ok;
         }
         result = null!;
@@ -81,7 +85,25 @@ internal static class MergeCommand
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine(string.Create(CultureInfo.InvariantCulture,
             $"wrote [bold]{Markup.Escape(result.OutputPath)}[/] ({Units.Bytes(result.FileBytes)}) in {result.Elapsed.TotalSeconds:0.00} s"));
+        if (workspaceRoot != null) Register(workspaceRoot, result, quiet: false);
         return Program.Ok;
+    }
+
+    /// <summary>Registers the merged model as fine-tuned from its base, with the adapter's hash and settings.</summary>
+    private static void Register(string workspaceRoot, LoraMergeResult result, bool quiet)
+    {
+        var parameters = new Dictionary<string, string>
+        {
+            ["adapter"] = result.AdapterPath,
+            ["adapter_format"] = result.AdapterFormat,
+            ["rank"] = result.Rank.ToString(CultureInfo.InvariantCulture),
+            ["alpha"] = result.Alpha.ToString(CultureInfo.InvariantCulture),
+            ["rslora"] = result.RankStabilized ? "true" : "false",
+            ["scale"] = result.Scale.ToString(CultureInfo.InvariantCulture),
+            ["modules"] = string.Join(",", result.Modules),
+        };
+        var outcome = new TrainingOutcome(result.OutputPath, "finetuned", result.ParentPath, "merge-lora", parameters, "", result.AdapterPath);
+        TrainingRegistration.Register(workspaceRoot, outcome, null, quiet);
     }
 
     private static void WriteJson(LoraMergeResult result)
