@@ -26,6 +26,11 @@ internal static class Program
             ImatrixCommand.Create(),
             EvalCommand.Create(),
             BenchCommand.Create(),
+            AddCommand.Create(),
+            ListCommand.Create(),
+            ShowCommand.Create(),
+            LineageCommand.Create(),
+            ReportCommand.Create(),
             EstimateCommand.Create(),
             PickCommand.Create(),
         };

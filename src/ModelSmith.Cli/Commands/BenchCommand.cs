@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using ModelSmith.Evaluation;
 using ModelSmith.Models;
+using ModelSmith.Registry;
 using ModelSmith.Tokenization;
 using Spectre.Console;
 
@@ -23,12 +24,16 @@ internal static class BenchCommand
         var reps = new Option<int>("--reps", "-r") { Description = "Timed repetitions of each test (after one untimed warm-up run).", DefaultValueFactory = _ => 5 };
         var threads = new Option<int>("--threads", "-t") { Description = "Threads (default: all cores).", DefaultValueFactory = _ => Environment.ProcessorCount };
         var json = new Option<bool>("--json") { Description = "Print the results as JSON (no progress bar)." };
+        var noRecord = new Option<bool>("--no-record") { Description = "Do not record the results in the workspace's registry." };
+        var workspace = WorkspaceOption.Create();
         var vsLlamaCpp = new Option<bool>("--vs-llama-cpp") { Description = $"Not part of smith, which never loads llama.cpp; the side-by-side comparison is `{LlamaCppComparison}`." };
         var command = new Command("bench", $"""
             Time a model as llama-bench does: prefill (pp) decodes --pp random tokens in one batch (BOS first when the
             vocabulary adds one), decode (tg) runs --tg single-token forward passes; each test runs once to warm up,
             then --reps times from an empty cache, and reports the mean and standard deviation of tokens per second.
             Also reports the load time, the file size and the process's peak resident memory.
+            The results are recorded in the workspace's registry with this machine (a model not registered yet is
+            registered as a base model); --no-record skips that.
 
             Examples:
               smith bench model.gguf
@@ -41,15 +46,15 @@ internal static class BenchCommand
             Exit codes: 0 done, 1 the model cannot be run (the message says why), 2 bad usage.
             """)
         {
-            model, prompt, generate, reps, threads, json, vsLlamaCpp,
+            model, prompt, generate, reps, threads, json, vsLlamaCpp, noRecord, workspace,
         };
         command.SetAction(parse => Run(
             parse.GetValue(model)!, parse.GetValue(prompt), parse.GetValue(generate), parse.GetValue(reps), parse.GetValue(threads),
-            parse.GetValue(json), parse.GetValue(vsLlamaCpp)));
+            parse.GetValue(json), parse.GetValue(vsLlamaCpp), parse.GetValue(noRecord) ? null : Workspace.ResolveRoot(parse.GetValue(workspace))));
         return command;
     }
 
-    private static int Run(FileInfo modelFile, int prompt, int generate, int reps, int threads, bool json, bool vsLlamaCpp)
+    private static int Run(FileInfo modelFile, int prompt, int generate, int reps, int threads, bool json, bool vsLlamaCpp, string? workspacePath)
     {
         if (vsLlamaCpp)
         {
@@ -117,10 +122,31 @@ internal static class BenchCommand
                     });
             }
             long peak = SpeedBenchmark.PeakResidentBytes();
+            ModelVariant? recorded = workspacePath == null ? null : WorkspaceOption.Record(() =>
+            {
+                Workspace workspace = Workspace.Open(workspacePath);
+                ModelVariant variant = WorkspaceOption.VariantOf(workspace, modelFile.FullName);
+                SpeedTestResult? pp = results.Find(r => r.Kind == SpeedTestKind.Prompt);
+                SpeedTestResult? tg = results.Find(r => r.Kind == SpeedTestKind.Generation);
+                workspace.RecordBench(variant.Id, new BenchResult
+                {
+                    PromptTokens = pp?.Tokens ?? 0,
+                    PrefillTokensPerSecond = pp?.MeanTokensPerSecond,
+                    PrefillStdDev = pp?.StdDevTokensPerSecond,
+                    GeneratedTokens = tg?.Tokens ?? 0,
+                    DecodeTokensPerSecond = tg?.MeanTokensPerSecond,
+                    DecodeStdDev = tg?.StdDevTokensPerSecond,
+                    LoadSeconds = loadTime.TotalSeconds,
+                    PeakResidentBytes = peak,
+                    Threads = lm.Threads,
+                    Repetitions = reps,
+                });
+                return variant;
+            });
 
             if (json)
             {
-                WriteJson(modelFile, lm, loadTime, peak, reps, results);
+                WriteJson(modelFile, lm, loadTime, peak, reps, results, recorded);
                 return Program.Ok;
             }
             var table = new Table().Border(TableBorder.Rounded)
@@ -139,11 +165,13 @@ internal static class BenchCommand
             AnsiConsole.Write(table);
             AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
                 $"load {loadTime.TotalMilliseconds:0.0} ms; file {Units.Bytes(modelFile.Length)}; peak resident memory {Units.Bytes(peak)}; {reps} repetitions after a warm-up run")));
+            if (recorded != null)
+                AnsiConsole.MarkupLine(Markup.Escape($"recorded for {recorded.Name} ({recorded.Id}) in {workspacePath}"));
             return Program.Ok;
         }
     }
 
-    private static void WriteJson(FileInfo modelFile, LanguageModel lm, TimeSpan loadTime, long peak, int reps, List<SpeedTestResult> results)
+    private static void WriteJson(FileInfo modelFile, LanguageModel lm, TimeSpan loadTime, long peak, int reps, List<SpeedTestResult> results, ModelVariant? recorded)
     {
         using var stream = Console.OpenStandardOutput();
         using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
@@ -156,6 +184,7 @@ internal static class BenchCommand
         w.WriteNumber("load_seconds", loadTime.TotalSeconds);
         w.WriteNumber("peak_resident_bytes", peak);
         w.WriteNumber("reps", reps);
+        if (recorded != null) w.WriteString("variant_id", recorded.Id);
         w.WriteStartArray("tests");
         foreach (SpeedTestResult r in results)
         {

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using ModelSmith.Evaluation;
 using ModelSmith.Models;
+using ModelSmith.Registry;
 using ModelSmith.Tokenization;
 using Spectre.Console;
 
@@ -21,6 +22,8 @@ internal static class EvalCommand
         var tasks = new Option<FileInfo[]>("--task") { Description = "Multiple-choice tasks: .jsonl files, one {\"context\", \"choices\", \"answer\"} object a line.", AllowMultipleArgumentsPerToken = true };
         var threads = new Option<int>("--threads", "-t") { Description = "Threads (default: all cores).", DefaultValueFactory = _ => Environment.ProcessorCount };
         var json = new Option<bool>("--json") { Description = "Print the results as JSON (no progress bar)." };
+        var noRecord = new Option<bool>("--no-record") { Description = "Do not record the results in the workspace's registry." };
+        var workspace = WorkspaceOption.Create();
         var command = new Command("eval", """
             Measure a model: perplexity on each data file by llama.cpp's method (the text tokenized once, cut into
             chunks of --ctx tokens, each run from an empty cache with BOS first when the vocabulary adds one, only
@@ -30,6 +33,8 @@ internal static class EvalCommand
             --kl-divergence reports them. With --task, multiple-choice accuracy scored as lm-evaluation-harness
             does: acc = the choice with the highest log-likelihood of " " + choice after the context, acc_norm =
             the highest log-likelihood per character.
+            The results are recorded in the workspace's registry with the data's hash and token count and this
+            machine (a model not registered yet is registered as a base model); --no-record skips that.
 
             Examples:
               smith eval model.gguf --data data/brown/learned.txt.gz
@@ -42,11 +47,12 @@ internal static class EvalCommand
             Exit codes: 0 done, 1 a model, text or task file cannot be used (the message says why), 2 bad usage.
             """)
         {
-            model, data, context, chunks, parent, tasks, threads, json,
+            model, data, context, chunks, parent, tasks, threads, json, noRecord, workspace,
         };
         command.SetAction(parse => Run(
             parse.GetValue(model)!, parse.GetValue(data) ?? [], parse.GetValue(context), parse.GetValue(chunks), parse.GetValue(parent),
-            parse.GetValue(tasks) ?? [], parse.GetValue(threads), parse.GetValue(json)));
+            parse.GetValue(tasks) ?? [], parse.GetValue(threads), parse.GetValue(json),
+            parse.GetValue(noRecord) ? null : Workspace.ResolveRoot(parse.GetValue(workspace))));
         return command;
     }
 
@@ -60,7 +66,8 @@ internal static class EvalCommand
         public MultipleChoiceResult? Result { get; set; }
     }
 
-    private static int Run(FileInfo modelFile, FileInfo[] data, int context, int? chunks, FileInfo? parentFile, FileInfo[] taskFiles, int threads, bool json)
+    private static int Run(FileInfo modelFile, FileInfo[] data, int context, int? chunks, FileInfo? parentFile, FileInfo[] taskFiles, int threads, bool json,
+        string? workspacePath)
     {
         if (context < 4) throw new UsageException($"--ctx {context} must be at least 4 (the second half of each chunk is scored).");
         if (chunks is < 1) throw new UsageException($"--chunks {chunks} must be at least 1.");
@@ -141,13 +148,16 @@ internal static class EvalCommand
                     }));
             }
 
+            ModelVariant? recorded = workspacePath == null ? null : Record(workspacePath, modelFile, parentFile, context, runs, taskRuns);
             if (json)
             {
-                WriteJson(modelFile, parentFile, lm, context, runs, taskRuns);
+                WriteJson(modelFile, parentFile, lm, context, runs, taskRuns, recorded);
             }
             else
             {
                 WriteTables(modelFile, parentFile, lm, context, runs, taskRuns);
+                if (recorded != null)
+                    AnsiConsole.MarkupLine(Markup.Escape($"recorded for {recorded.Name} ({recorded.Id}) in {workspacePath}"));
             }
             return Program.Ok;
         }
@@ -164,6 +174,42 @@ internal static class EvalCommand
             return Fail(e.Message);
         }
     }
+
+    /// <summary>Records one result per data file and task for the model (registered first if it is not known).</summary>
+    private static ModelVariant? Record(string workspacePath, FileInfo modelFile, FileInfo? parentFile, int context, List<DataRun> runs, List<TaskRun> taskRuns) =>
+        WorkspaceOption.Record(() =>
+        {
+            Workspace workspace = Workspace.Open(workspacePath);
+            ModelVariant variant = WorkspaceOption.VariantOf(workspace, modelFile.FullName);
+            string? reference = parentFile == null ? null : WorkspaceOption.VariantOf(workspace, parentFile.FullName).Id;
+            foreach (DataRun run in runs)
+            {
+                PerplexityResult r = run.Result!;
+                workspace.RecordEval(variant.Id, new EvalResult
+                {
+                    Data = DataFingerprint.OfFile(run.File.FullName, run.Tokens.Length),
+                    Context = context,
+                    Perplexity = r.Perplexity,
+                    PerplexityError = r.PerplexityError,
+                    ScoredTokens = r.ScoredTokens,
+                    MeanKld = r.KlDivergence?.MeanKld,
+                    SameTop1 = r.KlDivergence?.SameTop,
+                    ReferenceId = r.KlDivergence != null ? reference : null,
+                });
+            }
+            foreach (TaskRun run in taskRuns)
+            {
+                MultipleChoiceResult r = run.Result!;
+                workspace.RecordEval(variant.Id, new EvalResult
+                {
+                    Data = DataFingerprint.OfFile(run.File.FullName),
+                    ScoredTokens = r.Items.Count,
+                    Accuracy = r.Accuracy,
+                    AccuracyNorm = r.NormalizedAccuracy,
+                });
+            }
+            return variant;
+        });
 
     private static string F(double value, string format) => value.ToString(format, CultureInfo.InvariantCulture);
 
@@ -249,7 +295,8 @@ internal static class EvalCommand
         }
     }
 
-    private static void WriteJson(FileInfo modelFile, FileInfo? parentFile, LanguageModel lm, int context, List<DataRun> runs, List<TaskRun> taskRuns)
+    private static void WriteJson(FileInfo modelFile, FileInfo? parentFile, LanguageModel lm, int context, List<DataRun> runs, List<TaskRun> taskRuns,
+        ModelVariant? recorded)
     {
         using var stream = Console.OpenStandardOutput();
         using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
@@ -259,6 +306,7 @@ internal static class EvalCommand
         else w.WriteNull("parent");
         w.WriteNumber("context", context);
         w.WriteNumber("threads", lm.Threads);
+        if (recorded != null) w.WriteString("variant_id", recorded.Id);
         w.WriteStartArray("data");
         foreach (DataRun run in runs)
         {

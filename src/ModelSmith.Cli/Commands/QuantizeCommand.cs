@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using ModelSmith.Formats;
 using ModelSmith.Quantization;
+using ModelSmith.Registry;
 using Spectre.Console;
 
 namespace ModelSmith.Cli.Commands;
@@ -23,12 +24,16 @@ internal static class QuantizeCommand
         var pure = new Option<bool>("--pure") { Description = "No mix: every matrix gets the file type's default block type (llama-quantize --pure)." };
         var dryRun = new Option<bool>("--dry-run") { Description = "Show the type of every tensor and the sizes without writing anything." };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON (no progress bar)." };
+        var noRecord = new Option<bool>("--no-record") { Description = "Do not register the output in the workspace's registry." };
+        var workspace = WorkspaceOption.Create();
         var command = new Command("quantize", """
             Quantize a GGUF model to one of llama.cpp's file types, choosing each tensor's type as llama.cpp's
             llama-quantize does (output and embedding, attn_v and ffn_down by layer, grouped-query and expert
             rules), with the same bytes. Rows that do not fit a block type fall back as llama.cpp does (Q4_K →
             Q5_0, Q6_K → Q8_0, F16 when not even 32 divides the row); the fallbacks are listed. With --imatrix
             the quantizers weigh each column by its importance, as llama.cpp's do.
+            The output is registered in the workspace as a quantized variant whose parent is the input (which is
+            registered as a base model first if it is not known); --no-record skips that.
 
             Examples:
               smith quantize model-f32.gguf --type q4_k_m -o model-q4_k_m.gguf
@@ -40,17 +45,17 @@ internal static class QuantizeCommand
             Exit codes: 0 done, 1 the model or imatrix cannot be quantized as asked (the message says why), 2 bad usage.
             """)
         {
-            model, type, output, imatrix, threads, allowRequantize, noFallback, keep, pure, dryRun, json,
+            model, type, output, imatrix, threads, allowRequantize, noFallback, keep, pure, dryRun, json, noRecord, workspace,
         };
         command.SetAction(parse => Run(
             parse.GetValue(model)!, parse.GetValue(type)!, parse.GetValue(output), parse.GetValue(imatrix), parse.GetValue(threads),
             parse.GetValue(allowRequantize), parse.GetValue(noFallback), parse.GetValue(keep) ?? [], parse.GetValue(pure),
-            parse.GetValue(dryRun), parse.GetValue(json)));
+            parse.GetValue(dryRun), parse.GetValue(json), parse.GetValue(noRecord) ? null : Workspace.ResolveRoot(parse.GetValue(workspace))));
         return command;
     }
 
     private static int Run(FileInfo model, string typeText, FileInfo? output, FileInfo? imatrixFile, int threads, bool allowRequantize,
-        bool noFallback, string[] keep, bool pure, bool dryRun, bool json)
+        bool noFallback, string[] keep, bool pure, bool dryRun, bool json, string? workspacePath)
     {
         QuantFileType fileType = QuantFileTypes.TryParse(typeText)
             ?? throw new UsageException($"--type '{typeText}' is not a file type; use one of {string.Join(", ", QuantFileTypes.All.Select(t => t.ToString().ToLowerInvariant()))}.");
@@ -102,7 +107,7 @@ internal static class QuantizeCommand
             {
                 using GgufFile input = GgufFile.Open(model.FullName);
                 QuantizationPlan plan = ModelQuantizer.Plan(input, options);
-                if (json) WriteJson(plan, null);
+                if (json) WriteJson(plan, null, null);
                 else Report(plan, null, showTensors: true);
                 return Program.Ok;
             }
@@ -111,7 +116,7 @@ internal static class QuantizeCommand
             if (json)
             {
                 result = ModelQuantizer.Quantize(model.FullName, output!.FullName, options);
-                WriteJson(result.Plan, result);
+                WriteJson(result.Plan, result, Record(workspacePath, model, result, imatrixFile, keep, pure, allowRequantize));
                 return Program.Ok;
             }
             using (GgufFile input = GgufFile.Open(model.FullName))
@@ -139,6 +144,8 @@ internal static class QuantizeCommand
                     task.Value = task.MaxValue;
                 });
             Report(result.Plan, result, showTensors: false);
+            if (Record(workspacePath, model, result, imatrixFile, keep, pure, allowRequantize) is { } recorded)
+                AnsiConsole.MarkupLine(Markup.Escape($"registered {recorded.Id} (quantized from {recorded.Parents[0]}) in {workspacePath}"));
             return Program.Ok;
         }
         catch (QuantizationException e)
@@ -207,7 +214,42 @@ internal static class QuantizeCommand
     private static string Bpw(long bytes, long elements) =>
         elements == 0 ? "-" : (8.0 * bytes / elements).ToString("0.000", CultureInfo.InvariantCulture);
 
-    private static void WriteJson(QuantizationPlan plan, QuantizationResult? result)
+    /// <summary>
+    /// Registers the output as a quantized variant of the input (registering the input first if needed). The
+    /// parameters record what decides the bytes: type, imatrix (name and hash), overrides, pure, requantize.
+    /// </summary>
+    private static ModelVariant? Record(string? workspacePath, FileInfo model, QuantizationResult result, FileInfo? imatrixFile,
+        string[] keep, bool pure, bool allowRequantize)
+    {
+        if (workspacePath == null) return null;
+        return WorkspaceOption.Record(() =>
+        {
+            Workspace workspace = Workspace.Open(workspacePath);
+            ModelVariant parent = WorkspaceOption.VariantOf(workspace, model.FullName);
+            var parameters = new Dictionary<string, object?>
+            {
+                ["type"] = result.Plan.Options.FileType.ToString(),
+                ["imatrix"] = imatrixFile == null ? null : new Dictionary<string, string>
+                {
+                    ["file"] = imatrixFile.Name,
+                    ["sha256"] = FileHash.Sha256(imatrixFile.FullName),
+                },
+                ["keep"] = keep,
+                ["pure"] = pure,
+                ["allow_requantize"] = allowRequantize,
+            };
+            return workspace.Register(new ModelRegistration
+            {
+                Path = result.OutputPath,
+                Kind = VariantKind.Quantized,
+                Parents = [parent.Id],
+                Transformation = "quantize",
+                TransformParameters = JsonSerializer.Serialize(parameters),
+            });
+        });
+    }
+
+    private static void WriteJson(QuantizationPlan plan, QuantizationResult? result, ModelVariant? recorded)
     {
         using var stream = Console.OpenStandardOutput();
         using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
@@ -221,6 +263,11 @@ internal static class QuantizeCommand
             w.WriteNumber("seconds", result.Elapsed.TotalSeconds);
         }
         w.WriteBoolean("dry_run", result == null);
+        if (recorded != null)
+        {
+            w.WriteString("variant_id", recorded.Id);
+            w.WriteString("parent_id", recorded.Parents[0]);
+        }
         w.WriteNumber("tensor_bytes_before", plan.BytesBefore);
         w.WriteNumber("tensor_bytes_after", plan.BytesAfter);
         w.WriteNumber("parameters", plan.Elements);

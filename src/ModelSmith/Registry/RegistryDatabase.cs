@@ -150,6 +150,14 @@ internal static class RegistryDatabase
         {
             throw new RegistryException($"{path}: the registry has schema version {version}, newer than the {Migrations.Length} this smith knows; use a newer smith or another --workspace.");
         }
+        if (version == 0)
+        {
+            using var command = connection.CreateCommand();
+            command.Transaction = transaction;
+            command.CommandText = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT IN ('schema_version') AND name NOT LIKE 'sqlite_%';";
+            if (command.ExecuteScalar() is > 0L)
+                throw new RegistryException($"{path}: is an SQLite database but not a ModelSmith registry (it has other tables and no schema version); give another --workspace.");
+        }
         if (version == Migrations.Length)
         {
             transaction.Commit();

@@ -305,8 +305,9 @@ public sealed class Workspace
         if (File.Exists(key))
         {
             string full = Path.GetFullPath(key);
+            // The latest variant registered at this path is the one whose bytes are there now.
             var byPath = ReadVariants(connection, transaction, "WHERE v.path = $a", StoredPath(full));
-            if (byPath.Count > 0 && byPath[0].Status == VariantStatus.Present) return byPath[0];
+            if (byPath.Count > 0 && byPath[^1].Status == VariantStatus.Present) return byPath[^1];
             var bySha = ReadVariants(connection, transaction, "WHERE v.sha256 = $a", FileHash.Sha256(full));
             if (bySha.Count == 1) return bySha[0];
         }
@@ -352,6 +353,13 @@ public sealed class Workspace
                 while (reader.Read()) data.Add(new DataFingerprint(reader.GetString(0), reader.GetString(1), reader.GetInt64(2)));
             }
             string path = FullPath(r.Path);
+            VariantStatus status = StatusOf(path, r.Size);
+            // A later registration at the same path means the file was overwritten by another variant's bytes.
+            if (status == VariantStatus.Present
+                && Command(connection, transaction, "SELECT count(*) FROM variants WHERE path = $a AND sha256 <> $b AND created > $c", r.Path, r.Sha, r.Created).ExecuteScalar() is > 0L)
+            {
+                status = VariantStatus.Changed;
+            }
             variants.Add(new ModelVariant
             {
                 Id = r.Id,
@@ -368,7 +376,7 @@ public sealed class Workspace
                 ParameterCount = r.Parameters2,
                 TypeSummary = r.Type,
                 Created = ParseTime(r.Created),
-                Status = StatusOf(path, r.Size),
+                Status = status,
             });
         }
         return variants;

@@ -7,6 +7,22 @@ internal static class SmithProcess
 {
     public sealed record Result(int ExitCode, string Output, string Error);
 
+    /// <summary>
+    /// The registry workspace commands use unless a test passes --workspace: a temp folder for this test run, so
+    /// that eval, bench and quantize (which record into the registry) never write into the repository.
+    /// </summary>
+    public static string DefaultWorkspace { get; } = CreateWorkspace();
+
+    private static string CreateWorkspace()
+    {
+        string directory = Path.Combine(Path.GetTempPath(), "smith-cli-workspace-" + Guid.NewGuid().ToString("N"));
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            try { Directory.Delete(directory, recursive: true); } catch (IOException) { }
+        };
+        return directory;
+    }
+
     public static Result Run(params string[] args)
     {
         var start = new ProcessStartInfo("dotnet")
@@ -18,6 +34,7 @@ internal static class SmithProcess
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "smith.dll"));
         foreach (string a in args) start.ArgumentList.Add(a);
         start.Environment["NO_COLOR"] = "1";
+        start.Environment["SMITH_WORKSPACE"] = DefaultWorkspace;
         using Process process = Process.Start(start)!;
         Task<string> output = process.StandardOutput.ReadToEndAsync();
         Task<string> error = process.StandardError.ReadToEndAsync();

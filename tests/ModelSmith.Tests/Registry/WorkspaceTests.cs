@@ -115,6 +115,23 @@ public sealed class WorkspaceTests : IDisposable
     }
 
     [Fact]
+    public void Registering_again_with_parents_fills_in_the_lineage_of_a_variant_registered_without()
+    {
+        var ws = Workspace.Open(_temp.File("ws"));
+        ModelVariant b = ws.Register(new ModelRegistration { Path = Model("base.gguf", 1) });
+        string path = Model("q.gguf", 2, GgmlType.F16);
+        ModelVariant unknown = ws.Register(new ModelRegistration { Path = path });
+        Assert.Equal(VariantKind.Base, unknown.Kind);
+
+        ModelVariant linked = ws.Register(new ModelRegistration { Path = path, Kind = VariantKind.Quantized, Parents = [b.Id], Transformation = "quantize" });
+        Assert.Equal(unknown.Id, linked.Id);
+        Assert.Equal(VariantKind.Quantized, linked.Kind);
+        Assert.Equal([b.Id], linked.Parents);
+        Assert.Equal("quantize", linked.Transformation);
+        Assert.Single(ws.Lineage());
+    }
+
+    [Fact]
     public void An_unknown_parent_is_refused_with_a_clear_message()
     {
         var ws = Workspace.Open(_temp.File("ws"));
@@ -173,6 +190,22 @@ public sealed class WorkspaceTests : IDisposable
     }
 
     [Fact]
+    public void A_file_overwritten_by_another_registered_model_marks_the_first_changed()
+    {
+        var ws = Workspace.Open(_temp.File("ws"));
+        string path = _temp.File("out.gguf");
+        SyntheticModel.Write(path, EvaluationModels.LlamaConfig(), GgmlType.F32, 1);
+        ModelVariant first = ws.Register(new ModelRegistration { Path = path });
+        SyntheticModel.Write(path, EvaluationModels.LlamaConfig(), GgmlType.F32, 2);
+        ModelVariant second = ws.Register(new ModelRegistration { Path = path });
+
+        Assert.NotEqual(first.Id, second.Id);
+        Assert.Equal(second.Id, ws.Find(path)!.Id);
+        Assert.Equal(VariantStatus.Changed, ws.Get(first.Id).Status);
+        Assert.Equal(VariantStatus.Present, ws.Get(second.Id).Status);
+    }
+
+    [Fact]
     public void Copy_puts_the_file_in_the_workspace_and_the_workspace_can_move()
     {
         string root = _temp.File("ws");
@@ -214,6 +247,24 @@ public sealed class WorkspaceTests : IDisposable
         var e = Assert.Throws<RegistryException>(() => Workspace.Open(root));
         Assert.Contains(db, e.Message, StringComparison.Ordinal);
         Assert.Contains("not a readable registry", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Another_programs_sqlite_database_is_not_taken_over()
+    {
+        string root = _temp.File("ws");
+        Directory.CreateDirectory(root);
+        string db = Path.Combine(root, "registry.db");
+        using (var connection = new SqliteConnection($"Data Source={db};Pooling=False"))
+        {
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "CREATE TABLE invoices (id INTEGER PRIMARY KEY)";
+            command.ExecuteNonQuery();
+        }
+        var e = Assert.Throws<RegistryException>(() => Workspace.Open(root));
+        Assert.Contains("not a ModelSmith registry", e.Message, StringComparison.Ordinal);
+        Assert.Contains(db, e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
