@@ -80,6 +80,17 @@ public class PickerTests
     }
 
     [Fact]
+    public void Without_a_domain_the_yardstick_is_general_text_not_the_fine_tuning_data()
+    {
+        List<Candidate> candidates = Lineage();
+        // "legal.txt" sorts first and every variant is measured on it, but the fine-tuned variant was trained on it.
+        candidates[3] = candidates[3] with { TrainedOn = [new DatasetKey("legal.txt", null)] };
+        PickResult r = Picker.Pick(candidates, new PickRequest(64L << 30), Machine);
+        Assert.Equal("wiki.txt", r.Dataset);
+        Assert.Equal("base", r.Choice!.Candidate.Id);
+    }
+
+    [Fact]
     public void Tight_memory_with_a_domain_picks_the_fine_tuned_then_quantized_variant()
     {
         PickResult r = Picker.Pick(Lineage(), new PickRequest(1L << 30, Domain: new DatasetKey("legal.txt", null)), Machine);
