@@ -17,7 +17,7 @@ namespace ModelSmith.Selection;
 /// <item><see cref="BandwidthBytesPerSecond"/>: a stream read of a buffer far larger than the caches (every
 /// thread sums its slice with vector loads; the best of a few passes).</item>
 /// <item><see cref="DecodeBytesPerSecond"/>: per storage type, the bytes per second our single-token matmul
-/// streams through a 48 MiB matrix of that type (far past the caches): where the kernel is fast, this is the
+/// streams through a 256 MiB matrix of that type (far past the caches): where the kernel is fast, this is the
 /// memory bandwidth; where it needs more work per byte than memory delivers (or overlaps the two imperfectly),
 /// it is less, and bytes / bandwidth alone would flatter the type.</item>
 /// <item><see cref="TokenOverheadSeconds"/> + <see cref="LayerOverheadSeconds"/>·L: the fixed cost of one decode
@@ -125,9 +125,22 @@ public sealed record MachineProfile
     {
         int n = threads > 0 ? threads : Environment.ProcessorCount;
         using var pool = new ComputePool(n);
-        double bandwidth = MeasureBandwidth(pool);
+        double bandwidth;
         var rates = new Dictionary<GgmlType, double>();
-        foreach (GgmlType type in KernelTypes) rates[type] = MeasureKernel(pool, type);
+        unsafe
+        {
+            // One buffer for every test: its pages are faulted in once.
+            byte* buffer = (byte*)NativeMemory.AlignedAlloc(StreamBytes, 4096);
+            try
+            {
+                bandwidth = MeasureBandwidth(pool, buffer);
+                foreach (GgmlType type in KernelTypes) rates[type] = MeasureKernel(pool, type, buffer);
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(buffer);
+            }
+        }
         var profile = new MachineProfile
         {
             Machine = ThisMachine(),
@@ -205,30 +218,22 @@ public sealed record MachineProfile
     // A buffer this large is far past any last-level cache of the machines we run on, small enough to allocate anywhere.
     private const int StreamBytes = 256 << 20;
 
-    /// <summary>Bytes per second all threads read from memory: the best of five passes over a 256 MiB buffer.</summary>
-    internal static unsafe double MeasureBandwidth(ComputePool pool)
+    /// <summary>Bytes per second all threads read from memory: the best of five passes over the 256 MiB <paramref name="buffer"/>.</summary>
+    internal static unsafe double MeasureBandwidth(ComputePool pool, byte* buffer)
     {
-        byte* buffer = (byte*)NativeMemory.AlignedAlloc(StreamBytes, 4096);
-        try
+        new Span<byte>(buffer, StreamBytes).Fill(1);
+        var job = new StreamJob { Buffer = buffer, Chunk = 1 << 20, Sums = new float[StreamBytes >> 20] };
+        int items = StreamBytes >> 20;
+        pool.Run(in job, items);
+        double best = 0;
+        for (int pass = 0; pass < 5; pass++)
         {
-            new Span<byte>(buffer, StreamBytes).Fill(1);
-            var job = new StreamJob { Buffer = buffer, Chunk = 1 << 20, Sums = new float[StreamBytes >> 20] };
-            int items = StreamBytes >> 20;
+            long start = Stopwatch.GetTimestamp();
             pool.Run(in job, items);
-            double best = 0;
-            for (int pass = 0; pass < 5; pass++)
-            {
-                long start = Stopwatch.GetTimestamp();
-                pool.Run(in job, items);
-                double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-                best = Math.Max(best, StreamBytes / seconds);
-            }
-            return best;
+            double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            best = Math.Max(best, StreamBytes / seconds);
         }
-        finally
-        {
-            NativeMemory.AlignedFree(buffer);
-        }
+        return best;
     }
 
     /// <summary>One 1 MiB chunk per item, summed with 4 independent vector accumulators (loads, not compute, bound the loop).</summary>
@@ -256,12 +261,12 @@ public sealed record MachineProfile
 
     /// <summary>
     /// Bytes per second one decode matmul (a single token) of <paramref name="type"/> streams through a matrix of
-    /// 4096 columns and 48 MiB: the best of five timed calls after a warm-up. The rows repeat one quantized tile of
-    /// 16 random rows (the speed does not depend on the values, and quantizing 48 MiB would take seconds).
+    /// 4096 columns and 256 MiB (past the last-level cache, like the bandwidth test): the best of three timed calls after a warm-up. The rows repeat one quantized tile of
+    /// 16 random rows (the speed does not depend on the values, and quantizing 256 MiB would take seconds), written into <paramref name="buffer"/>.
     /// </summary>
-    internal static double MeasureKernel(ComputePool pool, GgmlType type)
+    internal static unsafe double MeasureKernel(ComputePool pool, GgmlType type, byte* buffer)
     {
-        const int cols = 4096, tileRows = 16, matrixBytes = 48 << 20;
+        const int cols = 4096, tileRows = 16, matrixBytes = StreamBytes;
         var rng = new Random(3);
         var values = new float[tileRows * cols];
         for (int i = 0; i < values.Length; i++) values[i] = (float)(rng.NextDouble() - 0.5);
@@ -273,19 +278,19 @@ public sealed record MachineProfile
             BlockQuantizer.Quantize(type, values, tileRows, cols, tile);
         }
         int rows = matrixBytes / tile.Length * tileRows;
-        var data = new byte[(long)rows / tileRows * tile.Length];
-        for (long at = 0; at < data.Length; at += tile.Length) tile.CopyTo(data.AsSpan((int)at));
-        var w = new WeightMatrix(type, rows, cols, data);
+        int length = rows / tileRows * tile.Length;
+        for (int at = 0; at < length; at += tile.Length) tile.CopyTo(new Span<byte>(buffer + at, tile.Length));
+        var w = new WeightMatrix(type, rows, cols, new UnmanagedMemory(buffer, length).Memory);
         var x = new float[cols];
         for (int i = 0; i < cols; i++) x[i] = (float)(rng.NextDouble() - 0.5);
         var y = new float[rows];
         MatMul.Forward(x, w, [], 1, y, pool);
         double best = 0;
-        for (int r = 0; r < 5; r++)
+        for (int r = 0; r < 3; r++)
         {
             long start = Stopwatch.GetTimestamp();
             MatMul.Forward(x, w, [], 1, y, pool);
-            best = Math.Max(best, data.Length / Stopwatch.GetElapsedTime(start).TotalSeconds);
+            best = Math.Max(best, length / Stopwatch.GetElapsedTime(start).TotalSeconds);
         }
         return best;
     }
