@@ -15,7 +15,7 @@ internal static class PickCommand
     {
         var memory = new Option<string>("--memory", "-m") { Description = "Memory the model may use: 2GiB, 512MiB, 8GB ...", Required = true };
         var minTps = new Option<double>("--min-tps") { Description = "Decode speed floor in tokens/s (measured by `smith bench` on this machine, else estimated).", DefaultValueFactory = _ => 0 };
-        var domain = new Option<string?>("--domain", "-d") { Description = "The data set quality is judged on: a file `smith eval` measured, or its name (default: the data set most variants were measured on)." };
+        var domain = new Option<string?>("--domain", "-d") { Description = "The data set quality is judged on: a file `smith eval` measured, or its name (default: general text, the data set most variants were measured on that no variant was fine-tuned on)." };
         var maxLoss = new Option<string?>("--max-loss") { Description = "Perplexity increase allowed over the best variant that fits, e.g. 2%, to choose a smaller one." };
         var ctx = new Option<int>("--ctx", "-c") { Description = "KV cache positions the deployment needs.", DefaultValueFactory = _ => 2048 };
         var workspace = new Option<string?>("--workspace", "-w") { Description = $"The workspace folder (default: ${Workspace.EnvironmentVariable}, else ./{Workspace.DefaultFolder})." };

@@ -29,6 +29,12 @@ public sealed record Candidate(
     long? MeasuredPeakBytes,
     IReadOnlyList<QualityScore> Quality)
 {
+    /// <summary>
+    /// The data sets a fine-tuned variant was trained on (empty for others): they are domain text, so the picker
+    /// does not take them as the general-text yardstick when no domain is given.
+    /// </summary>
+    public IReadOnlyList<DatasetKey> TrainedOn { get; init; } = [];
+
     /// <summary>"base", "fine-tuned", "quantized" or "fine-tuned, then quantized".</summary>
     public string Role => Kind == VariantKind.Quantized && FineTunedAncestor ? "fine-tuned, then quantized" : VariantKinds.Name(Kind);
 
@@ -64,6 +70,14 @@ public sealed record Candidate(
 /// <summary>A data set as the user names it: a name (or file name) and, for a file that exists, its SHA-256.</summary>
 public sealed record DatasetKey(string Name, string? Sha256)
 {
+    /// <summary>True when data named <paramref name="name"/> with hash <paramref name="sha256"/> was measured on this data set: the same SHA-256, the same name, or the same stem.</summary>
+    public bool Matches(string name, string? sha256)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        if (Sha256 != null && sha256 != null) return string.Equals(Sha256, sha256, StringComparison.OrdinalIgnoreCase);
+        return string.Equals(Name, name, StringComparison.Ordinal) || string.Equals(Stem(Name), Stem(name), StringComparison.OrdinalIgnoreCase);
+    }
+
     /// <summary>From a --domain argument: an existing file is named by its file name and fingerprinted; anything else is a name.</summary>
     public static DatasetKey FromArgument(string text)
     {

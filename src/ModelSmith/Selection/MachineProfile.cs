@@ -16,9 +16,10 @@ namespace ModelSmith.Selection;
 /// <list type="bullet">
 /// <item><see cref="BandwidthBytesPerSecond"/>: a stream read of a buffer far larger than the caches (every
 /// thread sums its slice with vector loads; the best of a few passes).</item>
-/// <item><see cref="KernelElementsPerSecond"/>: per storage type, weights per second our decode matmul
-/// multiplies when the matrix is already in cache (so memory is not the limit): a type whose kernel needs more
-/// work per byte than the memory delivers is compute-bound, and bytes / bandwidth alone would flatter it.</item>
+/// <item><see cref="DecodeBytesPerSecond"/>: per storage type, the bytes per second our single-token matmul
+/// streams through a 256 MiB matrix of that type (far past the caches): where the kernel is fast, this is the
+/// memory bandwidth; where it needs more work per byte than memory delivers (or overlaps the two imperfectly),
+/// it is less, and bytes / bandwidth alone would flatter the type.</item>
 /// <item><see cref="TokenOverheadSeconds"/> + <see cref="LayerOverheadSeconds"/>·L: the fixed cost of one decode
 /// step beyond streaming the weights (thread hand-offs of ~10 jobs a layer, norms, RoPE, sampling's logits),
 /// fitted from the decode time of two tiny models (1 and 8 layers) whose weights sit in cache.</item>
@@ -28,7 +29,7 @@ namespace ModelSmith.Selection;
 public sealed record MachineProfile
 {
     /// <summary>Bumped when what is measured changes, so older cached profiles are measured again.</summary>
-    public const int Version = 1;
+    public const int Version = 2;
 
     public required string Machine { get; init; }
 
@@ -36,7 +37,7 @@ public sealed record MachineProfile
 
     public required double BandwidthBytesPerSecond { get; init; }
 
-    public required IReadOnlyDictionary<GgmlType, double> KernelElementsPerSecond { get; init; }
+    public required IReadOnlyDictionary<GgmlType, double> DecodeBytesPerSecond { get; init; }
 
     public required double TokenOverheadSeconds { get; init; }
 
@@ -44,19 +45,19 @@ public sealed record MachineProfile
 
     public DateTime MeasuredUtc { get; init; }
 
-    /// <summary>Types whose kernel rate is measured (every type the engine multiplies with).</summary>
+    /// <summary>Types whose decode rate is measured (every type the engine multiplies with).</summary>
     public static IReadOnlyList<GgmlType> KernelTypes { get; } =
     [
         GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
         GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
     ];
 
-    /// <summary>Weights per second the decode kernel of <paramref name="type"/> reaches from cache (the slowest measured rate when unmeasured).</summary>
-    public double KernelRate(GgmlType type)
+    /// <summary>Bytes per second a decode matmul of <paramref name="type"/> streams (the slowest measured rate when unmeasured).</summary>
+    public double DecodeRate(GgmlType type)
     {
-        if (KernelElementsPerSecond.TryGetValue(type, out double rate) && rate > 0) return rate;
+        if (DecodeBytesPerSecond.TryGetValue(type, out double rate) && rate > 0) return rate;
         double slowest = double.PositiveInfinity;
-        foreach (double r in KernelElementsPerSecond.Values) slowest = Math.Min(slowest, r);
+        foreach (double r in DecodeBytesPerSecond.Values) slowest = Math.Min(slowest, r);
         return double.IsFinite(slowest) ? slowest : BandwidthBytesPerSecond;
     }
 
@@ -124,15 +125,28 @@ public sealed record MachineProfile
     {
         int n = threads > 0 ? threads : Environment.ProcessorCount;
         using var pool = new ComputePool(n);
-        double bandwidth = MeasureBandwidth(pool);
+        double bandwidth;
         var rates = new Dictionary<GgmlType, double>();
-        foreach (GgmlType type in KernelTypes) rates[type] = MeasureKernel(pool, type);
+        unsafe
+        {
+            // One buffer for every test: its pages are faulted in once.
+            byte* buffer = (byte*)NativeMemory.AlignedAlloc(StreamBytes, 4096);
+            try
+            {
+                bandwidth = MeasureBandwidth(pool, buffer);
+                foreach (GgmlType type in KernelTypes) rates[type] = MeasureKernel(pool, type, buffer);
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(buffer);
+            }
+        }
         var profile = new MachineProfile
         {
             Machine = ThisMachine(),
             Threads = n,
             BandwidthBytesPerSecond = bandwidth,
-            KernelElementsPerSecond = rates,
+            DecodeBytesPerSecond = rates,
             TokenOverheadSeconds = 0,
             LayerOverheadSeconds = 0,
             MeasuredUtc = DateTime.UtcNow,
@@ -152,7 +166,7 @@ public sealed record MachineProfile
             JsonElement r = doc.RootElement;
             if (r.GetProperty("version").GetInt32() != Version) return null;
             var rates = new Dictionary<GgmlType, double>();
-            foreach (JsonProperty p in r.GetProperty("kernel_weights_per_second").EnumerateObject())
+            foreach (JsonProperty p in r.GetProperty("decode_bytes_per_second").EnumerateObject())
             {
                 if (Enum.TryParse(p.Name, out GgmlType type)) rates[type] = p.Value.GetDouble();
             }
@@ -161,7 +175,7 @@ public sealed record MachineProfile
                 Machine = r.GetProperty("machine").GetString() ?? "",
                 Threads = r.GetProperty("threads").GetInt32(),
                 BandwidthBytesPerSecond = r.GetProperty("bandwidth_bytes_per_second").GetDouble(),
-                KernelElementsPerSecond = rates,
+                DecodeBytesPerSecond = rates,
                 TokenOverheadSeconds = r.GetProperty("token_overhead_seconds").GetDouble(),
                 LayerOverheadSeconds = r.GetProperty("layer_overhead_seconds").GetDouble(),
                 MeasuredUtc = r.GetProperty("measured_utc").GetDateTime(),
@@ -188,8 +202,8 @@ public sealed record MachineProfile
             w.WriteString("machine", profile.Machine);
             w.WriteNumber("threads", profile.Threads);
             w.WriteNumber("bandwidth_bytes_per_second", profile.BandwidthBytesPerSecond);
-            w.WriteStartObject("kernel_weights_per_second");
-            foreach ((GgmlType type, double rate) in profile.KernelElementsPerSecond) w.WriteNumber(type.ToString(), rate);
+            w.WriteStartObject("decode_bytes_per_second");
+            foreach ((GgmlType type, double rate) in profile.DecodeBytesPerSecond) w.WriteNumber(type.ToString(), rate);
             w.WriteEndObject();
             w.WriteNumber("token_overhead_seconds", profile.TokenOverheadSeconds);
             w.WriteNumber("layer_overhead_seconds", profile.LayerOverheadSeconds);
@@ -204,30 +218,22 @@ public sealed record MachineProfile
     // A buffer this large is far past any last-level cache of the machines we run on, small enough to allocate anywhere.
     private const int StreamBytes = 256 << 20;
 
-    /// <summary>Bytes per second all threads read from memory: the best of five passes over a 256 MiB buffer.</summary>
-    internal static unsafe double MeasureBandwidth(ComputePool pool)
+    /// <summary>Bytes per second all threads read from memory: the best of five passes over the 256 MiB <paramref name="buffer"/>.</summary>
+    internal static unsafe double MeasureBandwidth(ComputePool pool, byte* buffer)
     {
-        byte* buffer = (byte*)NativeMemory.AlignedAlloc(StreamBytes, 4096);
-        try
+        new Span<byte>(buffer, StreamBytes).Fill(1);
+        var job = new StreamJob { Buffer = buffer, Chunk = 1 << 20, Sums = new float[StreamBytes >> 20] };
+        int items = StreamBytes >> 20;
+        pool.Run(in job, items);
+        double best = 0;
+        for (int pass = 0; pass < 5; pass++)
         {
-            new Span<byte>(buffer, StreamBytes).Fill(1);
-            var job = new StreamJob { Buffer = buffer, Chunk = 1 << 20, Sums = new float[StreamBytes >> 20] };
-            int items = StreamBytes >> 20;
+            long start = Stopwatch.GetTimestamp();
             pool.Run(in job, items);
-            double best = 0;
-            for (int pass = 0; pass < 5; pass++)
-            {
-                long start = Stopwatch.GetTimestamp();
-                pool.Run(in job, items);
-                double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-                best = Math.Max(best, StreamBytes / seconds);
-            }
-            return best;
+            double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            best = Math.Max(best, StreamBytes / seconds);
         }
-        finally
-        {
-            NativeMemory.AlignedFree(buffer);
-        }
+        return best;
     }
 
     /// <summary>One 1 MiB chunk per item, summed with 4 independent vector accumulators (loads, not compute, bound the loop).</summary>
@@ -254,34 +260,37 @@ public sealed record MachineProfile
     }
 
     /// <summary>
-    /// Weights per second of one decode matmul (a single token) of <paramref name="type"/> on a matrix of
-    /// 512 × 1024 that stays in cache: the best of several timed rounds.
+    /// Bytes per second one decode matmul (a single token) of <paramref name="type"/> streams through a matrix of
+    /// 4096 columns and 256 MiB (past the last-level cache, like the bandwidth test): the best of three timed calls after a warm-up. The rows repeat one quantized tile of
+    /// 16 random rows (the speed does not depend on the values, and quantizing 256 MiB would take seconds), written into <paramref name="buffer"/>.
     /// </summary>
-    internal static double MeasureKernel(ComputePool pool, GgmlType type)
+    internal static unsafe double MeasureKernel(ComputePool pool, GgmlType type, byte* buffer)
     {
-        const int rows = 512, cols = 1024, rounds = 7, calls = 20;
-        var values = new float[rows * cols];
+        const int cols = 4096, tileRows = 16, matrixBytes = StreamBytes;
         var rng = new Random(3);
+        var values = new float[tileRows * cols];
         for (int i = 0; i < values.Length; i++) values[i] = (float)(rng.NextDouble() - 0.5);
-        WeightMatrix w;
-        if (type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16) w = WeightMatrix.FromSingles(values, rows, cols, type);
+        byte[] tile;
+        if (type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16) tile = WeightMatrix.FromSingles(values, tileRows, cols, type).Data.ToArray();
         else
         {
-            var bytes = new byte[BlockQuantizer.RowSize(type, cols) * rows];
-            BlockQuantizer.Quantize(type, values, rows, cols, bytes);
-            w = new WeightMatrix(type, rows, cols, bytes);
+            tile = new byte[BlockQuantizer.RowSize(type, cols) * tileRows];
+            BlockQuantizer.Quantize(type, values, tileRows, cols, tile);
         }
+        int rows = matrixBytes / tile.Length * tileRows;
+        int length = rows / tileRows * tile.Length;
+        for (int at = 0; at < length; at += tile.Length) tile.CopyTo(new Span<byte>(buffer + at, tile.Length));
+        var w = new WeightMatrix(type, rows, cols, new UnmanagedMemory(buffer, length).Memory);
         var x = new float[cols];
         for (int i = 0; i < cols; i++) x[i] = (float)(rng.NextDouble() - 0.5);
         var y = new float[rows];
         MatMul.Forward(x, w, [], 1, y, pool);
         double best = 0;
-        for (int r = 0; r < rounds; r++)
+        for (int r = 0; r < 3; r++)
         {
             long start = Stopwatch.GetTimestamp();
-            for (int c = 0; c < calls; c++) MatMul.Forward(x, w, [], 1, y, pool);
-            double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-            best = Math.Max(best, (double)rows * cols * calls / seconds);
+            MatMul.Forward(x, w, [], 1, y, pool);
+            best = Math.Max(best, length / Stopwatch.GetElapsedTime(start).TotalSeconds);
         }
         return best;
     }

@@ -7,7 +7,7 @@ namespace ModelSmith.Selection;
 /// <summary>The deployment constraints of one pick.</summary>
 /// <param name="MemoryBytes">Peak resident memory the model may use (estimated).</param>
 /// <param name="MinTokensPerSecond">Decode speed floor (0: none); measured on this machine, else estimated.</param>
-/// <param name="Domain">The data set quality is judged on; null: the data set most candidates were measured on.</param>
+/// <param name="Domain">The data set quality is judged on; null: general text, the data set most candidates were measured on other than those a variant was fine-tuned on.</param>
 /// <param name="MaxLoss">Perplexity increase allowed over the best candidate that fits, as a fraction (0.02 = 2%), to buy a smaller model; 0 picks the best.</param>
 /// <param name="Context">KV cache positions the deployment needs.</param>
 public sealed record PickRequest(long MemoryBytes, double MinTokensPerSecond = 0, DatasetKey? Domain = null, double MaxLoss = 0, int Context = 2048);
@@ -193,13 +193,28 @@ public static class Picker
         return new Judged(c, e.Memory, speed, measured, ppl, rejection, null);
     }
 
-    /// <summary>The data set most candidates have a perplexity on (ties: the first name in order).</summary>
+    /// <summary>
+    /// The general-text yardstick: the data set most candidates have a perplexity on, leaving out the data sets a
+    /// fine-tuned candidate was trained on (unless nothing else is measured); ties go to the first name in order.
+    /// </summary>
     private static DatasetKey? CommonDataset(IReadOnlyList<Candidate> candidates)
     {
         var counts = new SortedDictionary<string, int>(StringComparer.Ordinal);
+        var domain = new HashSet<string>(StringComparer.Ordinal);
         foreach (Candidate c in candidates)
         {
+            foreach (QualityScore q in c.Quality)
+            {
+                foreach (Candidate t in candidates)
+                {
+                    if (t.TrainedOn.Any(k => k.Matches(q.Dataset, q.Sha256))) domain.Add(q.Dataset);
+                }
+            }
             foreach (string name in c.Quality.Select(q => q.Dataset).Distinct(StringComparer.Ordinal)) counts[name] = counts.GetValueOrDefault(name) + 1;
+        }
+        if (counts.Keys.Any(n => !domain.Contains(n)))
+        {
+            foreach (string name in domain) counts.Remove(name);
         }
         string? best = null;
         int most = 0;

@@ -19,7 +19,7 @@ public sealed record MemoryEstimate(long Weights, long KvCache, long Compute, lo
 /// <param name="BytesPerToken">Weight bytes one decode step reads (every matrix once, one embedding row).</param>
 /// <param name="TokensPerSecond">Generating 128 tokens from an empty cache, as `smith bench --tg 128` measures.</param>
 /// <param name="TokensPerSecondAtContext">One token with the cache full (position ctx − 1): the slowest step.</param>
-/// <param name="ComputeBound">True when some matrices' kernels, not memory, limit the step on this machine.</param>
+/// <param name="ComputeBound">True when some matrices' kernels, not memory, limit the step on this machine (they stream at under 80% of the bandwidth).</param>
 public sealed record SpeedEstimate(long BytesPerToken, double TokensPerSecond, double TokensPerSecondAtContext, double OverheadSeconds, bool ComputeBound);
 
 /// <summary>Memory and speed of one model at one context length on one machine.</summary>
@@ -37,9 +37,10 @@ public sealed record ResourceEstimate(ModelShape Shape, int Context, int Threads
 /// ctx attention scores), and the RoPE table (2 · positions · rotated dims floats); the runtime is a measured
 /// constant.</para>
 /// <para><b>Decode speed</b>: one step at position p takes
-/// t(p) = Σ_matrices max(bytes_m / BW, weights_m / R_type(m)) + (2·L·p·Hkv·D·4 + norms) / BW + t_token + t_layer·L,
-/// with BW the measured stream bandwidth, R_type the measured in-cache kernel rate of the matrix's type (a
-/// kernel slower than memory bounds its matrices), and t_token, t_layer the measured fixed cost of a step
+/// t(p) = Σ_matrices bytes_m / R_type(m) + (2·L·(p+1)·Hkv·D·4 + norms) / BW + t_token + t_layer·L,
+/// with R_type the measured rate at which the decode matmul of the matrix's type streams a matrix from memory
+/// (the bandwidth for a fast kernel, less for a kernel that needs more work per byte), BW the measured stream
+/// bandwidth, and t_token, t_layer the measured fixed cost of a step
 /// (thread hand-offs, norms, RoPE), which dominates tiny models. Tokens/s over n tokens from position p0 is
 /// n / Σ t(p).</para>
 /// </summary>
@@ -148,7 +149,7 @@ public static class ResourceEstimator
 
     /// <summary>
     /// Seconds one decode step at <paramref name="position"/> spends reading weights and the cache:
-    /// Σ max(bytes / BW, weights / R_type) over matrices, plus the KV cache and vectors at BW.
+    /// Σ bytes / R_type over matrices, plus the KV cache, embedding rows and vectors at BW.
     /// </summary>
     public static double StreamSeconds(ModelShape shape, int position, MachineProfile machine)
     {
@@ -158,9 +159,7 @@ public static class ResourceEstimator
         foreach (GgufTensorInfo t in shape.Tensors)
         {
             long bytes = BytesRead(shape, t);
-            if (t.Shape.Length >= 2 && ReadWhole(shape, t))
-                seconds += Math.Max(bytes / bw, t.ElementCount / machine.KernelRate(t.Type));
-            else seconds += bytes / bw;
+            seconds += bytes / (t.Shape.Length >= 2 && ReadWhole(shape, t) ? machine.DecodeRate(t.Type) : bw);
         }
         long kv = 2L * shape.Config.BlockCount * (position + 1) * shape.Config.KvDim * sizeof(float);
         return seconds + kv / bw;
@@ -170,7 +169,7 @@ public static class ResourceEstimator
     {
         foreach (GgufTensorInfo t in shape.Tensors)
         {
-            if (t.Shape.Length >= 2 && ReadWhole(shape, t) && t.ElementCount / machine.KernelRate(t.Type) > t.ByteSize / machine.BandwidthBytesPerSecond) return true;
+            if (t.Shape.Length >= 2 && ReadWhole(shape, t) && machine.DecodeRate(t.Type) < 0.8 * machine.BandwidthBytesPerSecond) return true;
         }
         return false;
     }

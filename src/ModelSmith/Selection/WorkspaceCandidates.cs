@@ -10,7 +10,8 @@ public static class WorkspaceCandidates
     /// Every variant whose file is present and a GGUF model the engine runs, with: its latest decode speed and
     /// peak memory from `smith bench` on <paramref name="machine"/> (default: this machine; other machines'
     /// numbers are not comparable and are ignored), its latest perplexity on each data set, and whether a
-    /// fine-tuned variant is among its ancestors. <paramref name="skipped"/> lists the variants left out and why.
+    /// fine-tuned variant is among its ancestors; a fine-tuned variant's training data (so it is not taken for
+    /// general text). <paramref name="skipped"/> lists the variants left out and why.
     /// </summary>
     public static IReadOnlyList<Candidate> Load(Workspace workspace, out IReadOnlyList<string> skipped, MachineInfo? machine = null)
     {
@@ -47,7 +48,10 @@ public static class WorkspaceCandidates
                 .Select(e => new QualityScore(e.Data.Name, e.Data.Sha256, e.Perplexity!.Value))
                 .ToList();
             candidates.Add(new Candidate(v.Id, v.Name, v.Kind, v.Parents, HasFineTunedAncestor(v, byId), shape,
-                bench?.DecodeTokensPerSecond, bench?.PeakResidentBytes, quality));
+                bench?.DecodeTokensPerSecond, bench?.PeakResidentBytes, quality)
+            {
+                TrainedOn = v.Kind == VariantKind.FineTuned ? v.Data.Select(d => new DatasetKey(d.Name, d.Sha256)).ToList() : [],
+            });
         }
         skipped = left;
         return candidates;

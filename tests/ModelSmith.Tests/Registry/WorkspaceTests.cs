@@ -115,6 +115,23 @@ public sealed class WorkspaceTests : IDisposable
     }
 
     [Fact]
+    public void Registering_again_with_parents_fills_in_the_lineage_of_a_variant_registered_without()
+    {
+        var ws = Workspace.Open(_temp.File("ws"));
+        ModelVariant b = ws.Register(new ModelRegistration { Path = Model("base.gguf", 1) });
+        string path = Model("q.gguf", 2, GgmlType.F16);
+        ModelVariant unknown = ws.Register(new ModelRegistration { Path = path });
+        Assert.Equal(VariantKind.Base, unknown.Kind);
+
+        ModelVariant linked = ws.Register(new ModelRegistration { Path = path, Kind = VariantKind.Quantized, Parents = [b.Id], Transformation = "quantize" });
+        Assert.Equal(unknown.Id, linked.Id);
+        Assert.Equal(VariantKind.Quantized, linked.Kind);
+        Assert.Equal([b.Id], linked.Parents);
+        Assert.Equal("quantize", linked.Transformation);
+        Assert.Single(ws.Lineage());
+    }
+
+    [Fact]
     public void An_unknown_parent_is_refused_with_a_clear_message()
     {
         var ws = Workspace.Open(_temp.File("ws"));

@@ -7,13 +7,13 @@ namespace ModelSmith.Tests.Selection;
 
 public class PickerTests
 {
-    /// <summary>A fixed machine: 20 GB/s, kernels faster than memory, 0.1 ms + 0.01 ms/layer per token.</summary>
+    /// <summary>A fixed machine: 20 GB/s, every kernel as fast as memory, 0.1 ms + 0.01 ms/layer per token.</summary>
     internal static MachineProfile Machine { get; } = new()
     {
         Machine = "test",
         Threads = 2,
         BandwidthBytesPerSecond = 20e9,
-        KernelElementsPerSecond = MachineProfile.KernelTypes.ToDictionary(t => t, _ => 40e9),
+        DecodeBytesPerSecond = MachineProfile.KernelTypes.ToDictionary(t => t, _ => 20e9),
         TokenOverheadSeconds = 1e-4,
         LayerOverheadSeconds = 1e-5,
     };
@@ -77,6 +77,17 @@ public class PickerTests
         Assert.Equal("ft", domain.Choice!.Candidate.Id);
         Assert.Equal("legal.txt", domain.Dataset);
         Assert.Contains(domain.Explanation, l => l.StartsWith("Fine-tuned for the domain", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Without_a_domain_the_yardstick_is_general_text_not_the_fine_tuning_data()
+    {
+        List<Candidate> candidates = Lineage();
+        // "legal.txt" sorts first and every variant is measured on it, but the fine-tuned variant was trained on it.
+        candidates[3] = candidates[3] with { TrainedOn = [new DatasetKey("legal.txt", null)] };
+        PickResult r = Picker.Pick(candidates, new PickRequest(64L << 30), Machine);
+        Assert.Equal("wiki.txt", r.Dataset);
+        Assert.Equal("base", r.Choice!.Candidate.Id);
     }
 
     [Fact]
@@ -323,7 +334,7 @@ public class EstimatorTests
         MachineProfile.Save(PickerTests.Machine, path);
         MachineProfile loaded = MachineProfile.TryLoad(path)!;
         Assert.Equal(PickerTests.Machine.BandwidthBytesPerSecond, loaded.BandwidthBytesPerSecond);
-        Assert.Equal(PickerTests.Machine.KernelElementsPerSecond[GgmlType.Q4_K], loaded.KernelElementsPerSecond[GgmlType.Q4_K]);
+        Assert.Equal(PickerTests.Machine.DecodeBytesPerSecond[GgmlType.Q4_K], loaded.DecodeBytesPerSecond[GgmlType.Q4_K]);
         Assert.Equal(PickerTests.Machine.LayerOverheadSeconds, loaded.LayerOverheadSeconds);
         File.WriteAllText(path, "{ not json");
         Assert.Null(MachineProfile.TryLoad(path));
