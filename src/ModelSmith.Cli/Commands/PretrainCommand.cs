@@ -25,7 +25,7 @@ internal static class PretrainCommand
         var vocab = new Option<int?>("--vocab") { Description = "Override the vocabulary size the tokenizer learns." };
         var tokenizer = new Option<FileInfo?>("--tokenizer") { Description = "Reuse the tokenizer of this GGUF model instead of learning one." };
         var type = new Option<string>("--type") { Description = "Weight type of the written model: f32 or f16.", DefaultValueFactory = _ => "f32" };
-        var common = new TrainingConsole.Options(steps: 300, lr: 2e-3f, batch: 8, context: 0, contextHelp: "Override the preset's context length (tokens per training sequence).");
+        var common = new TrainingConsole.Options(steps: 300, lrHelp: "Peak learning rate (default 2e-3).", batch: 8, contextHelp: "Override the preset's context length (tokens per training sequence).");
         var command = new Command("pretrain", """
             Pretrain a Llama base model from scratch: learn a byte-level BPE vocabulary (GPT-2 pre-tokenization,
             <|endoftext|> as BOS/EOS, ChatML turn markers) on the training documents, then train the model with AdamW
@@ -67,7 +67,7 @@ internal static class PretrainCommand
                 "f16" => GgmlType.F16,
                 string t => throw new UsageException($"--type '{t}' is not supported; pretrain writes f32 or f16 (quantize the result with smith quantize)."),
             };
-            TrainingRunOptions options = common.Read(parse, lora: null);
+            TrainingRunOptions options = common.Read(parse, lora: null, defaultLr: 2e-3f);
             return Run(parse, common, parse.GetValue(data)!, parse.GetValue(output)!, shape, parse.GetValue(tokenizer), weightType, options);
         });
         return command;

@@ -240,6 +240,24 @@ public sealed class TrainingCliTests : IDisposable
     }
 
     [Fact]
+    public void Pretrain_with_a_given_tokenizer_keeps_that_vocabulary()
+    {
+        (string model, _) = BaseAndChats();
+        string data = PathOf("more.txt");
+        File.WriteAllText(data, TrainingRunFixture.BrownSlice("religion", 100));
+        string output = PathOf("reused.gguf");
+        SmithProcess.Result r = SmithProcess.Run("pretrain", "--data", data, "--tokenizer", model, "--out", output, "--dim", "64", "--layers", "1",
+            "--heads", "2", "--kv-heads", "1", "--ffn", "128", "--context", "32", "--steps", "2", "--batch", "2", "--threads", "2", "--type", "f16", "--json");
+        Assert.True(r.ExitCode == 0, r.Error);
+        using GgufFile reused = GgufFile.Open(output);
+        using GgufFile source = GgufFile.Open(model);
+        foreach (string key in source.MetadataKeys.Where(k => k.StartsWith("tokenizer.", StringComparison.Ordinal)))
+            Assert.Equal(source.Get(key)!.Value, reused.Get(key)!.Value);
+        Assert.Equal(GgmlType.F16, reused.RequireTensor("token_embd.weight").Type);
+        Assert.Equal(source.GetInteger("llama.vocab_size"), reused.GetInteger("llama.vocab_size"));
+    }
+
+    [Fact]
     public void Finetune_stops_at_a_malformed_record_naming_its_file_and_line()
     {
         (string model, _) = BaseAndChats();
