@@ -138,6 +138,7 @@ public sealed class TrainingRun
         long saved = resumed?.Step ?? -1; // step of the checkpoint on disk for this run, −1 when none
         var clock = Stopwatch.StartNew();
         var line = new ArrayBufferWriterStream();
+        using var json = new Utf8JsonWriter(line);
 
         while (step < Options.Steps && !cancellationToken.IsCancellationRequested)
         {
@@ -168,19 +169,18 @@ public sealed class TrainingRun
             if (log != null)
             {
                 line.Clear();
-                using (var w = new Utf8JsonWriter(line))
-                {
-                    w.WriteStartObject();
-                    w.WriteNumber("step", step);
-                    w.WriteNumber("loss", r.Loss);
-                    w.WriteNumber("lr", r.LearningRate);
-                    w.WriteNumber("grad_norm", r.GradientNorm);
-                    w.WriteNumber("tokens", r.Tokens);
-                    if (measured is float v) w.WriteNumber("val_loss", v);
-                    w.WriteNumber("tokens_per_s", Math.Round(rate, 1));
-                    w.WriteNumber("elapsed", Math.Round(elapsed.TotalSeconds, 3));
-                    w.WriteEndObject();
-                }
+                json.Reset(line);
+                json.WriteStartObject();
+                json.WriteNumber("step", step);
+                json.WriteNumber("loss", r.Loss);
+                json.WriteNumber("lr", r.LearningRate);
+                json.WriteNumber("grad_norm", r.GradientNorm);
+                json.WriteNumber("tokens", r.Tokens);
+                if (measured is float v) json.WriteNumber("val_loss", v);
+                json.WriteNumber("tokens_per_s", Math.Round(rate, 1));
+                json.WriteNumber("elapsed", Math.Round(elapsed.TotalSeconds, 3));
+                json.WriteEndObject();
+                json.Flush();
                 line.WriteByte((byte)'\n');
                 log.Write(line.Written);
                 log.Flush();
@@ -214,19 +214,18 @@ public sealed class TrainingRun
         if (log != null && !cancelled)
         {
             line.Clear();
-            using (var w = new Utf8JsonWriter(line))
-            {
-                w.WriteStartObject();
-                w.WriteBoolean("summary", true);
-                w.WriteNumber("steps", result.Steps);
-                w.WriteNumber("final_loss", result.FinalLoss);
-                if (result.ValidationLoss is float v) w.WriteNumber("val_loss", v);
-                w.WriteNumber("tokens", result.Tokens);
-                w.WriteNumber("tokens_per_s", Math.Round(result.TokensPerSecond, 1));
-                w.WriteNumber("elapsed", Math.Round(result.Elapsed.TotalSeconds, 3));
-                w.WriteNumber("peak_memory_bytes", result.PeakMemoryBytes);
-                w.WriteEndObject();
-            }
+            json.Reset(line);
+            json.WriteStartObject();
+            json.WriteBoolean("summary", true);
+            json.WriteNumber("steps", result.Steps);
+            json.WriteNumber("final_loss", result.FinalLoss);
+            if (result.ValidationLoss is float v) json.WriteNumber("val_loss", v);
+            json.WriteNumber("tokens", result.Tokens);
+            json.WriteNumber("tokens_per_s", Math.Round(result.TokensPerSecond, 1));
+            json.WriteNumber("elapsed", Math.Round(result.Elapsed.TotalSeconds, 3));
+            json.WriteNumber("peak_memory_bytes", result.PeakMemoryBytes);
+            json.WriteEndObject();
+            json.Flush();
             line.WriteByte((byte)'\n');
             log.Write(line.Written);
             log.Flush(flushToDisk: true);
