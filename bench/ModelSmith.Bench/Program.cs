@@ -9,6 +9,7 @@ namespace ModelSmith.Bench;
 ///   bandwidth   memory read bandwidth (GB/s)
 ///   flops       peak FMA throughput (GFLOP/s)
 ///   llama       prefill (pp) and decode (tg) tokens/s of every registered decoder, side by side
+///   train       training step time, tokens/s, MFU and peak memory: full vs LoRA on a 10M Llama
 /// Exit codes: 0 ok, 1 failed, 2 bad usage.
 /// </summary>
 internal static class Program
@@ -25,6 +26,10 @@ internal static class Program
                      [--kv f16|f32] [--fa auto|on|off] [--bandwidth-mib 1024 | --no-bandwidth]
                      prefill (pp, one batch) and decode (tg, one token per call) tokens/s, llama-bench style;
                      MODEL defaults to models/stories260K.gguf; pp is capped at the model's context
+          train      [--threads 1,2] [--reps 5] [--warmup 2] [--batch 4] [--seq 128] [--ranks 8,16]
+                     training steps of a 10.6M-parameter Llama: full vs LoRA (all linear layers) at each rank;
+                     step time min/median, tokens/s, MFU against the measured FMA peak, peak RSS
+                     (each method and thread count in its own child process)
 
         examples:
           synth      --out FILE.gguf [--type f32|f16|bf16] [--arch llama|gpt2]
@@ -35,6 +40,7 @@ internal static class Program
           dotnet run -c Release --project bench/ModelSmith.Bench -- bandwidth
           dotnet run -c Release --project bench/ModelSmith.Bench -- synth --out /tmp/llama100m-f16.gguf --type f16
           dotnet run -c Release --project bench/ModelSmith.Bench -- llama models/stories260K.gguf --reps 10
+          dotnet run -c Release --project bench/ModelSmith.Bench -- train --threads 1,2 --reps 5
         """;
 
     private static int Main(string[] args)
@@ -61,8 +67,14 @@ internal static class Program
                 case "synth":
                     RunSynth(options);
                     break;
+                case "train":
+                    TrainBench.Run(options);
+                    break;
+                case "train-step":
+                    TrainBench.RunStep(options);
+                    return 0;
                 default:
-                    throw new UsageException($"unknown suite '{args[0]}' (expected bandwidth, flops, llama or synth).");
+                    throw new UsageException($"unknown suite '{args[0]}' (expected bandwidth, flops, llama, synth or train).");
             }
             AnsiConsole.MarkupLine($"[grey]{Markup.Escape(MachineLine())}[/]");
             return 0;

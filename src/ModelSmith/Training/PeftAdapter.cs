@@ -45,7 +45,8 @@ public static class PeftAdapter
         ArgumentNullException.ThrowIfNull(baseModelName);
         LoraLayout layout = adapter.Layout;
         ModelConfig config = layout.Model.Config;
-        var weights = new SafetensorsWriter();
+        // PEFT saves with safetensors metadata {"format": "pt"}; write the same.
+        var weights = new SafetensorsWriter().SetMetadata("format", "pt");
         foreach (LoraTarget t in layout.Targets)
         {
             string module = KeyPrefix + HfModule(config.Architecture, t.Layer, t.Module);
@@ -88,7 +89,7 @@ public static class PeftAdapter
     /// Every targeted layer must have both tensors with the shapes this model needs (F32, F16 or BF16), and
     /// nothing else may be in the file. Options that change what the adapter computes and that this reader does
     /// not model (DoRA, bias training, modules_to_save, per-module ranks, a layer subset, layer replication) are
-    /// refused. Errors are <see cref="ModelFormatException"/>s naming the file and the key.
+    /// refused; exclude_modules is honoured. Errors are <see cref="ModelFormatException"/>s naming the file and the key.
     /// </summary>
     public static LoraParameters Read(string directory, ParameterLayout model)
     {
@@ -138,7 +139,7 @@ public static class PeftAdapter
         }
         foreach (SafetensorsTensorInfo t in file.Tensors)
             if (!expected.Contains(t.Name))
-                throw new ModelFormatException(weightsPath, file.DataOffset + t.Begin, $"tensor '{t.Name}' is not a LoRA weight of a layer that {ConfigFileName} targets (target_modules {targets.Text}); the file and the config disagree, or the adapter was made for another model.");
+                throw new ModelFormatException(weightsPath, file.DataOffset + t.Begin, $"tensor '{t.Name}' is not the lora_A or lora_B of a block projection that {ConfigFileName} targets (target_modules {targets.Text}). Adapters on embeddings or the output head are not supported; otherwise the file and the config disagree, or the adapter was made for another model.");
         return adapter;
     }
 
@@ -338,9 +339,16 @@ public static class PeftAdapter
             RequireEmpty(path, root, "layer_replication", "layer replication is not supported");
             RequireEmpty(path, root, "trainable_token_indices", "trainable token embeddings are not supported");
 
+            RequireEmpty(path, root, "target_parameters", "adapters on raw parameters (rather than linear modules) are not supported");
+            RequireEmpty(path, root, "alora_invocation_tokens", "activated LoRA (aLoRA) adapters are not supported");
+            if (OptionalBool(path, root, "use_qalora", false))
+                throw new ModelFormatException(path, -1, "field 'use_qalora' is true; QA-LoRA adapters are not supported.");
+
             if (!root.TryGetProperty("target_modules", out JsonElement targets) || targets.ValueKind == JsonValueKind.Null)
                 throw new ModelFormatException(path, -1, "field 'target_modules' is missing; it names the layers the adapter changes (e.g. [\"q_proj\", \"v_proj\"]).");
-            TargetMatcher matcher = TargetMatcher.Parse(path, targets);
+            TargetMatcher matcher = TargetMatcher.Parse(path, "target_modules", targets);
+            if (root.TryGetProperty("exclude_modules", out JsonElement excludes) && excludes.ValueKind != JsonValueKind.Null)
+                matcher = matcher.Except(TargetMatcher.Parse(path, "exclude_modules", excludes));
             var options = new LoraOptions { Rank = rank, Alpha = alpha, Dropout = dropout, RankStabilized = rsLora };
             return (options, matcher);
         }
@@ -391,18 +399,23 @@ public static class PeftAdapter
         private readonly Regex? _regex;
         private readonly string[] _names = [];
         private readonly bool _allLinear;
+        private readonly TargetMatcher? _excluded;
 
-        private TargetMatcher(string text, Regex? regex, string[] names, bool allLinear)
+        private TargetMatcher(string text, Regex? regex, string[] names, bool allLinear, TargetMatcher? excluded = null)
         {
             Text = text;
             _regex = regex;
             _names = names;
             _allLinear = allLinear;
+            _excluded = excluded;
         }
+
+        /// <summary>This selection less the modules <paramref name="excluded"/> selects (PEFT's exclude_modules).</summary>
+        public TargetMatcher Except(TargetMatcher excluded) => new($"{Text} less {excluded.Text}", _regex, _names, _allLinear, excluded);
 
         public string Text { get; }
 
-        public static TargetMatcher Parse(string path, JsonElement e)
+        public static TargetMatcher Parse(string path, string field, JsonElement e)
         {
             if (e.ValueKind == JsonValueKind.String)
             {
@@ -414,16 +427,16 @@ public static class PeftAdapter
                 }
                 catch (ArgumentException ex)
                 {
-                    throw new ModelFormatException(path, -1, $"field 'target_modules' is the regular expression {e.GetRawText()}, which does not parse: {ex.Message}", ex);
+                    throw new ModelFormatException(path, -1, $"field '{field}' is the regular expression {e.GetRawText()}, which does not parse: {ex.Message}", ex);
                 }
             }
             if (e.ValueKind != JsonValueKind.Array)
-                throw new ModelFormatException(path, -1, $"field 'target_modules' must be a list of module names or a regular expression, found {e.ValueKind}.");
+                throw new ModelFormatException(path, -1, $"field '{field}' must be a list of module names or a regular expression, found {e.ValueKind}.");
             var names = new List<string>();
             foreach (JsonElement item in e.EnumerateArray())
             {
                 if (item.ValueKind != JsonValueKind.String || string.IsNullOrEmpty(item.GetString()))
-                    throw new ModelFormatException(path, -1, $"field 'target_modules' holds {item.GetRawText()}; every entry must be a module name such as \"q_proj\".");
+                    throw new ModelFormatException(path, -1, $"field '{field}' holds {item.GetRawText()}; every entry must be a module name such as \"q_proj\".");
                 names.Add(item.GetString()!);
             }
             return new TargetMatcher(e.GetRawText(), null, [.. names], false);
@@ -431,6 +444,7 @@ public static class PeftAdapter
 
         public bool Matches(string module)
         {
+            if (_excluded != null && _excluded.Matches(module)) return false;
             if (_allLinear) return true;
             if (_regex != null) return _regex.IsMatch(module);
             foreach (string n in _names)

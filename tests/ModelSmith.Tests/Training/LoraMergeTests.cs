@@ -140,6 +140,24 @@ public class LoraMergeTests
     }
 
     [Fact]
+    public void A_quantized_base_is_refused_with_the_advice_to_merge_first_and_quantize_after()
+    {
+        ModelConfig config = ModelGradientTests.SmallLlama() with { EmbeddingLength = 64, FeedForwardLength = 96, HeadCount = 4, KvHeadCount = 2, HeadDim = 16, RopeDims = 16 };
+        var model = new ModelParameters(new ParameterLayout(config));
+        model.Initialize(6);
+        var lora = new LoraParameters(new LoraLayout(model.Layout, new LoraOptions { Rank = 2, Modules = ["attn_v"] }));
+        using var dir = new TempDirectory();
+        TrainingGguf.CreateWriter(model).Write(dir.File("base.gguf"));
+        TrainingGguf.ExportAdapter(lora, dir.File("adapter.gguf"));
+        ModelSmith.Quantization.ModelQuantizer.Quantize(dir.File("base.gguf"), dir.File("q8.gguf"),
+            new ModelSmith.Quantization.QuantizeOptions { FileType = ModelSmith.Quantization.QuantFileType.Q8_0, Threads = 1 });
+        var e = Assert.Throws<ModelFormatException>(() => LoraMerge.Merge(dir.File("q8.gguf"), dir.File("adapter.gguf"), dir.File("out.gguf")));
+        Assert.Contains("tensor 'blk.0.attn_v.weight' is Q8_0", e.Message, StringComparison.Ordinal);
+        Assert.Contains("Merge into the unquantized model, then quantize the result", e.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(dir.File("out.gguf")));
+    }
+
+    [Fact]
     public void Adapters_that_do_not_fit_the_base_are_refused_and_nothing_is_written()
     {
         using var dir = new TempDirectory();

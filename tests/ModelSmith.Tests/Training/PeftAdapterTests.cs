@@ -54,6 +54,7 @@ public class PeftAdapterTests
         using (SafetensorsFile file = SafetensorsFile.Open(dir.File(PeftAdapter.WeightsFileName)))
         {
             Assert.Equal(2 * 7 * 2, file.Tensors.Count);
+            Assert.Equal("pt", file.Metadata["format"]);
             string p = "base_model.model.model.layers.1.";
             (string Module, long In, long Out)[] expected =
             [
@@ -219,7 +220,9 @@ public class PeftAdapterTests
         { "\"rank_pattern\": {}", "\"rank_pattern\": {\"q_proj\": 2}", "per-module ranks" },
         { "\"fan_in_fan_out\": false", "\"fan_in_fan_out\": true", "Conv1D" },
         { "\"use_rslora\": false", "\"use_rslora\": 1", "'use_rslora' must be true or false" },
-        { "\"q_proj\"", "\"qq_proj\"", "not a LoRA weight of a layer that adapter_config.json targets" },
+        { "\"q_proj\"", "\"qq_proj\"", "not the lora_A or lora_B of a block projection that adapter_config.json targets" },
+        { "\"use_dora\": false", "\"use_dora\": false, \"target_parameters\": [\"experts.gate_up_proj\"]", "'target_parameters'" },
+        { "\"use_dora\": false", "\"use_dora\": false, \"exclude_modules\": [\"layers.1.self_attn.v_proj\"]", "in some layers but not in layer 1" },
         { "\"v_proj\"", "\"v_proj\", \"o_proj\"", "self_attn.o_proj.lora_A.weight' is missing" },
         { "\"r\": 3,", "\"r\": 3", "not valid JSON" },
     };
@@ -239,6 +242,22 @@ public class PeftAdapterTests
         var e = Assert.Throws<ModelFormatException>(() => PeftAdapter.Read(dir.Path, lora.Layout.Model));
         Assert.Contains(message, e.Message, StringComparison.Ordinal);
         Assert.Contains(dir.Path, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Exclude_modules_removes_layers_from_the_targets()
+    {
+        ModelConfig config = ModelGradientTests.SmallLlama();
+        LoraParameters lora = RandomAdapter(config, new LoraOptions { Rank = 2, Alpha = 4, Modules = ["attn_q"] }, 9);
+        using var dir = new TempDirectory();
+        PeftAdapter.Write(lora, dir.Path, "base");
+        string path = dir.File(PeftAdapter.ConfigFileName);
+        string text = File.ReadAllText(path);
+        File.WriteAllText(path, text.Replace("\"q_proj\"", "\"q_proj\", \"down_proj\"", StringComparison.Ordinal)
+            .Replace("\"use_dora\": false", "\"use_dora\": false, \"exclude_modules\": \"model\\\\.layers\\\\.\\\\d\\\\.mlp\\\\.down_proj\"", StringComparison.Ordinal));
+        LoraParameters back = PeftAdapter.Read(dir.Path, lora.Layout.Model);
+        Assert.Equal(["attn_q"], back.Layout.Options.Modules!);
+        Assert.True(lora.Values.SequenceEqual(back.Values));
     }
 
     [Fact]
@@ -267,7 +286,7 @@ public class PeftAdapterTests
         Assert.Contains($"tensor '{key}' is missing", Error(), StringComparison.Ordinal);
         PeftAdapter.Write(lora, dir.Path, "base");
         Rewrite((t, _, w) => { if (t.Name == key) w.AddTensor("base_model.model.lm_head.lora_A.weight", [2L, 13L], new float[26]); return false; });
-        Assert.Contains("'base_model.model.lm_head.lora_A.weight' is not a LoRA weight", Error(), StringComparison.Ordinal);
+        Assert.Contains("'base_model.model.lm_head.lora_A.weight' is not the lora_A or lora_B", Error(), StringComparison.Ordinal);
         PeftAdapter.Write(lora, dir.Path, "base");
         Rewrite((t, _, w) => { if (t.Name != key) return false; w.AddTensor(key, [2L, 12L], new float[24]); return true; });
         Assert.Contains($"tensor '{key}' has shape [2, 12]", Error(), StringComparison.Ordinal);
