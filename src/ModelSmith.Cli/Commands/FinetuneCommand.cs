@@ -179,7 +179,7 @@ internal static class FinetuneCommand
                 Console.Error.WriteLine($"warning: starting afresh; the checkpoint of an earlier run at {checkpoint} will be replaced (pass --resume to continue that run instead).");
             TrainingRunResult result = TrainingConsole.Run(run, json, lora ? "LoRA fine-tuning" : "fine-tuning");
             if (result.Cancelled)
-                return TrainingConsole.ReportInterrupted(result, TrainingConsole.CommandLine("finetune", parse.Tokens.Select(t => t.Value)));
+                return TrainingConsole.ReportInterrupted(result, TrainingConsole.CommandLine("finetune", parse.Tokens.Where(t => t.Type != System.CommandLine.Parsing.TokenType.Command).Select(t => t.Value)));
 
             string name = Path.GetFileNameWithoutExtension(outPath);
             if (run.Adapter is { } adapter)

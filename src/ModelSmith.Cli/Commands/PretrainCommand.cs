@@ -129,7 +129,7 @@ internal static class PretrainCommand
                 Console.Error.WriteLine($"warning: starting afresh; the checkpoint of an earlier run at {checkpoint} will be replaced (pass --resume to continue that run instead).");
             TrainingRunResult result = TrainingConsole.Run(run, json, "pretraining");
             if (result.Cancelled)
-                return TrainingConsole.ReportInterrupted(result, TrainingConsole.CommandLine("pretrain", parse.Tokens.Select(t => t.Value)));
+                return TrainingConsole.ReportInterrupted(result, TrainingConsole.CommandLine("pretrain", parse.Tokens.Where(t => t.Type != System.CommandLine.Parsing.TokenType.Command).Select(t => t.Value)));
 
             Pretraining.WriteModel(model.Parameters, spec, outPath, weightType, Path.GetFileNameWithoutExtension(outPath));
             File.Delete(checkpoint);

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using ModelSmith.Training;
 using Spectre.Console;
@@ -9,8 +10,8 @@ namespace ModelSmith.Cli.Commands;
 
 /// <summary>
 /// What `smith pretrain` and `smith finetune` share: the training options, the progress display (a Spectre progress
-/// bar on a terminal, periodic plain lines when output is redirected, nothing with --json), Ctrl-C handling (stop
-/// after the current step, write a checkpoint, exit 130) and the --json summary.
+/// bar on a terminal, periodic plain lines when output is redirected, nothing with --json), Ctrl-C and SIGTERM handling
+/// (stop after the current step, write a checkpoint, exit 130) and the --json summary.
 /// </summary>
 internal static class TrainingConsole
 {
@@ -114,6 +115,12 @@ internal static class TrainingConsole
             cancel.Cancel();
         };
         Console.CancelKeyPress += onCancel;
+        // SIGTERM (a service manager or container stopping the job) gets the same clean stop as Ctrl-C.
+        using PosixSignalRegistration terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+        {
+            context.Cancel = !cancel.IsCancellationRequested;
+            cancel.Cancel();
+        });
         try
         {
             if (json) return run.Run(null, cancel.Token);
@@ -247,8 +254,9 @@ internal static class TrainingConsole
             return;
         }
         string val = result.ValidationLoss is float vl ? string.Create(CultureInfo.InvariantCulture, $", validation loss {vl:0.0000}") : "";
+        string resumed = result.ResumedFrom is long from ? $" (resumed at step {from})" : "";
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"trained {result.Steps} steps in {Duration(result.Elapsed)}: final loss {result.FinalLoss:0.0000}{val}, {result.TokensPerSecond:#,0} tokens/s, peak memory {Units.Bytes(result.PeakMemoryBytes)}"));
+            $"trained {result.Steps} steps{resumed} in {Duration(result.Elapsed)}: final loss {result.FinalLoss:0.0000}{val}, {result.TokensPerSecond:#,0} tokens/s, peak memory {Units.Bytes(result.PeakMemoryBytes)}"));
         foreach ((string key, string? value) in outputs)
             if (value != null) Console.WriteLine($"  {key,-10} {value}");
     }

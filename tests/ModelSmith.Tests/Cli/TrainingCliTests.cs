@@ -68,6 +68,7 @@ public sealed class TrainingCliTests : IDisposable
         _ = output.Result;
         if (signal == "INT")
         {
+            Assert.Contains($"smith {args[0]} {args[1]} ", error.Result, StringComparison.Ordinal);
             Assert.Contains("--resume", error.Result, StringComparison.Ordinal);
             Assert.Contains("checkpoint written to", error.Result, StringComparison.Ordinal);
         }
