@@ -254,7 +254,7 @@ internal static class TrainingConsole
             return;
         }
         string val = result.ValidationLoss is float vl ? string.Create(CultureInfo.InvariantCulture, $", validation loss {vl:0.0000}") : "";
-        string resumed = result.ResumedFrom is long from ? $" (resumed at step {from})" : "";
+        string resumed = result.ResumedFrom is long at ? $" (resumed at step {at})" : "";
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"trained {result.Steps} steps{resumed} in {Duration(result.Elapsed)}: final loss {result.FinalLoss:0.0000}{val}, {result.TokensPerSecond:#,0} tokens/s, peak memory {Units.Bytes(result.PeakMemoryBytes)}"));
         foreach ((string key, string? value) in outputs)
