@@ -46,8 +46,9 @@ public sealed record TrainingRunResult(long Steps, long? ResumedFrom, float Fina
 /// stream and AdamW's moments. A checkpoint holds the state and fingerprints of the rest; resuming restores the state
 /// and refuses a checkpoint whose fingerprints differ, so a resumed run computes the same losses and weights, bit for
 /// bit, as one that was never stopped. Evaluation does not touch the state (no dropout, its own in-order loader).</para>
-/// <para><b>Log.</b> One JSON object per step (<c>step, loss, lr, grad_norm, tokens, tokens_per_s, elapsed</c>, and
-/// <c>val_loss</c> on evaluation steps), then a summary object (<c>"summary": true</c>). Resuming cuts the log back to
+/// <para><b>Log.</b> One JSON object per step (<c>step, loss, lr, grad_norm, tokens</c> (the step's tokens that count
+/// towards the loss)<c>, tokens_per_s, elapsed</c>, and <c>val_loss</c> on evaluation steps), then a summary object
+/// (<c>"summary": true</c>, with <c>peak_memory_bytes</c>). Resuming cuts the log back to
 /// its length at the checkpoint, so it ends up as an uninterrupted run's (timings aside).</para>
 /// </remarks>
 public sealed class TrainingRun
@@ -56,6 +57,7 @@ public sealed class TrainingRun
     private readonly TrainingData _data;
     private readonly string _modelFingerprint;
     private readonly string _dataFingerprint;
+    private bool _ran;
 
     /// <summary>
     /// A run of <paramref name="model"/> (with its starting parameters already set: initialised or loaded) on
@@ -104,10 +106,13 @@ public sealed class TrainingRun
     /// <summary>
     /// Runs the remaining steps. <paramref name="progress"/> hears of every step, on this thread. When
     /// <paramref name="cancellationToken"/> is cancelled, the run stops after the current step, writes a checkpoint
-    /// (when <see cref="CheckpointPath"/> is set) and returns with <see cref="TrainingRunResult.Cancelled"/>.
+    /// (when <see cref="CheckpointPath"/> is set) and returns with <see cref="TrainingRunResult.Cancelled"/>. A run
+    /// runs once; to continue a cancelled one, make a new run with <see cref="Resume"/>.
     /// </summary>
     public TrainingRunResult Run(IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        if (_ran) throw new InvalidOperationException("This run has already run; create a new TrainingRun (with Resume to continue from its checkpoint).");
+        _ran = true;
         Checkpoint? resumed = null;
         if (Resume)
         {
