@@ -6,6 +6,7 @@ using ModelSmith.Models;
 using ModelSmith.Tokenization;
 using ModelSmith.Training;
 using ModelSmith.Training.Data;
+using Spectre.Console;
 
 namespace ModelSmith.Cli.Commands;
 
@@ -105,7 +106,7 @@ internal static class PretrainCommand
             else
             {
                 Say($"learning a {shape.Vocab}-token BPE vocabulary from {string.Join(", ", dataPaths)}");
-                spec = Pretraining.TrainTokenizer(dataPaths, dataOptions, shape.Vocab);
+                spec = LearnVocabulary(dataPaths, dataOptions, shape.Vocab, json);
                 if (spec.Tokens.Count < shape.Vocab)
                     Say($"  the data supports only {spec.Tokens.Count} tokens (no pair left occurring twice)");
             }
@@ -154,6 +155,34 @@ internal static class PretrainCommand
         {
             return Fail(e.Message);
         }
+    }
+
+    /// <summary>Learns the vocabulary, with a progress bar over the merges on a terminal.</summary>
+    private static TokenizerSpec LearnVocabulary(string[] dataPaths, TrainingDataOptions dataOptions, int vocab, bool json)
+    {
+        if (json || Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
+            return Pretraining.TrainTokenizer(dataPaths, dataOptions, vocab);
+        TokenizerSpec spec = null!;
+        AnsiConsole.Progress()
+            .AutoClear(true)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn { Width = 16 }, new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Start(ctx =>
+            {
+                ProgressTask task = ctx.AddTask("counting words", maxValue: 1);
+                spec = Pretraining.TrainTokenizer(dataPaths, dataOptions, vocab, p =>
+                {
+                    if (p.Stage == BpeTrainerStage.CountingWords)
+                    {
+                        task.Description = string.Create(CultureInfo.InvariantCulture, $"counting words: {p.Completed:#,0} documents, {p.Words:#,0} distinct words");
+                        return;
+                    }
+                    task.Description = "learning merges";
+                    task.MaxValue = Math.Max(1, p.Total);
+                    task.Value = p.Completed;
+                });
+                task.Value = task.MaxValue;
+            });
+        return spec;
     }
 
     /// <summary>
