@@ -198,7 +198,7 @@ public sealed class TrainingRun
                 && (stopping || (Options.CheckpointInterval > 0 && step % Options.CheckpointInterval == 0)))
             {
                 log?.Flush(flushToDisk: true);
-                Capture(step, log?.Length ?? 0, tokens, before + clock.Elapsed.TotalSeconds, loader.Position).Save(CheckpointPath);
+                SaveCheckpoint(step, log?.Length ?? 0, tokens, before + clock.Elapsed.TotalSeconds, loader.Position);
                 saved = step;
             }
         }
@@ -208,7 +208,7 @@ public sealed class TrainingRun
         if (cancelled && CheckpointPath != null && saved != step && step > 0)
         {
             log?.Flush(flushToDisk: true);
-            Capture(step, log?.Length ?? 0, tokens, before + clock.Elapsed.TotalSeconds, loader.Position).Save(CheckpointPath);
+            SaveCheckpoint(step, log?.Length ?? 0, tokens, before + clock.Elapsed.TotalSeconds, loader.Position);
             saved = step;
         }
         string? written = CheckpointPath != null && saved >= 0 ? CheckpointPath : null;
@@ -340,12 +340,11 @@ public sealed class TrainingRun
         return log;
     }
 
-    private Checkpoint Capture(long step, long logLength, long tokens, double seconds, DataPosition position)
+    /// <summary>Writes the run's state after <paramref name="step"/> to <see cref="CheckpointPath"/>, atomically.</summary>
+    private void SaveCheckpoint(long step, long logLength, long tokens, double seconds, DataPosition position)
     {
-        var state = new MemoryStream();
-        Trainer.Optimizer.SaveState(state);
         LoraAdapter? lora = _model.Lora;
-        return new Checkpoint
+        var header = new Checkpoint
         {
             ModelFingerprint = _modelFingerprint,
             DataFingerprint = _dataFingerprint,
@@ -358,9 +357,8 @@ public sealed class TrainingRun
             IsLora = lora != null,
             DropoutSeed = lora?.DropoutSeed ?? 0,
             DropoutCounter = lora?.DropoutCounter ?? 0,
-            Weights = (lora != null ? lora.Parameters.Values : _model.Parameters.Values).ToArray(),
-            OptimizerState = state.ToArray(),
         };
+        header.Save(CheckpointPath!, lora != null ? lora.Parameters.Values : _model.Parameters.Values, Trainer.Optimizer);
     }
 
     private void Restore(Checkpoint c)
@@ -375,12 +373,12 @@ public sealed class TrainingRun
             throw new CheckpointMismatchException($"checkpoint '{path}' was written for different training data (fingerprint {Short(c.DataFingerprint)}, this data is {Short(_dataFingerprint)}): other files, contents, tokenizer or data options. Resume with the same data, or start afresh without --resume.");
         LoraAdapter? lora = _model.Lora;
         Span<float> weights = lora != null ? lora.Parameters.Values : _model.Parameters.Values;
-        if (c.IsLora != (lora != null) || c.Weights.Length != weights.Length)
-            throw new CheckpointMismatchException($"checkpoint '{path}' holds {c.Weights.Length} {(c.IsLora ? "adapter" : "model")} weights; this run trains {weights.Length} {(lora != null ? "adapter" : "model")} weights.");
+        if (c.IsLora != (lora != null) || c.WeightCount != weights.Length)
+            throw new CheckpointMismatchException($"checkpoint '{path}' holds {c.WeightCount} {(c.IsLora ? "adapter" : "model")} weights; this run trains {weights.Length} {(lora != null ? "adapter" : "model")} weights.");
         if (c.Step > Options.Steps)
             throw new CheckpointMismatchException($"checkpoint '{path}' is at step {c.Step}, past this run's {Options.Steps} steps.");
-        c.Weights.CopyTo(weights);
-        Trainer.Optimizer.LoadState(new MemoryStream(c.OptimizerState));
+        c.ReadWeights(weights);
+        c.ReadOptimizer(Trainer.Optimizer);
         if (Trainer.Optimizer.Step != c.Step)
             throw new InvalidDataException($"{path}: the optimizer state is at step {Trainer.Optimizer.Step} but the checkpoint at step {c.Step}; the file is inconsistent.");
         if (lora != null)
