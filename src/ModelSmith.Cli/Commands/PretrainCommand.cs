@@ -216,6 +216,9 @@ internal static class PretrainCommand
 
     internal static string Text<T>(T value) where T : IFormattable => value.ToString(null, CultureInfo.InvariantCulture);
 
+    /// <summary>A rate or factor as typed (0.0001, not the float's 0.000100000005).</summary>
+    internal static string Text(float value) => value.ToString("G7", CultureInfo.InvariantCulture);
+
     private static int Fail(string message)
     {
         Console.Out.Flush();
