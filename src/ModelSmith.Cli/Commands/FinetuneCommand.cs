@@ -38,7 +38,7 @@ internal static class FinetuneCommand
         var allTokens = new Option<bool>("--all-tokens") { Description = "Train on prompts too (default: only on completions of Alpaca and chat records)." };
         var skipBad = new Option<bool>("--skip-bad-records") { Description = "Skip and count malformed records instead of stopping at the first." };
         var chatTemplate = new Option<string?>("--chat-template") { Description = "Chat template: a llama.cpp name (chatml, llama2, llama3, zephyr ...) or Jinja text; default the model's, else chatml." };
-        var common = new TrainingConsole.Options(steps: 100, lr: 1e-3f, batch: 8, context: 0, contextHelp: "Tokens per training sequence (default: the model's context length, at most 512).");
+        var common = new TrainingConsole.Options(steps: 100, lrHelp: "Peak learning rate (default: 1e-3 for lora, 1e-4 for full).", batch: 8, contextHelp: "Tokens per training sequence (default: the model's context length, at most 512).");
         var command = new Command("finetune", """
             Fine-tune a model on domain text or instruction data, training every weight (--method full) or LoRA
             adapters (--method lora) that are then merged. Alpaca and chat records are rendered with the chat template
@@ -82,7 +82,7 @@ internal static class FinetuneCommand
                 "chat" => DataFormat.Chat,
                 string f => throw new UsageException($"--format '{f}' is not a data format; use auto, text, jsonl, alpaca or chat."),
             };
-            TrainingRunOptions options = common.Read(parse, lora);
+            TrainingRunOptions options = common.Read(parse, lora, lora != null ? 1e-3f : 1e-4f);
             var dataOptions = new TrainingDataOptions
             {
                 Format = dataFormat,
@@ -179,7 +179,7 @@ internal static class FinetuneCommand
                 Console.Error.WriteLine($"warning: starting afresh; the checkpoint of an earlier run at {checkpoint} will be replaced (pass --resume to continue that run instead).");
             TrainingRunResult result = TrainingConsole.Run(run, json, lora ? "LoRA fine-tuning" : "fine-tuning");
             if (result.Cancelled)
-                return TrainingConsole.ReportInterrupted(result, TrainingConsole.CommandLine("finetune", parse.Tokens.Select(t => t.Value)));
+                return TrainingConsole.ReportInterrupted(result, TrainingConsole.CommandLine("finetune", parse.Tokens.Where(t => t.Type != System.CommandLine.Parsing.TokenType.Command).Select(t => t.Value)));
 
             string name = Path.GetFileNameWithoutExtension(outPath);
             if (run.Adapter is { } adapter)

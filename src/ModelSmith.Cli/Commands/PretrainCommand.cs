@@ -6,6 +6,7 @@ using ModelSmith.Models;
 using ModelSmith.Tokenization;
 using ModelSmith.Training;
 using ModelSmith.Training.Data;
+using Spectre.Console;
 
 namespace ModelSmith.Cli.Commands;
 
@@ -25,7 +26,7 @@ internal static class PretrainCommand
         var vocab = new Option<int?>("--vocab") { Description = "Override the vocabulary size the tokenizer learns." };
         var tokenizer = new Option<FileInfo?>("--tokenizer") { Description = "Reuse the tokenizer of this GGUF model instead of learning one." };
         var type = new Option<string>("--type") { Description = "Weight type of the written model: f32 or f16.", DefaultValueFactory = _ => "f32" };
-        var common = new TrainingConsole.Options(steps: 300, lr: 2e-3f, batch: 8, context: 0, contextHelp: "Override the preset's context length (tokens per training sequence).");
+        var common = new TrainingConsole.Options(steps: 300, lrHelp: "Peak learning rate (default 2e-3).", batch: 8, contextHelp: "Override the preset's context length (tokens per training sequence).");
         var command = new Command("pretrain", """
             Pretrain a Llama base model from scratch: learn a byte-level BPE vocabulary (GPT-2 pre-tokenization,
             <|endoftext|> as BOS/EOS, ChatML turn markers) on the training documents, then train the model with AdamW
@@ -67,7 +68,7 @@ internal static class PretrainCommand
                 "f16" => GgmlType.F16,
                 string t => throw new UsageException($"--type '{t}' is not supported; pretrain writes f32 or f16 (quantize the result with smith quantize)."),
             };
-            TrainingRunOptions options = common.Read(parse, lora: null);
+            TrainingRunOptions options = common.Read(parse, lora: null, defaultLr: 2e-3f);
             return Run(parse, common, parse.GetValue(data)!, parse.GetValue(output)!, shape, parse.GetValue(tokenizer), weightType, options);
         });
         return command;
@@ -105,7 +106,7 @@ internal static class PretrainCommand
             else
             {
                 Say($"learning a {shape.Vocab}-token BPE vocabulary from {string.Join(", ", dataPaths)}");
-                spec = Pretraining.TrainTokenizer(dataPaths, dataOptions, shape.Vocab);
+                spec = LearnVocabulary(dataPaths, dataOptions, shape.Vocab, json);
                 if (spec.Tokens.Count < shape.Vocab)
                     Say($"  the data supports only {spec.Tokens.Count} tokens (no pair left occurring twice)");
             }
@@ -129,7 +130,7 @@ internal static class PretrainCommand
                 Console.Error.WriteLine($"warning: starting afresh; the checkpoint of an earlier run at {checkpoint} will be replaced (pass --resume to continue that run instead).");
             TrainingRunResult result = TrainingConsole.Run(run, json, "pretraining");
             if (result.Cancelled)
-                return TrainingConsole.ReportInterrupted(result, TrainingConsole.CommandLine("pretrain", parse.Tokens.Select(t => t.Value)));
+                return TrainingConsole.ReportInterrupted(result, TrainingConsole.CommandLine("pretrain", parse.Tokens.Where(t => t.Type != System.CommandLine.Parsing.TokenType.Command).Select(t => t.Value)));
 
             Pretraining.WriteModel(model.Parameters, spec, outPath, weightType, Path.GetFileNameWithoutExtension(outPath));
             File.Delete(checkpoint);
@@ -155,6 +156,34 @@ internal static class PretrainCommand
         {
             return Fail(e.Message);
         }
+    }
+
+    /// <summary>Learns the vocabulary, with a progress bar over the merges on a terminal.</summary>
+    private static TokenizerSpec LearnVocabulary(string[] dataPaths, TrainingDataOptions dataOptions, int vocab, bool json)
+    {
+        if (json || Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
+            return Pretraining.TrainTokenizer(dataPaths, dataOptions, vocab);
+        TokenizerSpec spec = null!;
+        AnsiConsole.Progress()
+            .AutoClear(true)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn { Width = 16 }, new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Start(ctx =>
+            {
+                ProgressTask task = ctx.AddTask("counting words", maxValue: 1);
+                spec = Pretraining.TrainTokenizer(dataPaths, dataOptions, vocab, p =>
+                {
+                    if (p.Stage == BpeTrainerStage.CountingWords)
+                    {
+                        task.Description = string.Create(CultureInfo.InvariantCulture, $"counting words: {p.Completed:#,0} documents, {p.Words:#,0} distinct words");
+                        return;
+                    }
+                    task.Description = "learning merges";
+                    task.MaxValue = Math.Max(1, p.Total);
+                    task.Value = p.Completed;
+                });
+                task.Value = task.MaxValue;
+            });
+        return spec;
     }
 
     /// <summary>
@@ -187,6 +216,9 @@ internal static class PretrainCommand
     }
 
     internal static string Text<T>(T value) where T : IFormattable => value.ToString(null, CultureInfo.InvariantCulture);
+
+    /// <summary>A rate or factor as typed (0.0001, not the float's 0.000100000005).</summary>
+    internal static string Text(float value) => value.ToString("G7", CultureInfo.InvariantCulture);
 
     private static int Fail(string message)
     {

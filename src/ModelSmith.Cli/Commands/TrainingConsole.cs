@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using ModelSmith.Training;
 using Spectre.Console;
@@ -9,8 +10,8 @@ namespace ModelSmith.Cli.Commands;
 
 /// <summary>
 /// What `smith pretrain` and `smith finetune` share: the training options, the progress display (a Spectre progress
-/// bar on a terminal, periodic plain lines when output is redirected, nothing with --json), Ctrl-C handling (stop
-/// after the current step, write a checkpoint, exit 130) and the --json summary.
+/// bar on a terminal, periodic plain lines when output is redirected, nothing with --json), Ctrl-C and SIGTERM handling
+/// (stop after the current step, write a checkpoint, exit 130) and the --json summary.
 /// </summary>
 internal static class TrainingConsole
 {
@@ -20,13 +21,13 @@ internal static class TrainingConsole
     /// <summary>The options both commands take, with each command's defaults.</summary>
     public sealed class Options
     {
-        public Options(int steps, float lr, int batch, int context, string contextHelp)
+        public Options(int steps, string lrHelp, int batch, string contextHelp)
         {
             Steps = new Option<int>("--steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => steps };
             Batch = new Option<int>("--batch") { Description = "Sequences per micro-batch.", DefaultValueFactory = _ => batch };
             GradAccum = new Option<int>("--grad-accum") { Description = "Micro-batches per step (gradient accumulation).", DefaultValueFactory = _ => 1 };
             Context = new Option<int?>("--context") { Description = contextHelp };
-            Lr = new Option<float>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => lr };
+            Lr = new Option<float?>("--lr") { Description = lrHelp };
             MinLr = new Option<float?>("--min-lr") { Description = "Learning rate at the end of the cosine decay (default: lr / 10)." };
             Warmup = new Option<int?>("--warmup") { Description = "Warmup steps (default: 5% of the steps)." };
             WeightDecay = new Option<float>("--weight-decay") { Description = "AdamW weight decay.", DefaultValueFactory = _ => 0.1f };
@@ -34,7 +35,7 @@ internal static class TrainingConsole
             Seed = new Option<ulong>("--seed") { Description = "Seed of the initialisation, data split and batch order.", DefaultValueFactory = _ => 1234UL };
             Threads = new Option<int>("--threads") { Description = "Threads (default: all cores; losses do not depend on it).", DefaultValueFactory = _ => Environment.ProcessorCount };
             ValFraction = new Option<double>("--val-fraction") { Description = "Share of documents held out for the validation loss.", DefaultValueFactory = _ => 0.05 };
-            EvalEvery = new Option<int?>("--eval-every") { Description = "Validation loss every N steps (default: 10 times per run; always after the last step)." };
+            EvalEvery = new Option<int?>("--eval-every") { Description = "Validation loss every N steps (default: 10 times per run; 0: only after the last step, which always gets one)." };
             EvalBatches = new Option<int>("--eval-batches") { Description = "Validation batches per measurement.", DefaultValueFactory = _ => 8 };
             CheckpointEvery = new Option<int?>("--checkpoint-every") { Description = "Checkpoint every N steps (default: 10 times per run; 0: only on Ctrl-C)." };
             Checkpoint = new Option<FileInfo?>("--checkpoint") { Description = "Checkpoint file (default: <out>.ckpt); removed when the run completes." };
@@ -49,7 +50,7 @@ internal static class TrainingConsole
         public Option<int> Batch { get; }
         public Option<int> GradAccum { get; }
         public Option<int?> Context { get; }
-        public Option<float> Lr { get; }
+        public Option<float?> Lr { get; }
         public Option<float?> MinLr { get; }
         public Option<int?> Warmup { get; }
         public Option<float> WeightDecay { get; }
@@ -77,11 +78,11 @@ internal static class TrainingConsole
         }
 
         /// <summary>The run options from the command line, checked (UsageException on an impossible value).</summary>
-        public TrainingRunOptions Read(ParseResult parse, LoraOptions? lora)
+        public TrainingRunOptions Read(ParseResult parse, LoraOptions? lora, float defaultLr)
         {
             int steps = parse.GetValue(Steps);
             if (steps < 1) throw new UsageException($"--steps {steps} must be at least 1.");
-            float lr = parse.GetValue(Lr);
+            float lr = parse.GetValue(Lr) ?? defaultLr;
             int everyTenth = Math.Max(1, steps / 10);
             var options = new TrainingRunOptions
             {
@@ -121,6 +122,12 @@ internal static class TrainingConsole
             cancel.Cancel();
         };
         Console.CancelKeyPress += onCancel;
+        // SIGTERM (a service manager or container stopping the job) gets the same clean stop as Ctrl-C.
+        using PosixSignalRegistration terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+        {
+            context.Cancel = !cancel.IsCancellationRequested;
+            cancel.Cancel();
+        });
         try
         {
             if (json) return run.Run(null, cancel.Token);
@@ -254,8 +261,9 @@ internal static class TrainingConsole
             return;
         }
         string val = result.ValidationLoss is float vl ? string.Create(CultureInfo.InvariantCulture, $", validation loss {vl:0.0000}") : "";
+        string resumed = result.ResumedFrom is long at ? $" (resumed at step {at})" : "";
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"trained {result.Steps} steps in {Duration(result.Elapsed)}: final loss {result.FinalLoss:0.0000}{val}, {result.TokensPerSecond:#,0} tokens/s, peak memory {Units.Bytes(result.PeakMemoryBytes)}"));
+            $"trained {result.Steps} steps{resumed} in {Duration(result.Elapsed)}: final loss {result.FinalLoss:0.0000}{val}, {result.TokensPerSecond:#,0} tokens/s, peak memory {Units.Bytes(result.PeakMemoryBytes)}"));
         foreach ((string key, string? value) in outputs)
             if (value != null) Console.WriteLine($"  {key,-10} {value}");
     }

@@ -15,16 +15,20 @@ namespace ModelSmith.Training;
 /// </summary>
 /// <remarks>
 /// Layout (little-endian): magic "SMCK", version, the header fields (strings are length-prefixed UTF-8), the weights
-/// as a count and raw floats, the AdamW state (<see cref="AdamW.SaveState"/>), and a SHA-256 of every byte before
-/// it, so that a truncated or damaged file is refused rather than half loaded. <see cref="Save"/> writes through
-/// <see cref="AtomicFile"/> (temp file, flush to disk, rename): a crash at any moment leaves the previous checkpoint
-/// in place and usable.
+/// as a count and raw floats, the AdamW state (<see cref="AdamW.SaveState"/>) up to the end, and a SHA-256 of every
+/// byte before it, so that a truncated or damaged file is refused rather than half loaded. Weights and moments are
+/// streamed straight from and into the training buffers (no copy of the model in memory), so a checkpoint may be
+/// larger than an array. <see cref="Save"/> writes through <see cref="AtomicFile"/> (temp file, flush to disk,
+/// rename): a crash at any moment leaves the previous checkpoint in place and usable.
 /// </remarks>
 internal sealed class Checkpoint
 {
     private const uint Magic = 0x4B434D53; // "SMCK"
     private const int Version = 1;
     private const int HashBytes = 32;
+
+    private string _path = "";
+    private long _weightsOffset, _optimizerOffset;
 
     public required string ModelFingerprint { get; init; }
 
@@ -47,29 +51,38 @@ internal sealed class Checkpoint
 
     public required DataPosition Position { get; init; }
 
-    /// <summary>True when <see cref="Weights"/> are LoRA adapters (then the dropout fields apply).</summary>
+    /// <summary>True when the weights are LoRA adapters (then the dropout fields apply).</summary>
     public required bool IsLora { get; init; }
 
     public ulong DropoutSeed { get; init; }
 
     public long DropoutCounter { get; init; }
 
-    /// <summary>The trained values: model parameters or adapter parameters, in layout order.</summary>
-    public required float[] Weights { get; init; }
+    /// <summary>Floats of trained weights the file holds (set by <see cref="Load"/>).</summary>
+    public long WeightCount { get; private init; }
 
-    /// <summary>The optimizer state as <see cref="AdamW.SaveState"/> wrote it.</summary>
-    public required byte[] OptimizerState { get; init; }
-
-    /// <summary>Writes the checkpoint to <paramref name="path"/> atomically.</summary>
-    public void Save(string path) => AtomicFile.Write(path, WriteTo);
+    /// <summary>Writes this header with <paramref name="weights"/> and <paramref name="optimizer"/>'s state to <paramref name="path"/>, atomically.</summary>
+    public void Save(string path, ReadOnlySpan<float> weights, AdamW optimizer)
+    {
+        unsafe
+        {
+            fixed (float* p = weights)
+            {
+                float* pointer = p;
+                int length = weights.Length;
+                AtomicFile.Write(path, s => WriteTo(s, new ReadOnlySpan<float>(pointer, length), optimizer));
+            }
+        }
+    }
 
     /// <summary>Writes the whole checkpoint, hash included, to <paramref name="stream"/>.</summary>
-    public void WriteTo(Stream stream)
+    public void WriteTo(Stream stream, ReadOnlySpan<float> weights, AdamW optimizer)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var header = new MemoryStream();
-        using (var w = new BinaryWriter(header, Encoding.UTF8, leaveOpen: true))
+        ArgumentNullException.ThrowIfNull(optimizer);
+        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("Checkpoints are stored little-endian.");
+        using var hashing = new HashingStream(stream);
+        using (var w = new BinaryWriter(hashing, Encoding.UTF8, leaveOpen: true))
         {
             w.Write(Magic);
             w.Write(Version);
@@ -86,39 +99,51 @@ internal sealed class Checkpoint
             w.Write(IsLora);
             w.Write(DropoutSeed);
             w.Write(DropoutCounter);
-            w.Write((long)Weights.Length);
+            w.Write((long)weights.Length);
         }
-        Append(stream, hash, header.GetBuffer().AsSpan(0, (int)header.Length));
-        ReadOnlySpan<byte> weights = MemoryMarshal.AsBytes(Weights.AsSpan());
-        for (int at = 0; at < weights.Length; at += 1 << 20)
-            Append(stream, hash, weights.Slice(at, Math.Min(1 << 20, weights.Length - at)));
-        Span<byte> length = stackalloc byte[8];
-        BinaryPrimitives.WriteInt64LittleEndian(length, OptimizerState.Length);
-        Append(stream, hash, length);
-        Append(stream, hash, OptimizerState);
-        stream.Write(hash.GetHashAndReset());
+        for (int at = 0; at < weights.Length; at += 1 << 18)
+            hashing.Write(MemoryMarshal.AsBytes(weights.Slice(at, Math.Min(1 << 18, weights.Length - at))));
+        optimizer.SaveState(hashing);
+        stream.Write(hashing.Hash());
     }
 
     /// <summary>
-    /// Reads and verifies the checkpoint at <paramref name="path"/>. Errors name the file and say what is wrong
-    /// (not a checkpoint, another version, truncated or damaged).
+    /// Reads and verifies the checkpoint at <paramref name="path"/> (one pass over the file for the hash) and returns
+    /// its header; <see cref="ReadWeights"/> and <see cref="ReadOptimizer"/> then load the rest. Errors name the file
+    /// and say what is wrong (not a checkpoint, another version, truncated or damaged).
     /// </summary>
     public static Checkpoint Load(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("Checkpoints are stored little-endian.");
-        byte[] bytes = File.ReadAllBytes(path);
-        if (bytes.Length < 8 + HashBytes || BinaryPrimitives.ReadUInt32LittleEndian(bytes) != Magic)
+        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, FileOptions.SequentialScan);
+        long length = file.Length;
+        Span<byte> start = stackalloc byte[8];
+        if (length < 8 + HashBytes || file.Read(start) != 8 || BinaryPrimitives.ReadUInt32LittleEndian(start) != Magic)
             throw new InvalidDataException($"{path}: not a ModelSmith training checkpoint (bad magic or too short).");
-        int version = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(4));
+        int version = BinaryPrimitives.ReadInt32LittleEndian(start[4..]);
         if (version != Version)
             throw new InvalidDataException($"{path}: checkpoint version {version} is not supported (this build reads {Version}); start the run afresh without --resume.");
-        Span<byte> expected = stackalloc byte[HashBytes];
-        SHA256.HashData(bytes.AsSpan(0, bytes.Length - HashBytes), expected);
-        if (!expected.SequenceEqual(bytes.AsSpan(bytes.Length - HashBytes)))
-            throw new InvalidDataException($"{path}: the checkpoint is truncated or damaged (its SHA-256 does not match); it cannot be resumed. Start afresh without --resume.");
 
-        using var r = new BinaryReader(new MemoryStream(bytes, 8, bytes.Length - 8 - HashBytes), Encoding.UTF8);
+        using (var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256))
+        {
+            file.Position = 0;
+            byte[] buffer = new byte[1 << 20];
+            for (long left = length - HashBytes; left > 0;)
+            {
+                int read = file.Read(buffer, 0, (int)Math.Min(buffer.Length, left));
+                if (read <= 0) throw new InvalidDataException($"{path}: the checkpoint ends early.");
+                hash.AppendData(buffer, 0, read);
+                left -= read;
+            }
+            Span<byte> stored = stackalloc byte[HashBytes];
+            file.ReadExactly(stored);
+            if (!stored.SequenceEqual(hash.GetHashAndReset()))
+                throw new InvalidDataException($"{path}: the checkpoint is truncated or damaged (its SHA-256 does not match); it cannot be resumed. Start afresh without --resume.");
+        }
+
+        file.Position = 8;
+        using var r = new BinaryReader(file, Encoding.UTF8, leaveOpen: true);
         try
         {
             string model = r.ReadString(), data = r.ReadString(), options = r.ReadString();
@@ -129,14 +154,9 @@ internal sealed class Checkpoint
             ulong dropoutSeed = r.ReadUInt64();
             long dropoutCounter = r.ReadInt64();
             long count = r.ReadInt64();
-            if (count < 0 || count > (r.BaseStream.Length - r.BaseStream.Position) / sizeof(float))
+            long weightsOffset = file.Position;
+            if (count < 0 || count > (length - HashBytes - weightsOffset) / sizeof(float))
                 throw new InvalidDataException($"{path}: the checkpoint claims {count} weights, more than the file holds.");
-            var weights = new float[count];
-            r.BaseStream.ReadExactly(MemoryMarshal.AsBytes(weights.AsSpan()));
-            long stateLength = r.ReadInt64();
-            if (stateLength < 0 || stateLength != r.BaseStream.Length - r.BaseStream.Position)
-                throw new InvalidDataException($"{path}: the optimizer state length {stateLength} does not match the rest of the file.");
-            byte[] state = r.ReadBytes((int)stateLength);
             return new Checkpoint
             {
                 ModelFingerprint = model,
@@ -150,8 +170,10 @@ internal sealed class Checkpoint
                 IsLora = lora,
                 DropoutSeed = dropoutSeed,
                 DropoutCounter = dropoutCounter,
-                Weights = weights,
-                OptimizerState = state,
+                WeightCount = count,
+                _path = path,
+                _weightsOffset = weightsOffset,
+                _optimizerOffset = weightsOffset + count * sizeof(float),
             };
         }
         catch (EndOfStreamException e)
@@ -160,9 +182,58 @@ internal sealed class Checkpoint
         }
     }
 
-    private static void Append(Stream stream, IncrementalHash hash, ReadOnlySpan<byte> bytes)
+    /// <summary>Reads the stored weights into <paramref name="weights"/> (exactly <see cref="WeightCount"/> floats).</summary>
+    public void ReadWeights(Span<float> weights)
     {
-        hash.AppendData(bytes);
-        stream.Write(bytes);
+        if (weights.Length != WeightCount)
+            throw new ArgumentException($"{_path}: the checkpoint holds {WeightCount} weights, not {weights.Length}.", nameof(weights));
+        using var file = new FileStream(_path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, FileOptions.SequentialScan);
+        file.Position = _weightsOffset;
+        for (int at = 0; at < weights.Length; at += 1 << 18)
+            file.ReadExactly(MemoryMarshal.AsBytes(weights.Slice(at, Math.Min(1 << 18, weights.Length - at))));
+    }
+
+    /// <summary>Restores <paramref name="optimizer"/>'s moments and step count from the file.</summary>
+    public void ReadOptimizer(AdamW optimizer)
+    {
+        ArgumentNullException.ThrowIfNull(optimizer);
+        using var file = new FileStream(_path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, FileOptions.SequentialScan);
+        file.Position = _optimizerOffset;
+        optimizer.LoadState(file);
+        if (file.Position != file.Length - HashBytes)
+            throw new InvalidDataException($"{_path}: the optimizer state does not end where the checkpoint's hash begins; the file is inconsistent.");
+    }
+
+    /// <summary>Passes writes through to a stream while hashing them (SHA-256).</summary>
+    private sealed class HashingStream(Stream inner) : Stream
+    {
+        private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public byte[] Hash() => _hash.GetHashAndReset();
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            _hash.AppendData(buffer);
+            inner.Write(buffer);
+        }
+
+        public override void Flush() => inner.Flush();
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) _hash.Dispose();
+            base.Dispose(disposing);
+        }
     }
 }

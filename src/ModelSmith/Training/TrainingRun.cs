@@ -46,8 +46,9 @@ public sealed record TrainingRunResult(long Steps, long? ResumedFrom, float Fina
 /// stream and AdamW's moments. A checkpoint holds the state and fingerprints of the rest; resuming restores the state
 /// and refuses a checkpoint whose fingerprints differ, so a resumed run computes the same losses and weights, bit for
 /// bit, as one that was never stopped. Evaluation does not touch the state (no dropout, its own in-order loader).</para>
-/// <para><b>Log.</b> One JSON object per step (<c>step, loss, lr, grad_norm, tokens, tokens_per_s, elapsed</c>, and
-/// <c>val_loss</c> on evaluation steps), then a summary object (<c>"summary": true</c>). Resuming cuts the log back to
+/// <para><b>Log.</b> One JSON object per step (<c>step, loss, lr, grad_norm, tokens</c> (the step's tokens that count
+/// towards the loss)<c>, tokens_per_s, elapsed</c>, and <c>val_loss</c> on evaluation steps), then a summary object
+/// (<c>"summary": true</c>, with <c>peak_memory_bytes</c>). Resuming cuts the log back to
 /// its length at the checkpoint, so it ends up as an uninterrupted run's (timings aside).</para>
 /// </remarks>
 public sealed class TrainingRun
@@ -56,6 +57,7 @@ public sealed class TrainingRun
     private readonly TrainingData _data;
     private readonly string _modelFingerprint;
     private readonly string _dataFingerprint;
+    private bool _ran;
 
     /// <summary>
     /// A run of <paramref name="model"/> (with its starting parameters already set: initialised or loaded) on
@@ -104,10 +106,13 @@ public sealed class TrainingRun
     /// <summary>
     /// Runs the remaining steps. <paramref name="progress"/> hears of every step, on this thread. When
     /// <paramref name="cancellationToken"/> is cancelled, the run stops after the current step, writes a checkpoint
-    /// (when <see cref="CheckpointPath"/> is set) and returns with <see cref="TrainingRunResult.Cancelled"/>.
+    /// (when <see cref="CheckpointPath"/> is set) and returns with <see cref="TrainingRunResult.Cancelled"/>. A run
+    /// runs once; to continue a cancelled one, make a new run with <see cref="Resume"/>.
     /// </summary>
     public TrainingRunResult Run(IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        if (_ran) throw new InvalidOperationException("This run has already run; create a new TrainingRun (with Resume to continue from its checkpoint).");
+        _ran = true;
         Checkpoint? resumed = null;
         if (Resume)
         {
@@ -138,6 +143,7 @@ public sealed class TrainingRun
         long saved = resumed?.Step ?? -1; // step of the checkpoint on disk for this run, −1 when none
         var clock = Stopwatch.StartNew();
         var line = new ArrayBufferWriterStream();
+        using var json = new Utf8JsonWriter(line);
 
         while (step < Options.Steps && !cancellationToken.IsCancellationRequested)
         {
@@ -168,19 +174,18 @@ public sealed class TrainingRun
             if (log != null)
             {
                 line.Clear();
-                using (var w = new Utf8JsonWriter(line))
-                {
-                    w.WriteStartObject();
-                    w.WriteNumber("step", step);
-                    w.WriteNumber("loss", r.Loss);
-                    w.WriteNumber("lr", r.LearningRate);
-                    w.WriteNumber("grad_norm", r.GradientNorm);
-                    w.WriteNumber("tokens", r.Tokens);
-                    if (measured is float v) w.WriteNumber("val_loss", v);
-                    w.WriteNumber("tokens_per_s", Math.Round(rate, 1));
-                    w.WriteNumber("elapsed", Math.Round(elapsed.TotalSeconds, 3));
-                    w.WriteEndObject();
-                }
+                json.Reset(line);
+                json.WriteStartObject();
+                json.WriteNumber("step", step);
+                json.WriteNumber("loss", r.Loss);
+                json.WriteNumber("lr", r.LearningRate);
+                json.WriteNumber("grad_norm", r.GradientNorm);
+                json.WriteNumber("tokens", r.Tokens);
+                if (measured is float v) json.WriteNumber("val_loss", v);
+                json.WriteNumber("tokens_per_s", Math.Round(rate, 1));
+                json.WriteNumber("elapsed", Math.Round(elapsed.TotalSeconds, 3));
+                json.WriteEndObject();
+                json.Flush();
                 line.WriteByte((byte)'\n');
                 log.Write(line.Written);
                 log.Flush();
@@ -193,7 +198,7 @@ public sealed class TrainingRun
                 && (stopping || (Options.CheckpointInterval > 0 && step % Options.CheckpointInterval == 0)))
             {
                 log?.Flush(flushToDisk: true);
-                Capture(step, log?.Length ?? 0, tokens, before + clock.Elapsed.TotalSeconds, loader.Position).Save(CheckpointPath);
+                SaveCheckpoint(step, log?.Length ?? 0, tokens, before + clock.Elapsed.TotalSeconds, loader.Position);
                 saved = step;
             }
         }
@@ -203,7 +208,7 @@ public sealed class TrainingRun
         if (cancelled && CheckpointPath != null && saved != step && step > 0)
         {
             log?.Flush(flushToDisk: true);
-            Capture(step, log?.Length ?? 0, tokens, before + clock.Elapsed.TotalSeconds, loader.Position).Save(CheckpointPath);
+            SaveCheckpoint(step, log?.Length ?? 0, tokens, before + clock.Elapsed.TotalSeconds, loader.Position);
             saved = step;
         }
         string? written = CheckpointPath != null && saved >= 0 ? CheckpointPath : null;
@@ -214,19 +219,18 @@ public sealed class TrainingRun
         if (log != null && !cancelled)
         {
             line.Clear();
-            using (var w = new Utf8JsonWriter(line))
-            {
-                w.WriteStartObject();
-                w.WriteBoolean("summary", true);
-                w.WriteNumber("steps", result.Steps);
-                w.WriteNumber("final_loss", result.FinalLoss);
-                if (result.ValidationLoss is float v) w.WriteNumber("val_loss", v);
-                w.WriteNumber("tokens", result.Tokens);
-                w.WriteNumber("tokens_per_s", Math.Round(result.TokensPerSecond, 1));
-                w.WriteNumber("elapsed", Math.Round(result.Elapsed.TotalSeconds, 3));
-                w.WriteNumber("peak_memory_bytes", result.PeakMemoryBytes);
-                w.WriteEndObject();
-            }
+            json.Reset(line);
+            json.WriteStartObject();
+            json.WriteBoolean("summary", true);
+            json.WriteNumber("steps", result.Steps);
+            json.WriteNumber("final_loss", result.FinalLoss);
+            if (result.ValidationLoss is float v) json.WriteNumber("val_loss", v);
+            json.WriteNumber("tokens", result.Tokens);
+            json.WriteNumber("tokens_per_s", Math.Round(result.TokensPerSecond, 1));
+            json.WriteNumber("elapsed", Math.Round(result.Elapsed.TotalSeconds, 3));
+            json.WriteNumber("peak_memory_bytes", result.PeakMemoryBytes);
+            json.WriteEndObject();
+            json.Flush();
             line.WriteByte((byte)'\n');
             log.Write(line.Written);
             log.Flush(flushToDisk: true);
@@ -336,12 +340,11 @@ public sealed class TrainingRun
         return log;
     }
 
-    private Checkpoint Capture(long step, long logLength, long tokens, double seconds, DataPosition position)
+    /// <summary>Writes the run's state after <paramref name="step"/> to <see cref="CheckpointPath"/>, atomically.</summary>
+    private void SaveCheckpoint(long step, long logLength, long tokens, double seconds, DataPosition position)
     {
-        var state = new MemoryStream();
-        Trainer.Optimizer.SaveState(state);
         LoraAdapter? lora = _model.Lora;
-        return new Checkpoint
+        var header = new Checkpoint
         {
             ModelFingerprint = _modelFingerprint,
             DataFingerprint = _dataFingerprint,
@@ -354,9 +357,8 @@ public sealed class TrainingRun
             IsLora = lora != null,
             DropoutSeed = lora?.DropoutSeed ?? 0,
             DropoutCounter = lora?.DropoutCounter ?? 0,
-            Weights = (lora != null ? lora.Parameters.Values : _model.Parameters.Values).ToArray(),
-            OptimizerState = state.ToArray(),
         };
+        header.Save(CheckpointPath!, lora != null ? lora.Parameters.Values : _model.Parameters.Values, Trainer.Optimizer);
     }
 
     private void Restore(Checkpoint c)
@@ -371,12 +373,12 @@ public sealed class TrainingRun
             throw new CheckpointMismatchException($"checkpoint '{path}' was written for different training data (fingerprint {Short(c.DataFingerprint)}, this data is {Short(_dataFingerprint)}): other files, contents, tokenizer or data options. Resume with the same data, or start afresh without --resume.");
         LoraAdapter? lora = _model.Lora;
         Span<float> weights = lora != null ? lora.Parameters.Values : _model.Parameters.Values;
-        if (c.IsLora != (lora != null) || c.Weights.Length != weights.Length)
-            throw new CheckpointMismatchException($"checkpoint '{path}' holds {c.Weights.Length} {(c.IsLora ? "adapter" : "model")} weights; this run trains {weights.Length} {(lora != null ? "adapter" : "model")} weights.");
+        if (c.IsLora != (lora != null) || c.WeightCount != weights.Length)
+            throw new CheckpointMismatchException($"checkpoint '{path}' holds {c.WeightCount} {(c.IsLora ? "adapter" : "model")} weights; this run trains {weights.Length} {(lora != null ? "adapter" : "model")} weights.");
         if (c.Step > Options.Steps)
             throw new CheckpointMismatchException($"checkpoint '{path}' is at step {c.Step}, past this run's {Options.Steps} steps.");
-        c.Weights.CopyTo(weights);
-        Trainer.Optimizer.LoadState(new MemoryStream(c.OptimizerState));
+        c.ReadWeights(weights);
+        c.ReadOptimizer(Trainer.Optimizer);
         if (Trainer.Optimizer.Step != c.Step)
             throw new InvalidDataException($"{path}: the optimizer state is at step {Trainer.Optimizer.Step} but the checkpoint at step {c.Step}; the file is inconsistent.");
         if (lora != null)

@@ -68,6 +68,7 @@ public sealed class TrainingCliTests : IDisposable
         _ = output.Result;
         if (signal == "INT")
         {
+            Assert.Contains($"smith {args[0]} {args[1]} ", error.Result, StringComparison.Ordinal);
             Assert.Contains("--resume", error.Result, StringComparison.Ordinal);
             Assert.Contains("checkpoint written to", error.Result, StringComparison.Ordinal);
         }
@@ -237,6 +238,24 @@ public sealed class TrainingCliTests : IDisposable
         Assert.NotEqual(source.GetTensorData(source.RequireTensor("blk.0.attn_q.weight")).ToArray(), merged.GetTensorData(merged.RequireTensor("blk.0.attn_q.weight")).ToArray());
         SmithProcess.Result info = SmithProcess.Run("generate", output, "-p", "The", "-n", "4", "--temperature", "0");
         Assert.True(info.ExitCode == 0, info.Error);
+    }
+
+    [Fact]
+    public void Pretrain_with_a_given_tokenizer_keeps_that_vocabulary()
+    {
+        (string model, _) = BaseAndChats();
+        string data = PathOf("more.txt");
+        File.WriteAllText(data, TrainingRunFixture.BrownSlice("religion", 100));
+        string output = PathOf("reused.gguf");
+        SmithProcess.Result r = SmithProcess.Run("pretrain", "--data", data, "--tokenizer", model, "--out", output, "--dim", "64", "--layers", "1",
+            "--heads", "2", "--kv-heads", "1", "--ffn", "128", "--context", "32", "--steps", "2", "--batch", "2", "--threads", "2", "--type", "f16", "--json");
+        Assert.True(r.ExitCode == 0, r.Error);
+        using GgufFile reused = GgufFile.Open(output);
+        using GgufFile source = GgufFile.Open(model);
+        foreach (string key in source.MetadataKeys.Where(k => k.StartsWith("tokenizer.", StringComparison.Ordinal)))
+            Assert.Equal(source.Get(key)!.Value, reused.Get(key)!.Value);
+        Assert.Equal(GgmlType.F16, reused.RequireTensor("token_embd.weight").Type);
+        Assert.Equal(source.GetInteger("llama.vocab_size"), reused.GetInteger("llama.vocab_size"));
     }
 
     [Fact]
