@@ -31,7 +31,7 @@ internal static class DemoCommand
             Run the whole lineage on the bundled Brown corpus, end to end, in about 10 minutes on 2 cores:
               1. split the corpus: general text (14 genres) and the domain (`learned`: science and technology),
                  holding out one document in 20 of each for testing;
-              2. pretrain a base model on the general text (smith pretrain, `small` preset);
+              2. pretrain a base model on the general text (smith pretrain: 2.1M parameters, 3M tokens);
               3. fine-tune it on the domain, fully and with LoRA (smith finetune);
               4. quantize the base and fine-tuned models to Q8_0, Q4_K_M and Q4_0 (smith quantize);
               5. measure every variant's perplexity on held-out general and domain text (smith eval) and its speed
