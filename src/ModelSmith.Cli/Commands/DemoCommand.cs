@@ -28,9 +28,9 @@ internal static class DemoCommand
         var report = new Option<FileInfo?>("--report") { Description = "The HTML report to write (default: report.html in the workspace)." };
         var json = new Option<bool>("--json") { Description = "Print the results as JSON at the end instead of tables." };
         var command = new Command("demo", """
-            Run the whole lineage on the bundled Brown corpus, end to end, in about 10 minutes on 2 cores:
-              1. split the corpus: general text (14 genres) and the domain (`learned`: science and technology),
-                 holding out one document in 20 of each for testing;
+            Run the whole lineage on the bundled corpora, end to end, in under 10 minutes on 2 cores:
+              1. split the data: general text (the Brown corpus, 14 genres) and a domain (mailing-list mail from
+                 the SpamAssassin corpus), holding out one document in 20 of each for testing;
               2. pretrain a base model on the general text (smith pretrain: 2.1M parameters, 3M tokens);
               3. fine-tune it on the domain, fully and with LoRA (smith finetune);
               4. quantize the base and fine-tuned models to Q8_0, Q4_K_M and Q4_0 (smith quantize);
@@ -43,7 +43,7 @@ internal static class DemoCommand
             Examples:
               smith demo
               smith demo --quick --workspace /tmp/demo
-              smith pick --memory 48MiB --domain learned-test      (after the demo)
+              smith pick --memory 51MiB --domain mail-test           (after the demo)
 
             Exit codes: 0 done, 1 a step failed (the message names the command), 2 bad usage, 130 interrupted.
             """)
@@ -114,7 +114,7 @@ internal static class DemoCommand
                 baseDomain is double b && v.DomainPerplexity is double d ? (d / b - 1).ToString("+0.0%;-0.0%", CultureInfo.InvariantCulture) : "",
                 Number(v.DecodeTokensPerSecond, "0"), Units.Bytes(v.EstimatedMemoryBytes));
         }
-        AnsiConsole.MarkupLine("[grey]ppl gen / ppl dom: general (14 genres) and domain (learned) text; vs base: domain perplexity against the base;[/]");
+        AnsiConsole.MarkupLine("[grey]ppl gen / ppl dom: general (Brown) and domain (mail) text; vs base: domain perplexity against the base;[/]");
         AnsiConsole.MarkupLine("[grey]tok/s: decode, measured by smith bench; memory: estimated peak at the model's context (smith estimate).[/]");
         AnsiConsole.Write(table);
 
@@ -137,7 +137,7 @@ internal static class DemoCommand
         string ws = string.Equals(workspaceRoot, Workspace.ResolveRoot(null), StringComparison.Ordinal) ? "" : $" --workspace {workspaceRoot}";
         AnsiConsole.WriteLine($"  ./smith list{ws}");
         AnsiConsole.WriteLine($"  ./smith lineage{ws}");
-        AnsiConsole.WriteLine($"  ./smith pick --memory {Units.Bytes(result.EdgeMemoryBytes).Replace(" ", "", StringComparison.Ordinal)} --domain learned-test{ws}");
+        AnsiConsole.WriteLine($"  ./smith pick --memory {Units.Bytes(result.EdgeMemoryBytes).Replace(" ", "", StringComparison.Ordinal)} --domain mail-test{ws}");
         AnsiConsole.WriteLine($"  ./smith report{ws}");
     }
 

@@ -1,24 +1,30 @@
 using System.IO.Compression;
 using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace ModelSmith.Cli.Demo;
 
 /// <summary>
-/// The demo's data: the bundled Brown corpus split by genre into general text (every genre but the domain) and domain
-/// text (<c>learned</c>: scientific and technical prose), each split by document into training text and held-out test
-/// text. Every <see cref="HoldOutEvery"/>-th document of a genre is held out, so the test text spans every genre and
-/// no model ever trains on it.
+/// The demo's data. General text: the bundled Brown corpus, every genre but <c>learned</c> (held back so the base
+/// model can also be fine-tuned on it by hand, see the README). Domain text: mail, the SpamAssassin ham messages of
+/// <c>email/easy-ham-1</c> (plain bodies of mailing-list mail: code, URLs, quoting, signatures), a domain far enough
+/// from edited prose that fine-tuning visibly pays. Each is split by document into training text and held-out test
+/// text: every <see cref="HoldOutEvery"/>-th document is held out, so no model ever trains on it.
 /// </summary>
 internal sealed record DemoCorpus(string GeneralTrain, string GeneralTest, string DomainTrain, string DomainTest, long GeneralTrainChars, long DomainTrainChars)
 {
-    /// <summary>The genre that plays the domain.</summary>
-    public const string DomainGenre = "learned";
+    /// <summary>The Brown genre left out of the general text.</summary>
+    public const string HeldBackGenre = "learned";
+
+    /// <summary>The mail folder that plays the domain.</summary>
+    public const string DomainFile = "easy-ham-1.jsonl.gz";
 
     /// <summary>One document in this many is held out for testing.</summary>
     public const int HoldOutEvery = 20;
 
     /// <summary>
-    /// The folder holding <c>brown/*.txt.gz</c>: <paramref name="requested"/> when given, else the repository's
+    /// The folder holding <c>brown/*.txt.gz</c> and <c>email/</c>: <paramref name="requested"/> when given, else the repository's
     /// <c>data/</c> found upwards from the current directory or from the program's folder; null when none is found.
     /// </summary>
     public static string? FindDataDirectory(string? requested)
@@ -36,33 +42,40 @@ internal sealed record DemoCorpus(string GeneralTrain, string GeneralTest, strin
     }
 
     /// <summary>
-    /// Writes the four text files into <paramref name="directory"/>: training text of every genre but the domain, and
-    /// of the domain; held-out text of both, each cut to at most <paramref name="testChars"/> characters (whole
-    /// documents) so that evaluation takes seconds.
+    /// Writes the four data files into <paramref name="directory"/>: general training text (documents separated by a
+    /// blank line), domain training mail (JSONL, one message a line, so blank lines inside a message stay inside it),
+    /// and held-out text of both, each cut to at most <paramref name="testChars"/> characters (whole documents) so
+    /// that evaluation takes seconds.
     /// </summary>
     public static DemoCorpus Prepare(string dataDirectory, string directory, int testChars)
     {
         string brown = Path.Combine(dataDirectory, "brown");
         string[] genres = Directory.GetFiles(brown, "*.txt.gz");
         Array.Sort(genres, StringComparer.Ordinal);
-        string domainFile = Path.Combine(brown, DomainGenre + ".txt.gz");
+        string heldBack = Path.Combine(brown, HeldBackGenre + ".txt.gz");
+        string domainFile = Path.Combine(dataDirectory, "email", DomainFile);
         if (!File.Exists(domainFile))
-            throw new FileNotFoundException($"'{domainFile}' is missing; the demo needs the bundled Brown corpus (data/brown/*.txt.gz).", domainFile);
+            throw new FileNotFoundException($"'{domainFile}' is missing; the demo needs the bundled mail corpus (data/email/*.jsonl.gz).", domainFile);
         Directory.CreateDirectory(directory);
         var generalTrain = new StringBuilder();
         var generalTest = new List<string>();
         foreach (string genre in genres)
         {
-            if (genre == domainFile) continue;
+            if (genre == heldBack) continue;
             Split(ReadDocuments(genre), generalTrain, generalTest);
         }
         var domainTrain = new StringBuilder();
         var domainTest = new List<string>();
-        Split(ReadDocuments(domainFile), domainTrain, domainTest);
+        List<string> mail = ReadMail(domainFile);
+        for (int i = 0; i < mail.Count; i++)
+        {
+            if (i % HoldOutEvery == HoldOutEvery / 2) domainTest.Add(mail[i]);
+            else domainTrain.Append(JsonSerializer.Serialize(new MailRecord(mail[i]), MailJson.Default.MailRecord)).Append('\n');
+        }
 
         var corpus = new DemoCorpus(
             Path.Combine(directory, "general-train.txt"), Path.Combine(directory, "general-test.txt"),
-            Path.Combine(directory, "learned-train.txt"), Path.Combine(directory, "learned-test.txt"),
+            Path.Combine(directory, "mail-train.jsonl"), Path.Combine(directory, "mail-test.txt"),
             generalTrain.Length, domainTrain.Length);
         WriteAtomically(corpus.GeneralTrain, generalTrain.ToString());
         WriteAtomically(corpus.DomainTrain, domainTrain.ToString());
@@ -90,6 +103,31 @@ internal sealed record DemoCorpus(string GeneralTrain, string GeneralTest, strin
         }
         if (current.Length > 0) documents.Add(current.ToString());
         return documents;
+    }
+
+    /// <summary>The "text" of every line of a mail JSONL file.</summary>
+    private static List<string> ReadMail(string path)
+    {
+        using var reader = new StreamReader(new GZipStream(File.OpenRead(path), CompressionMode.Decompress), Encoding.UTF8);
+        var texts = new List<string>();
+        string? line;
+        int number = 0;
+        while ((line = reader.ReadLine()) != null)
+        {
+            number++;
+            if (line.Length == 0) continue;
+            MailRecord? record;
+            try
+            {
+                record = JsonSerializer.Deserialize(line, MailJson.Default.MailRecord);
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"{path}:{number}: not a JSON object ({e.Message}).", e);
+            }
+            if (record?.Text is { Length: > 0 } text) texts.Add(text.EndsWith('\n') ? text : text + "\n");
+        }
+        return texts;
     }
 
     private static void Split(List<string> documents, StringBuilder train, List<string> test)
@@ -130,3 +168,9 @@ internal sealed record DemoCorpus(string GeneralTrain, string GeneralTest, strin
         File.Move(temp, path, overwrite: true);
     }
 }
+
+/// <summary>One mail message as the bundled JSONL and the fine-tuning data hold it.</summary>
+internal sealed record MailRecord([property: JsonPropertyName("text")] string Text);
+
+[JsonSerializable(typeof(MailRecord))]
+internal sealed partial class MailJson : JsonSerializerContext;

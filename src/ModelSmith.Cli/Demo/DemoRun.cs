@@ -30,7 +30,7 @@ internal sealed record DemoResult(string Plan, string Workspace, List<DemoVarian
 internal sealed class DemoRun
 {
     private const string GeneralTestName = "general-test.txt";
-    private const string DomainTestName = "learned-test.txt";
+    private const string DomainTestName = "mail-test.txt";
 
     private readonly DemoPlan _plan;
     private readonly string _root;
@@ -70,14 +70,14 @@ internal sealed class DemoRun
 
         string[] parents = _plan.QuantizeLora ? ["base", "ft-full", "ft-lora"] : ["base", "ft-full"];
         int variantCount = 3 + parents.Length * DemoPlan.Types.Count;
-        _steps = 1 + 3 + parents.Length * DemoPlan.Types.Count + 2 * variantCount;
+        _steps = 1 + 3 + parents.Length * DemoPlan.Types.Count + 2 * variantCount + 1;
         Say($"[bold]smith demo[/] ({_plan.Name}): workspace {Markup.Escape(_root)}, {_threads} threads, {_steps} steps"
             + (removed > 0 ? $"; replaced an earlier demo run ({removed} variants)" : ""));
 
-        Begin("Split the Brown corpus: general text (14 genres) and the domain (learned), one document in 20 held out");
+        Begin("Split the data: general text (Brown, 14 genres) and the domain (mail), one document in 20 held out for testing");
         DemoCorpus corpus = DemoCorpus.Prepare(_dataDirectory, Path.Combine(_root, "demo-data"), _plan.TestChars);
         Note(string.Create(CultureInfo.InvariantCulture,
-            $"general: {corpus.GeneralTrainChars / 1e6:0.0} M characters to train on; domain: {corpus.DomainTrainChars / 1e6:0.0} M"));
+            $"general: {corpus.GeneralTrainChars / 1e6:0.0} M characters to train on; mail: {corpus.DomainTrainChars / 1e6:0.0} M"));
 
         string Model(string name) => Path.Combine(models, name + ".gguf");
         string baseModel = Model("base"), full = Model("ft-full"), lora = Model("ft-lora");
