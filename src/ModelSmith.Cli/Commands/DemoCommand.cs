@@ -43,7 +43,7 @@ internal static class DemoCommand
             Examples:
               smith demo
               smith demo --quick --workspace /tmp/demo
-              smith pick --memory 51MiB --domain mail-test           (after the demo)
+              smith pick --memory 50MiB --domain mail-test           (after the demo)
 
             Exit codes: 0 done, 1 a step failed (the message names the command), 2 bad usage, 130 interrupted.
             """)

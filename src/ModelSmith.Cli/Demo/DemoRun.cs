@@ -183,8 +183,11 @@ internal sealed class DemoRun
         IReadOnlyList<Candidate> candidates = WorkspaceCandidates.Load(_workspace, out _).Where(c => ids.Contains(c.Id)).ToList();
         var general = new DatasetKey(GeneralTestName, FileHash.Sha256(corpus.GeneralTest));
         var domain = new DatasetKey(DomainTestName, FileHash.Sha256(corpus.DomainTest));
-        DemoVariant edgeTarget = variants.Find(v => v.Name.EndsWith("ft-full-q4_k_m", StringComparison.Ordinal)) ?? variants[^1];
-        long edgeMemory = (edgeTarget.EstimatedMemoryBytes + (edgeTarget.EstimatedMemoryBytes / 50) + (1 << 20) - 1) / (1 << 20) * (1 << 20);
+        // The edge budget sits halfway between the fine-tuned model's Q4_K_M and Q8_0 estimates: scaled to these small
+        // models, it leaves room for 4-bit variants only.
+        DemoVariant q4 = variants.Find(v => v.Name.EndsWith("ft-full-q4_k_m", StringComparison.Ordinal)) ?? variants[^1];
+        DemoVariant q8 = variants.Find(v => v.Name.EndsWith("ft-full-q8_0", StringComparison.Ordinal)) ?? variants[^1];
+        long edgeMemory = (q4.EstimatedMemoryBytes + Math.Max(q4.EstimatedMemoryBytes, q8.EstimatedMemoryBytes)) / 2 / 1024 * 1024;
         var profiles = new (string Name, string Description, long Memory, double Floor, DatasetKey Data)[]
         {
             ("server", "256 GiB, no speed floor; general ability matters", 256L << 30, 0, general),
