@@ -184,7 +184,9 @@ public static class Picker
         double? speed = c.MeasuredTokensPerSecond ?? e.Speed?.TokensPerSecond;
         double? ppl = dataset is null ? null : c.PerplexityOn(dataset);
         string? rejection = null;
-        if (e.Memory.Total > request.MemoryBytes)
+        if (c.Shape.Config.Architecture == Models.ModelArchitecture.Gpt2 && request.Context > c.Shape.Config.ContextLength)
+            rejection = $"has learned positions for {c.Shape.Config.ContextLength} tokens only, fewer than the {request.Context} asked for";
+        else if (e.Memory.Total > request.MemoryBytes)
             rejection = $"needs {Bytes(e.Memory.Total)} at {request.Context} positions, over the {Bytes(request.MemoryBytes)} limit";
         else if (request.MinTokensPerSecond > 0 && speed is null)
             rejection = "its speed is neither measured nor estimable (no machine profile)";
