@@ -40,6 +40,7 @@ internal static class AddCommand
         VariantKind kind = VariantKinds.Parse(kindText) ?? throw new UsageException($"--kind '{kindText}' is not a kind; use base, fine-tuned or quantized.");
         if (kind != VariantKind.Base && parents.Length == 0)
             Console.Error.WriteLine($"warning: a {VariantKinds.Name(kind)} model without --parent has no lineage; add --parent ID to link it.");
+        if (Directory.Exists(file.FullName)) throw new UsageException($"'{file.FullName}' is a folder; give a model file (a .gguf or .safetensors file).");
         if (!file.Exists) throw new FileNotFoundException($"'{file.FullName}' does not exist.", file.FullName);
         Workspace workspace = Workspace.Open(workspacePath);
         ModelVariant v = workspace.Register(new ModelRegistration

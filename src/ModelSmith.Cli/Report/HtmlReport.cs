@@ -101,7 +101,7 @@ internal static class HtmlReport
         // General and domain first, then any other data set measured.
         datasets = datasets.OrderBy(d => d == general ? 0 : d == domain ? 1 : 2).ToList();
         var byId = all.ToDictionary(m => m.Variant.Id, StringComparer.Ordinal);
-        html.Append("<table class=\"variants\"><thead><tr><th>id</th><th>name</th><th>kind</th><th>parents</th><th>type</th><th>size</th><th>params</th>");
+        html.Append("<table class=\"variants\"><thead><tr><th>id</th><th>name</th><th>kind</th><th>parents</th><th>made by</th><th>type</th><th>size</th><th>params</th>");
         foreach (string d in datasets)
         {
             string role = d == general ? "general" : d == domain ? "domain" : "other";
@@ -113,6 +113,7 @@ internal static class HtmlReport
             ModelVariant v = m.Variant;
             html.Append(Inv($"<tr><td><code>{v.Id}</code></td><td>{E(v.Name)}</td><td><span class=\"k {v.KindName}\">{v.KindName}</span></td>"));
             html.Append(Inv($"<td>{E(string.Join(", ", v.Parents.Select(p => byId.TryGetValue(p, out var pm) ? pm.Variant.Name : p)))}</td>"));
+            html.Append(Inv($"<td>{E(v.Transformation ?? "-")}{(v.TransformParameters != "{}" ? Inv($"<br><small><code>{E(v.TransformParameters)}</code></small>") : "")}{(v.Data.Count > 0 ? Inv($"<br><small>data: {E(string.Join(", ", v.Data.Select(d => d.Name)))}</small>") : "")}</td>"));
             html.Append(Inv($"<td>{E(v.TypeSummary ?? "?")}</td><td class=\"n\">{E(Units.Bytes(v.Size))}</td><td class=\"n\">{(v.ParameterCount > 0 ? Units.Count(v.ParameterCount) : "-")}</td>"));
             foreach (string d in datasets)
                 html.Append(Inv($"<td class=\"n\">{E(VariantMeasures.Ppl(m.BestPerplexityOn(d)))}</td>"));

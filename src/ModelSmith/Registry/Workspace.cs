@@ -69,6 +69,7 @@ public sealed class Workspace
     {
         ArgumentNullException.ThrowIfNull(registration);
         string source = Path.GetFullPath(registration.Path);
+        if (Directory.Exists(source)) throw new ArgumentException($"'{source}' is a folder; register a model file (a .gguf or .safetensors file).", nameof(registration));
         if (!File.Exists(source)) throw new FileNotFoundException($"'{source}' does not exist; give the model file to register.", source);
         string parameters = NormalizeParameters(registration.TransformParameters);
         string sha = FileHash.Sha256(source);

@@ -94,6 +94,25 @@ public sealed class RegistryCliTests : IDisposable
     }
 
     [Fact]
+    public void Lineage_fans_out_children_below_their_parent()
+    {
+        var ids = new List<string>();
+        for (int i = 0; i < 3; i++)
+        {
+            string path = _temp.File($"v{i}.gguf");
+            SyntheticModel.Write(path, EvaluationModels.LlamaConfig(), seed: (ulong)(20 + i));
+            string[] parent = i == 0 ? [] : ["--kind", "fine-tuned", "--parent", ids[0]];
+            ids.Add(Json(Smith(["add", path, "--name", $"v{i}", "--json", .. parent])).GetProperty("id").GetString()!);
+        }
+        string[] lines = Smith("lineage").Output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, lines.Length);
+        Assert.StartsWith($"v0 ({ids[0]}, base, F32) ─┬→ v1 ({ids[1]}, fine-tuned, F32)", lines[0], StringComparison.Ordinal);
+        int fork = lines[0].IndexOf('┬', StringComparison.Ordinal);
+        Assert.Equal(fork, lines[1].IndexOf('└', StringComparison.Ordinal));
+        Assert.EndsWith($"└→ v2 ({ids[2]}, fine-tuned, F32)", lines[1], StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Several_smith_processes_register_into_one_workspace_at_once()
     {
         var files = new List<string>();
