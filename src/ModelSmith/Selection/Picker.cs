@@ -333,9 +333,14 @@ public static class Picker
             }
         }
 
-        int context = LongestContext(shape, request.MemoryBytes, machine);
-        if (context >= 1 && context < request.Context)
-            lines.Add(Inv($"A shorter context: {reference.Candidate.Name} fits {Bytes(request.MemoryBytes)} with up to {context} positions (the KV cache takes {Bytes(ResourceEstimator.KvCacheBytes(shape.Config, 1))} per position)."));
+        // The best variant (by quality) that fits with a shorter context, if one fits with at least a quarter of it.
+        foreach (Judged j in judged.OrderBy(j => j.Perplexity ?? double.PositiveInfinity).ThenByDescending(j => j.Candidate.Shape.BitsPerWeight))
+        {
+            int context = LongestContext(j.Candidate.Shape, request.MemoryBytes, machine);
+            if (context < Math.Max(1, request.Context / 4) || context >= request.Context) continue;
+            lines.Add(Inv($"A shorter context: {j.Candidate.Name} fits {Bytes(request.MemoryBytes)} with up to {context} positions (its KV cache takes {Bytes(ResourceEstimator.KvCacheBytes(j.Candidate.Shape.Config, 1))} per position)."));
+            break;
+        }
 
         Judged smallest = judged.OrderBy(j => j.Memory.Total).First();
         if (smallest.Memory.Total > request.MemoryBytes)
