@@ -333,11 +333,11 @@ public static class Picker
             }
         }
 
-        // The best variant (by quality) that fits with a shorter context, if one fits with at least a quarter of it.
+        // The best variant (by quality) that fits with a shorter context of at least 64 positions.
         foreach (Judged j in judged.OrderBy(j => j.Perplexity ?? double.PositiveInfinity).ThenByDescending(j => j.Candidate.Shape.BitsPerWeight))
         {
             int context = LongestContext(j.Candidate.Shape, request.MemoryBytes, machine);
-            if (context < Math.Max(1, request.Context / 4) || context >= request.Context) continue;
+            if (context < Math.Min(64, request.Context) || context >= request.Context) continue;
             lines.Add(Inv($"A shorter context: {j.Candidate.Name} fits {Bytes(request.MemoryBytes)} with up to {context} positions (its KV cache takes {Bytes(ResourceEstimator.KvCacheBytes(j.Candidate.Shape.Config, 1))} per position)."));
             break;
         }
