@@ -73,6 +73,19 @@ public class EstimateAgainstBenchTests(ITestOutputHelper output)
         Assert.InRange(error, -0.15, 0.15);
     }
 
+    [Theory]
+    [InlineData("llama", "q4_k_m")]
+    [InlineData("gpt2", "q4_k_s")]
+    public void A_planned_quantization_has_the_tensor_bytes_of_the_file_quantize_writes(string architecture, string type)
+    {
+        using var dir = new TempDirectory();
+        string quantized = Prepare(dir, architecture, type);
+        ModelShape planned = ModelShape.FromGguf(dir.File($"{architecture}-f32.gguf")).Quantized(QuantFileTypes.Parse(type));
+        ModelShape actual = ModelShape.FromGguf(quantized);
+        Assert.Equal(actual.TensorBytes, planned.TensorBytes);
+        Assert.InRange(planned.FileBytes - actual.FileBytes, -4096, 4096);
+    }
+
     /// <summary>
     /// Speed on a shared machine is too noisy to assert closely (the report gives the measured agreement); this checks
     /// only that the estimate for a bandwidth-bound model is within a factor of three of what bench measures, and
