@@ -86,6 +86,25 @@ public class EstimateAgainstBenchTests(ITestOutputHelper output)
         Assert.InRange(planned.FileBytes - actual.FileBytes, -4096, 4096);
     }
 
+    /// <summary>A synthetic model of <paramref name="architecture"/> in <paramref name="type"/> (quantized from F32 with llama.cpp's mix).</summary>
+    internal static string Prepare(TempDirectory dir, string architecture, string type)
+    {
+        string f32 = dir.File($"{architecture}-f32.gguf");
+        SyntheticModel.Write(f32, architecture == "llama" ? Llama : Gpt2);
+        if (type == "f32") return f32;
+        string quantized = dir.File($"{architecture}-{type}.gguf");
+        ModelQuantizer.Quantize(f32, quantized, new QuantizeOptions { FileType = QuantFileTypes.Parse(type) });
+        return quantized;
+    }
+}
+
+/// <summary>Timing tests run alone: other tests' child processes would compete for the cores they time.</summary>
+[CollectionDefinition("Decode timing", DisableParallelization = true)]
+public sealed class DecodeTimingTests;
+
+[Collection("Decode timing")]
+public class DecodeEstimateAgainstBenchTests(ITestOutputHelper output)
+{
     /// <summary>
     /// Speed on a shared machine is too noisy to assert closely (the report gives the measured agreement); this checks
     /// only that the estimate for a bandwidth-bound model is within a factor of four of bench's fastest repetition
@@ -96,8 +115,8 @@ public class EstimateAgainstBenchTests(ITestOutputHelper output)
     public void Decode_estimate_is_within_a_factor_of_four_of_bench_and_orders_types_as_bench_does()
     {
         using var dir = new TempDirectory();
-        string f32 = Prepare(dir, "llama", "f32");
-        string q8 = Prepare(dir, "llama", "q8_0");
+        string f32 = EstimateAgainstBenchTests.Prepare(dir, "llama", "f32");
+        string q8 = EstimateAgainstBenchTests.Prepare(dir, "llama", "q8_0");
         MachineProfile machine = MachineProfile.LoadOrMeasure(dir.File("machine.json"));
         double Measured(string model)
         {
@@ -114,16 +133,5 @@ public class EstimateAgainstBenchTests(ITestOutputHelper output)
         output.WriteLine(FormattableString.Invariant($"F32: measured {measuredF32:0.0} tok/s, estimated {estimatedF32:0.0}; Q8_0: measured {measuredQ8:0.0}, estimated {estimatedQ8:0.0}"));
         Assert.InRange(estimatedF32 / measuredF32, 1 / 4.0, 4.0);
         Assert.True(estimatedQ8 > estimatedF32);
-    }
-
-    /// <summary>A synthetic model of <paramref name="architecture"/> in <paramref name="type"/> (quantized from F32 with llama.cpp's mix).</summary>
-    internal static string Prepare(TempDirectory dir, string architecture, string type)
-    {
-        string f32 = dir.File($"{architecture}-f32.gguf");
-        SyntheticModel.Write(f32, architecture == "llama" ? Llama : Gpt2);
-        if (type == "f32") return f32;
-        string quantized = dir.File($"{architecture}-{type}.gguf");
-        ModelQuantizer.Quantize(f32, quantized, new QuantizeOptions { FileType = QuantFileTypes.Parse(type) });
-        return quantized;
     }
 }
