@@ -38,7 +38,8 @@ internal static class EstimateCommand
               runtime   {ResourceEstimator.RuntimeBaselineBytes >> 20} MiB, the measured resident size of the .NET process itself
             Decode speed, one step at position p:
               t(p) = Σ_matrices bytes / R_type + (KV bytes at p) / BW + t_token + t_layer · layers
-            with R_type the measured rate at which each type's decode kernel streams a matrix from memory, BW this
+            with R_type the measured rate at which each type's decode kernel streams a matrix from memory (times the
+            share of it a whole memory-mapped model reaches, also measured), BW this
             machine's stream-read bandwidth, and t_token, t_layer the measured fixed cost of a step (what limits tiny
             models). Tokens/s is reported for 128 tokens from an empty cache (what `smith bench --tg 128` measures) and
             for one token with the cache full. The machine is measured once per thread count (a few seconds) and the

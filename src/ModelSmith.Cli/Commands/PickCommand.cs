@@ -144,18 +144,27 @@ internal static class PickCommand
     private static void WriteTable(PickResult r, IReadOnlyList<string> skipped)
     {
         var table = new Table().Border(TableBorder.Rounded)
-            .AddColumn("variant").AddColumn("kind").AddColumn("type").AddColumn(new TableColumn("memory (est.)").RightAligned())
-            .AddColumn(new TableColumn("decode").RightAligned()).AddColumn(new TableColumn(r.Dataset is null ? "perplexity" : "ppl " + r.Dataset).RightAligned())
+            .AddColumn("variant").AddColumn("kind").AddColumn("type").AddColumn(new TableColumn("memory").RightAligned())
+            .AddColumn(new TableColumn("tok/s").RightAligned()).AddColumn(new TableColumn("perplexity").RightAligned())
             .AddColumn("");
+        var ruledOut = new List<string>();
+        bool anyEstimated = false;
         foreach (Judged j in r.Candidates.OrderBy(j => j.Perplexity ?? double.PositiveInfinity).ThenBy(j => j.Memory.Total))
         {
             bool chosen = ReferenceEquals(j, r.Choice);
-            string speed = j.TokensPerSecond is double s ? s.ToString("0.0", CultureInfo.InvariantCulture) + (j.SpeedMeasured ? " tok/s" : " tok/s (est.)") : "-";
+            anyEstimated |= j.TokensPerSecond.HasValue && !j.SpeedMeasured;
+            string speed = j.TokensPerSecond is double s ? (j.SpeedMeasured ? "" : "~") + s.ToString("0.0", CultureInfo.InvariantCulture) : "-";
             string ppl = j.Perplexity is double p ? p.ToString("0.###", CultureInfo.InvariantCulture) + (j.Loss is double l && l > 0 ? string.Create(CultureInfo.InvariantCulture, $" ({l:+0.#%})") : "") : "-";
-            string status = chosen ? "[green]picked[/]" : j.Feasible ? "fits" : "[red]" + Markup.Escape(j.Rejection!) + "[/]";
+            string status = chosen ? "[green]picked[/]" : j.Feasible ? "fits" : "[red]ruled out[/]";
+            if (!j.Feasible) ruledOut.Add($"{j.Candidate.Name} {j.Rejection}.");
             table.AddRow(Markup.Escape(j.Candidate.Name), Markup.Escape(j.Candidate.Role), j.Candidate.Type.ToString(), Units.Bytes(j.Memory.Total), speed, ppl, status);
         }
         AnsiConsole.Write(table);
+        string notes = "memory: estimated peak at " + r.Request.Context.ToString(CultureInfo.InvariantCulture) + " positions"
+            + (anyEstimated ? "; ~ decode speed estimated (not benchmarked on this machine)" : "")
+            + (r.Dataset is null ? "" : "; perplexity on " + r.Dataset);
+        AnsiConsole.MarkupLine("[dim]" + Markup.Escape(notes) + "[/]");
+        foreach (string line in ruledOut) AnsiConsole.MarkupLine("[red]✗[/] " + Markup.Escape(line));
         if (r.MemoryFrontier.Count > 1)
             AnsiConsole.MarkupLine("[bold]Pareto frontier, perplexity vs memory:[/] " + Markup.Escape(string.Join(" → ", r.MemoryFrontier.Select(j => $"{j.Candidate.Name} ({Units.Bytes(j.Memory.Total)}, {j.Perplexity!.Value.ToString("0.###", CultureInfo.InvariantCulture)})"))));
         if (r.SpeedFrontier.Count > 1)

@@ -23,13 +23,15 @@ namespace ModelSmith.Selection;
 /// <item><see cref="TokenOverheadSeconds"/> + <see cref="LayerOverheadSeconds"/>·L: the fixed cost of one decode
 /// step beyond streaming the weights (thread hand-offs of ~10 jobs a layer, norms, RoPE, sampling's logits),
 /// fitted from the decode time of two tiny models (1 and 8 layers) whose weights sit in cache.</item>
+/// <item><see cref="ModelEfficiency"/>: how much of the single-matrix rates a real model's decode reaches (a 100 MB
+/// F32 Llama, memory-mapped as bench runs it), applied to every type's rate.</item>
 /// </list>
 /// Measuring takes about a second; <see cref="LoadOrMeasure"/> keeps the result per machine in a JSON file.
 /// </summary>
 public sealed record MachineProfile
 {
     /// <summary>Bumped when what is measured changes, so older cached profiles are measured again.</summary>
-    public const int Version = 2;
+    public const int Version = 3;
 
     public required string Machine { get; init; }
 
@@ -43,6 +45,13 @@ public sealed record MachineProfile
 
     public required double LayerOverheadSeconds { get; init; }
 
+    /// <summary>
+    /// The share of the single-matrix rates a whole model's decode reaches (measured on a 100 MB F32 Llama read from
+    /// its memory map, as `smith bench` runs it): many smaller matrices, one thread hand-off each, and file-backed
+    /// pages stream slower than one large anonymous buffer. 1 when not measured.
+    /// </summary>
+    public double ModelEfficiency { get; init; } = 1;
+
     public DateTime MeasuredUtc { get; init; }
 
     /// <summary>Types whose decode rate is measured (every type the engine multiplies with).</summary>
@@ -52,13 +61,13 @@ public sealed record MachineProfile
         GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
     ];
 
-    /// <summary>Bytes per second a decode matmul of <paramref name="type"/> streams (the slowest measured rate when unmeasured).</summary>
+    /// <summary>Bytes per second a model's decode matmuls of <paramref name="type"/> stream: the measured single-matrix rate × <see cref="ModelEfficiency"/> (the slowest measured rate when unmeasured).</summary>
     public double DecodeRate(GgmlType type)
     {
-        if (DecodeBytesPerSecond.TryGetValue(type, out double rate) && rate > 0) return rate;
+        if (DecodeBytesPerSecond.TryGetValue(type, out double rate) && rate > 0) return rate * ModelEfficiency;
         double slowest = double.PositiveInfinity;
         foreach (double r in DecodeBytesPerSecond.Values) slowest = Math.Min(slowest, r);
-        return double.IsFinite(slowest) ? slowest : BandwidthBytesPerSecond;
+        return (double.IsFinite(slowest) ? slowest : BandwidthBytesPerSecond) * ModelEfficiency;
     }
 
     /// <summary>A name for this machine: CPU model, logical cores and memory; a cached profile is reused only on the same one.</summary>
@@ -152,7 +161,8 @@ public sealed record MachineProfile
             MeasuredUtc = DateTime.UtcNow,
         };
         (double perToken, double perLayer) = MeasureOverhead(profile, n);
-        return profile with { TokenOverheadSeconds = perToken, LayerOverheadSeconds = perLayer };
+        profile = profile with { TokenOverheadSeconds = perToken, LayerOverheadSeconds = perLayer };
+        return profile with { ModelEfficiency = MeasureEfficiency(profile, n) };
     }
 
     /// <summary>Reads a cached profile; null when the file is missing, unreadable or of another version.</summary>
@@ -178,6 +188,7 @@ public sealed record MachineProfile
                 DecodeBytesPerSecond = rates,
                 TokenOverheadSeconds = r.GetProperty("token_overhead_seconds").GetDouble(),
                 LayerOverheadSeconds = r.GetProperty("layer_overhead_seconds").GetDouble(),
+                ModelEfficiency = r.GetProperty("model_efficiency").GetDouble(),
                 MeasuredUtc = r.GetProperty("measured_utc").GetDateTime(),
             };
         }
@@ -206,6 +217,7 @@ public sealed record MachineProfile
             foreach ((GgmlType type, double rate) in profile.DecodeBytesPerSecond) w.WriteNumber(type.ToString(), rate);
             w.WriteEndObject();
             w.WriteNumber("token_overhead_seconds", profile.TokenOverheadSeconds);
+            w.WriteNumber("model_efficiency", profile.ModelEfficiency);
             w.WriteNumber("layer_overhead_seconds", profile.LayerOverheadSeconds);
             w.WriteString("measured_utc", profile.MeasuredUtc);
             w.WriteEndObject();
@@ -308,6 +320,59 @@ public sealed record MachineProfile
         return (perToken, perLayer);
     }
 
+    /// <summary>
+    /// <see cref="ModelEfficiency"/>: the decode time of a 100 MB F32 Llama (2 layers of width 1024, vocabulary 2048, its
+    /// weights past the caches) that <see cref="ResourceEstimator.StreamSeconds"/> predicts from the single-matrix
+    /// rates, over the time measured (less the fixed cost), clamped to [0.2, 1].
+    /// </summary>
+    private static double MeasureEfficiency(MachineProfile profile, int threads)
+    {
+        var config = new ModelConfig
+        {
+            Architecture = ModelArchitecture.Llama,
+            VocabSize = 2048,
+            ContextLength = 64,
+            EmbeddingLength = 1024,
+            BlockCount = 2,
+            FeedForwardLength = 2816,
+            HeadCount = 8,
+            KvHeadCount = 4,
+            HeadDim = 128,
+            NormEpsilon = 1e-5f,
+            RopeDims = 128,
+            TiedOutput = true,
+        };
+        const int tokens = 16;
+        double measured = DecodeSecondsPerToken(config, threads, tokens);
+        ModelShape shape = ModelShape.FromConfig(config, GgmlType.F32, "efficiency probe");
+        double predicted = ResourceEstimator.StreamSeconds(shape, tokens / 2, profile);
+        double fixedCost = profile.TokenOverheadSeconds + profile.LayerOverheadSeconds * config.BlockCount;
+        return Math.Clamp(predicted / Math.Max(1e-9, measured - fixedCost), 0.2, 1);
+    }
+
+    /// <summary>The median over 5 rounds of decode seconds per token of a synthetic model of <paramref name="config"/> (written to a temp file and memory-mapped, as bench runs it).</summary>
+    private static double DecodeSecondsPerToken(ModelConfig config, int threads, int tokens)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"modelsmith-probe-{Environment.ProcessId}-{config.BlockCount}-{config.EmbeddingLength}.gguf");
+        try
+        {
+            SyntheticModel.Write(path, config);
+            using LanguageModel model = LanguageModel.Load(path, threads);
+            var rounds = new double[5];
+            for (int round = 0; round < rounds.Length; round++)
+            {
+                var result = Evaluation.SpeedBenchmark.Run(model, Evaluation.SpeedTestKind.Generation, tokens, 1);
+                rounds[round] = result.Samples[0].TotalSeconds / tokens;
+            }
+            Array.Sort(rounds);
+            return rounds[rounds.Length / 2];
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     private static double OverheadOf(MachineProfile profile, int threads, int layers)
     {
         var config = new ModelConfig
@@ -325,25 +390,9 @@ public sealed record MachineProfile
             RopeDims = 16,
             TiedOutput = true,
         };
-        string path = Path.Combine(Path.GetTempPath(), $"modelsmith-overhead-{Environment.ProcessId}-{layers}.gguf");
-        try
-        {
-            SyntheticModel.Write(path, config);
-            using LanguageModel model = LanguageModel.Load(path, threads);
-            const int tokens = 64;
-            double best = double.PositiveInfinity;
-            for (int round = 0; round < 5; round++)
-            {
-                var result = Evaluation.SpeedBenchmark.Run(model, Evaluation.SpeedTestKind.Generation, tokens, 1);
-                best = Math.Min(best, result.Samples[0].TotalSeconds / tokens);
-            }
-            ModelShape shape = ModelShape.FromConfig(config, GgmlType.F32, "overhead probe");
-            double stream = ResourceEstimator.StreamSeconds(shape, tokens / 2, profile);
-            return Math.Max(0, best - stream);
-        }
-        finally
-        {
-            File.Delete(path);
-        }
+        const int tokens = 64;
+        double measured = DecodeSecondsPerToken(config, threads, tokens);
+        ModelShape shape = ModelShape.FromConfig(config, GgmlType.F32, "overhead probe");
+        return Math.Max(0, measured - ResourceEstimator.StreamSeconds(shape, tokens / 2, profile));
     }
 }

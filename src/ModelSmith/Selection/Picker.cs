@@ -184,7 +184,9 @@ public static class Picker
         double? speed = c.MeasuredTokensPerSecond ?? e.Speed?.TokensPerSecond;
         double? ppl = dataset is null ? null : c.PerplexityOn(dataset);
         string? rejection = null;
-        if (e.Memory.Total > request.MemoryBytes)
+        if (c.Shape.Config.Architecture == Models.ModelArchitecture.Gpt2 && request.Context > c.Shape.Config.ContextLength)
+            rejection = $"has learned positions for {c.Shape.Config.ContextLength} tokens only, fewer than the {request.Context} asked for";
+        else if (e.Memory.Total > request.MemoryBytes)
             rejection = $"needs {Bytes(e.Memory.Total)} at {request.Context} positions, over the {Bytes(request.MemoryBytes)} limit";
         else if (request.MinTokensPerSecond > 0 && speed is null)
             rejection = "its speed is neither measured nor estimable (no machine profile)";
@@ -331,9 +333,14 @@ public static class Picker
             }
         }
 
-        int context = LongestContext(shape, request.MemoryBytes, machine);
-        if (context >= 1 && context < request.Context)
-            lines.Add(Inv($"A shorter context: {reference.Candidate.Name} fits {Bytes(request.MemoryBytes)} with up to {context} positions (the KV cache takes {Bytes(ResourceEstimator.KvCacheBytes(shape.Config, 1))} per position)."));
+        // The best variant (by quality) that fits with a shorter context of at least 64 positions.
+        foreach (Judged j in judged.OrderBy(j => j.Perplexity ?? double.PositiveInfinity).ThenByDescending(j => j.Candidate.Shape.BitsPerWeight))
+        {
+            int context = LongestContext(j.Candidate.Shape, request.MemoryBytes, machine);
+            if (context < Math.Min(64, request.Context) || context >= request.Context) continue;
+            lines.Add(Inv($"A shorter context: {j.Candidate.Name} fits {Bytes(request.MemoryBytes)} with up to {context} positions (its KV cache takes {Bytes(ResourceEstimator.KvCacheBytes(j.Candidate.Shape.Config, 1))} per position)."));
+            break;
+        }
 
         Judged smallest = judged.OrderBy(j => j.Memory.Total).First();
         if (smallest.Memory.Total > request.MemoryBytes)

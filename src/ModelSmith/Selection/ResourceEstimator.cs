@@ -39,7 +39,8 @@ public sealed record ResourceEstimate(ModelShape Shape, int Context, int Threads
 /// <para><b>Decode speed</b>: one step at position p takes
 /// t(p) = Σ_matrices bytes_m / R_type(m) + (2·L·(p+1)·Hkv·D·4 + norms) / BW + t_token + t_layer·L,
 /// with R_type the measured rate at which the decode matmul of the matrix's type streams a matrix from memory
-/// (the bandwidth for a fast kernel, less for a kernel that needs more work per byte), BW the measured stream
+/// (the bandwidth for a fast kernel, less for a kernel that needs more work per byte) times the measured share η
+/// of it a whole memory-mapped model reaches (<see cref="MachineProfile.ModelEfficiency"/>), BW the measured stream
 /// bandwidth, and t_token, t_layer the measured fixed cost of a step
 /// (thread hand-offs, norms, RoPE), which dominates tiny models. Tokens/s over n tokens from position p0 is
 /// n / Σ t(p).</para>

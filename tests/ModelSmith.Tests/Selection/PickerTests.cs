@@ -184,6 +184,21 @@ public class PickerTests
     }
 
     [Fact]
+    public void A_gpt2_cannot_be_picked_for_a_context_past_its_learned_positions()
+    {
+        var config = new ModelSmith.Models.ModelConfig
+        {
+            Architecture = ModelSmith.Models.ModelArchitecture.Gpt2, VocabSize = 1024, ContextLength = 512, EmbeddingLength = 256, BlockCount = 2,
+            FeedForwardLength = 1024, HeadCount = 4, KvHeadCount = 4, HeadDim = 64, NormEpsilon = 1e-5f, TiedOutput = true,
+        };
+        List<Candidate> gpt2 = [Make("gpt2", VariantKind.Base, ModelShape.FromConfig(config, GgmlType.F32, "gpt2"))];
+        Assert.NotNull(Picker.Pick(gpt2, new PickRequest(1L << 30, Context: 512), Machine).Choice);
+        PickResult r = Picker.Pick(gpt2, new PickRequest(1L << 30, Context: 1024), Machine);
+        Assert.Null(r.Choice);
+        Assert.Contains("learned positions for 512 tokens", r.Candidates[0].Rejection, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void No_variants_gives_an_empty_pick_with_a_reason()
     {
         PickResult r = Picker.Pick([], new PickRequest(1L << 30), Machine);
