@@ -17,7 +17,7 @@ internal static class PickCommand
         var minTps = new Option<double>("--min-tps") { Description = "Decode speed floor in tokens/s (measured by `smith bench` on this machine, else estimated).", DefaultValueFactory = _ => 0 };
         var domain = new Option<string?>("--domain", "-d") { Description = "The data set quality is judged on: a file `smith eval` measured, or its name (default: general text, the data set most variants were measured on that no variant was fine-tuned on)." };
         var maxLoss = new Option<string?>("--max-loss") { Description = "Perplexity increase allowed over the best variant that fits, e.g. 2%, to choose a smaller one." };
-        var ctx = new Option<int>("--ctx", "-c") { Description = "KV cache positions the deployment needs.", DefaultValueFactory = _ => 2048 };
+        var ctx = new Option<int?>("--ctx", "-c") { Description = "KV cache positions the deployment needs (default: the longest context the registered variants were trained for, at most 2048)." };
         var workspace = new Option<string?>("--workspace", "-w") { Description = $"The workspace folder (default: ${Workspace.EnvironmentVariable}, else ./{Workspace.DefaultFolder})." };
         var model = new Option<string?>("--model") { Description = "With no registered variants: a GGUF or config.json to give type and context advice for from the estimator alone." };
         var machineFile = new Option<string?>("--machine") { Description = $"The machine profile file (default {MachineProfile.DefaultCachePath()}); measured and written when missing." };
@@ -52,7 +52,10 @@ internal static class PickCommand
         return command;
     }
 
-    private static int Run(string memoryText, double minTps, string? domainText, string? maxLossText, int ctx, string? workspacePath,
+    /// <summary>The context when --ctx is not given.</summary>
+    private const int DefaultContext = 2048;
+
+    private static int Run(string memoryText, double minTps, string? domainText, string? maxLossText, int? ctxOption, string? workspacePath,
         string? modelPath, string? machineFile, bool json)
     {
         long memory = Quantities.TryParseBytes(memoryText) is long m && m > 0
@@ -66,15 +69,18 @@ internal static class PickCommand
                 ? f
                 : throw new UsageException($"--max-loss '{maxLossText}' is not an allowed loss; write e.g. 2% or 0.02.");
         }
-        if (ctx < 1) throw new UsageException($"--ctx {ctx} must be at least 1.");
+        if (ctxOption < 1) throw new UsageException($"--ctx {ctxOption} must be at least 1.");
         DatasetKey? domain = domainText is null ? null : DatasetKey.FromArgument(domainText);
-        var request = new PickRequest(memory, minTps, domain, maxLoss, ctx);
 
         IReadOnlyList<Candidate> candidates = [];
         IReadOnlyList<string> skipped = [];
         string root = Workspace.ResolveRoot(workspacePath);
         if (File.Exists(Path.Combine(root, "registry.db")))
             candidates = WorkspaceCandidates.Load(Workspace.Open(root), out skipped);
+        int trained = 0;
+        foreach (Candidate c in candidates) trained = Math.Max(trained, c.Shape.Config.ContextLength);
+        int ctx = ctxOption ?? (trained > 0 ? Math.Min(trained, DefaultContext) : DefaultContext);
+        var request = new PickRequest(memory, minTps, domain, maxLoss, ctx);
 
         MachineProfile machine = MachineProfile.LoadOrMeasure(machineFile);
         if (candidates.Count == 0)

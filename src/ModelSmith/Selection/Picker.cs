@@ -287,7 +287,7 @@ public static class Picker
                     : Inv($"Quantized because {why}."));
                 if (parent?.Perplexity is double pp && choice.Perplexity is double qp)
                     lines.Add(Inv($"Quantization costs {qp / pp - 1:+0.##%;-0.##%} perplexity against {parent.Candidate.Name}."));
-                if (fineTuned != null && !c.FineTunedAncestor && request.Domain != null)
+                if (fineTuned?.Perplexity is double ftp && !c.FineTunedAncestor && request.Domain != null && ftp < (parent?.Perplexity ?? choice.Perplexity ?? double.PositiveInfinity))
                     lines.Add(Inv($"For this domain, quantizing the fine-tuned {fineTuned.Candidate.Name} instead would likely keep more of its quality."));
                 break;
         }
