@@ -61,8 +61,9 @@ public sealed record DeploymentProfile(string Name, string Description, long Mem
 /// its decode speed taken from `smith bench` on this machine, or estimated (and flagged) when unmeasured;</item>
 /// <item>those that fit the memory and meet the speed floor are ranked by perplexity on the domain data set (or the
 /// data set most candidates were measured on);</item>
-/// <item>the choice is the best perplexity, or with a --max-loss the smallest model whose perplexity is within that
-/// fraction of the best (ties: less memory, then faster, then id);</item>
+/// <item>the choice is the best perplexity (perplexities within <see cref="NoiseTolerance"/> of it tie, and the variant
+/// with more bits per weight wins the tie: quantize only when the limits ask for it), or with a --max-loss the
+/// smallest model whose perplexity is within that fraction of the best (then faster, then id);</item>
 /// <item>the explanation follows the usual guidance: the base model when resources are ample and general ability is
 /// what matters; a fine-tuned model for a domain; a quantized one when memory or speed is tight; a fine-tuned then
 /// quantized one to keep domain quality small;</item>
@@ -72,6 +73,12 @@ public sealed record DeploymentProfile(string Name, string Description, long Mem
 /// </summary>
 public static class Picker
 {
+    /// <summary>
+    /// Perplexities within this fraction of the best count as a tie when no loss is allowed: well under the standard
+    /// error of a perplexity measured on tens of thousands of tokens, and well under what a real quality gap looks like.
+    /// </summary>
+    public const double NoiseTolerance = 0.001;
+
     /// <summary>Judges every candidate against <paramref name="request"/> and picks one (see <see cref="Picker"/>).</summary>
     public static PickResult Pick(IReadOnlyList<Candidate> candidates, PickRequest request, MachineProfile? machine)
     {
@@ -106,9 +113,14 @@ public static class Picker
             {
                 if (judged[i].Feasible && judged[i].Perplexity is double p) judged[i] = judged[i] with { Loss = p / b - 1 };
             }
-            // Within the allowed loss, the smallest model wins (then the faster, then the better).
-            choice = judged.Where(j => j.Feasible && j.Loss is double loss && loss <= request.MaxLoss + 1e-12)
-                .OrderBy(j => request.MaxLoss > 0 ? j.Memory.Total : 0)
+            // Within the allowed loss, the smallest model wins (then the faster, then the better). With no allowed loss,
+            // perplexities within NoiseTolerance of the best are a tie that the variant with more bits per weight wins:
+            // a quantized copy measuring 0.02% "better" than its parent is noise, and the parent is the safer choice.
+            bool trade = request.MaxLoss > 0;
+            double allowed = trade ? request.MaxLoss : NoiseTolerance;
+            choice = judged.Where(j => j.Feasible && j.Loss is double loss && loss <= allowed + 1e-12)
+                .OrderBy(j => trade ? j.Memory.Total : 0)
+                .ThenByDescending(j => trade ? 0 : j.Candidate.Shape.BitsPerWeight)
                 .ThenBy(j => j.Perplexity)
                 .ThenBy(j => j.Memory.Total)
                 .ThenByDescending(j => j.TokensPerSecond ?? 0)

@@ -122,7 +122,7 @@ public class PickerTests
     }
 
     [Fact]
-    public void Ties_in_perplexity_go_to_the_smaller_variant_then_the_faster_then_the_id()
+    public void Ties_in_perplexity_go_to_more_bits_unless_a_loss_is_allowed_then_the_faster_then_the_id()
     {
         ModelShape q8 = BaseShape.Quantized(QuantFileType.Q8_0);
         List<Candidate> tie =
@@ -130,7 +130,16 @@ public class PickerTests
             Make("b-big", VariantKind.Base, BaseShape, null, false, null, ("wiki.txt", 10.0)),
             Make("a-small", VariantKind.Quantized, q8, null, false, null, ("wiki.txt", 10.0)),
         ];
-        Assert.Equal("a-small", Picker.Pick(tie, new PickRequest(64L << 30), Machine).Choice!.Candidate.Id);
+        Assert.Equal("b-big", Picker.Pick(tie, new PickRequest(64L << 30), Machine).Choice!.Candidate.Id);
+        Assert.Equal("a-small", Picker.Pick(tie, new PickRequest(64L << 30, MaxLoss: 0.01), Machine).Choice!.Candidate.Id);
+
+        // A quantized copy measuring a hair better than its parent is noise: the parent stays the pick.
+        List<Candidate> noise =
+        [
+            Make("parent", VariantKind.Base, BaseShape, null, false, null, ("wiki.txt", 10.0)),
+            Make("copy", VariantKind.Quantized, q8, null, false, ["parent"], ("wiki.txt", 9.995)),
+        ];
+        Assert.Equal("parent", Picker.Pick(noise, new PickRequest(64L << 30), Machine).Choice!.Candidate.Id);
 
         List<Candidate> same =
         [
