@@ -18,8 +18,8 @@ internal static class ReportCommand
         var measure = new Option<bool>("--measure-machine") { Description = "Measure this machine's profile (a few seconds, then cached) so unbenchmarked variants get estimated speeds." };
         var workspace = WorkspaceOption.Create();
         var command = new Command("report", """
-            Write one self-contained HTML file (no external files: plots are inline SVG) describing the workspace:
-            the lineage graph, every variant with its measurements, perplexity on general and on domain text
+            Write the workspace as one self-contained HTML report. It needs no external files (plots are inline
+            SVG) and shows the lineage graph, every variant with its measurements, perplexity on general and on domain text
             against file size and against decode speed with the Pareto frontiers marked, and the recommended
             variant for a server (lots of memory), a laptop (8 GiB) and an edge device (1 GiB, a speed floor).
 

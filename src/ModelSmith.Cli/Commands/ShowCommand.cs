@@ -14,9 +14,9 @@ internal static class ShowCommand
         var json = new Option<bool>("--json") { Description = "Print everything as JSON." };
         var workspace = WorkspaceOption.Create();
         var command = new Command("show", """
-            Show one variant: file, hash, size, architecture and type, how it was made (parents, transformation and
-            its parameters, data fingerprints), the variants made from it, and every evaluation and benchmark
-            recorded with the machine it ran on.
+            Show one variant with its lineage and results. That is its file, hash, size, architecture and type; how it
+            was made (parents, transformation and its parameters, data fingerprints); the variants made from it; and
+            every evaluation and benchmark recorded with the machine it ran on.
 
             Examples:
               smith show 3f2a9c1b0d4e
