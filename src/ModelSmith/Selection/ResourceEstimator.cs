@@ -17,7 +17,8 @@ public sealed record MemoryEstimate(long Weights, long KvCache, long Compute, lo
 
 /// <summary>Decode speed of a model on a machine (see <see cref="ResourceEstimator"/> for the formula).</summary>
 /// <param name="BytesPerToken">Weight bytes one decode step reads (every matrix once, one embedding row).</param>
-/// <param name="TokensPerSecond">Generating 128 tokens from an empty cache, as `smith bench --tg 128` measures.</param>
+/// <param name="TokensPerSecond">Generating 128 tokens from an empty cache, as `smith bench --tg 128` measures once the runtime has recompiled the hot code (a tiny model's bench ends before that and measures slower).</param>
+/// <param name="OverheadSeconds">The fixed part of a step: t_token + t_layer·L + Σ_matrices c_type (<see cref="ResourceEstimator.FixedSeconds"/>).</param>
 /// <param name="TokensPerSecondAtContext">One token with the cache full (position ctx − 1): the slowest step.</param>
 /// <param name="ComputeBound">True when some matrices' kernels, not memory, limit the step on this machine (they stream at under 80% of the bandwidth).</param>
 public sealed record SpeedEstimate(long BytesPerToken, double TokensPerSecond, double TokensPerSecondAtContext, double OverheadSeconds, bool ComputeBound);
