@@ -37,12 +37,15 @@ internal static class EstimateCommand
                         per-thread scratch, RoPE table
               runtime   {ResourceEstimator.RuntimeBaselineBytes >> 20} MiB, the measured resident size of the .NET process itself
             Decode speed, one step at position p:
-              t(p) = Σ_matrices bytes / R_type + (KV bytes at p) / BW + t_token + t_layer · layers
+              t(p) = Σ_matrices (bytes / R_type + c_type) + (KV bytes at p) / BW + t_token + t_layer · layers
             with R_type the measured rate at which each type's decode kernel streams a matrix from memory (times the
             share of it a whole memory-mapped model reaches, also measured), BW this
-            machine's stream-read bandwidth, and t_token, t_layer the measured fixed cost of a step (what limits tiny
-            models). Tokens/s is reported for 128 tokens from an empty cache (what `smith bench --tg 128` measures) and
-            for one token with the cache full. The machine is measured once per thread count (a few seconds) and the
+            machine's stream-read bandwidth, t_token, t_layer the measured fixed cost of a step (two tiny F32 models),
+            and c_type the fixed cost one matmul of that type adds beyond F32's (quantizing its input, the kernel's
+            setup; measured on a width-256 model in that type). The fixed terms are what limits tiny models.
+            Tokens/s is reported for 128 tokens from an empty cache, in the steady state the runtime reaches once it
+            has recompiled the hot code (a `smith bench --tg 128` of a tiny model ends before that, and so measures
+            slower), and for one token with the cache full. The machine is measured once per thread count (a few seconds) and the
             result kept in {MachineProfile.DefaultCachePath()} ($MODELSMITH_CACHE or --machine move it).
 
             Examples:

@@ -11,14 +11,18 @@ namespace ModelSmith.Models;
 /// </summary>
 public static class SyntheticModel
 {
-    /// <summary>Writes a random model of <paramref name="config"/> with matrices in <paramref name="weightType"/> (F32, F16 or BF16).</summary>
+    /// <summary>
+    /// Writes a random model of <paramref name="config"/> with every matrix in <paramref name="weightType"/>: F32, F16,
+    /// BF16, or a block type the quantizer supports (llama.cpp's reference quantizer, no importance matrix; every
+    /// matrix's row length must then be a multiple of the type's block size).
+    /// </summary>
     public static void Write(string path, ModelConfig config, GgmlType weightType = GgmlType.F32, ulong seed = 1)
     {
         ArgumentNullException.ThrowIfNull(config);
         string? problem = config.Validate();
         if (problem != null) throw new ArgumentException(problem, nameof(config));
-        if (weightType is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16))
-            throw new ArgumentOutOfRangeException(nameof(weightType), weightType, "Synthetic models are written in F32, F16 or BF16.");
+        if (!Quantization.BlockQuantizer.IsSupported(weightType))
+            throw new ArgumentOutOfRangeException(nameof(weightType), weightType, "Synthetic models are written in F32, F16, BF16 or a block type the quantizer supports.");
 
         var rng = new NormalRandom(seed);
         var writer = new GgufWriter();
@@ -87,7 +91,7 @@ public static class SyntheticModel
                 bytes = MemoryMarshal.AsBytes(halves.AsSpan()).ToArray();
                 break;
             }
-            default:
+            case GgmlType.BF16:
             {
                 // BF16 keeps the top 16 bits of the float, rounded to nearest even.
                 var raw = new ushort[values.Length];
@@ -99,6 +103,10 @@ public static class SyntheticModel
                 bytes = MemoryMarshal.AsBytes(raw.AsSpan()).ToArray();
                 break;
             }
+            default:
+                bytes = new byte[(long)Quantization.BlockQuantizer.RowSize(type, cols) * rows];
+                Quantization.BlockQuantizer.Quantize(type, values, rows, cols, bytes);
+                break;
         }
         writer.AddTensor(name, type, [cols, rows], bytes);
     }

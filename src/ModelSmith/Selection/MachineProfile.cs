@@ -25,13 +25,20 @@ namespace ModelSmith.Selection;
 /// fitted from the decode time of two tiny models (1 and 8 layers) whose weights sit in cache.</item>
 /// <item><see cref="ModelEfficiency"/>: how much of the single-matrix rates a real model's decode reaches (a 100 MB
 /// F32 Llama, memory-mapped as bench runs it), applied to every type's rate.</item>
+/// <item><see cref="MatmulOverheadSeconds"/>: per storage type, the fixed cost one decode matmul of that type adds to
+/// a step beyond the F32 fixed cost above (quantizing the input to 8-bit blocks, the quantized kernel's setup per
+/// row block): the decode time of a small Llama of width 256 with every matrix in that type, its weights in cache,
+/// less what the streaming rates and t_token + t_layer·L predict, shared over its matrices. It dominates the
+/// quantized decode of small models and is noise for large ones.</item>
 /// </list>
-/// Measuring takes about a second; <see cref="LoadOrMeasure"/> keeps the result per machine in a JSON file.
+/// The per-type probes decode until the runtime has stopped recompiling before they are timed (see <see cref="WarmUp"/>),
+/// so they describe the steady state; t_token, t_layer and η are measured first, by the same procedure as profile
+/// version 3 (the large-model estimates were checked against it). Measuring takes about 10 s on 2 cores; <see cref="LoadOrMeasure"/> keeps the result per machine in a JSON file.
 /// </summary>
 public sealed record MachineProfile
 {
     /// <summary>Bumped when what is measured changes, so older cached profiles are measured again.</summary>
-    public const int Version = 3;
+    public const int Version = 4;
 
     public required string Machine { get; init; }
 
@@ -52,7 +59,18 @@ public sealed record MachineProfile
     /// </summary>
     public double ModelEfficiency { get; init; } = 1;
 
+    /// <summary>
+    /// Seconds per decode step each matrix of a type costs beyond streaming its bytes and beyond
+    /// <see cref="TokenOverheadSeconds"/> + <see cref="LayerOverheadSeconds"/>·L (measured on F32 models, so F32 is
+    /// about 0): see <see cref="MeasureMatmulOverhead"/>. Empty when not measured.
+    /// </summary>
+    public IReadOnlyDictionary<GgmlType, double> MatmulOverheadSeconds { get; init; } = new Dictionary<GgmlType, double>();
+
     public DateTime MeasuredUtc { get; init; }
+
+    /// <summary>The fixed seconds one decode matmul of <paramref name="type"/> adds (<see cref="MatmulOverheadSeconds"/>; 0 when unmeasured).</summary>
+    public double MatmulOverhead(GgmlType type) =>
+        MatmulOverheadSeconds.TryGetValue(type, out double seconds) && seconds > 0 ? seconds : 0;
 
     /// <summary>Types whose decode rate is measured (every type the engine multiplies with).</summary>
     public static IReadOnlyList<GgmlType> KernelTypes { get; } =
@@ -129,7 +147,7 @@ public sealed record MachineProfile
         return measured;
     }
 
-    /// <summary>Measures bandwidth, kernel rates and per-token overhead with <paramref name="threads"/> threads (0: every core).</summary>
+    /// <summary>Measures bandwidth, kernel rates, fixed costs and model efficiency with <paramref name="threads"/> threads (0: every core).</summary>
     public static MachineProfile Measure(int threads = 0)
     {
         int n = threads > 0 ? threads : Environment.ProcessorCount;
@@ -162,7 +180,10 @@ public sealed record MachineProfile
         };
         (double perToken, double perLayer) = MeasureOverhead(profile, n);
         profile = profile with { TokenOverheadSeconds = perToken, LayerOverheadSeconds = perLayer };
-        return profile with { ModelEfficiency = MeasureEfficiency(profile, n) };
+        profile = profile with { ModelEfficiency = MeasureEfficiency(profile, n) };
+        var matmul = new Dictionary<GgmlType, double>();
+        foreach (GgmlType type in KernelTypes) matmul[type] = MeasureMatmulOverhead(profile, n, type);
+        return profile with { MatmulOverheadSeconds = matmul };
     }
 
     /// <summary>Reads a cached profile; null when the file is missing, unreadable or of another version.</summary>
@@ -180,6 +201,11 @@ public sealed record MachineProfile
             {
                 if (Enum.TryParse(p.Name, out GgmlType type)) rates[type] = p.Value.GetDouble();
             }
+            var matmul = new Dictionary<GgmlType, double>();
+            foreach (JsonProperty p in r.GetProperty("matmul_overhead_seconds").EnumerateObject())
+            {
+                if (Enum.TryParse(p.Name, out GgmlType type)) matmul[type] = p.Value.GetDouble();
+            }
             return new MachineProfile
             {
                 Machine = r.GetProperty("machine").GetString() ?? "",
@@ -189,6 +215,7 @@ public sealed record MachineProfile
                 TokenOverheadSeconds = r.GetProperty("token_overhead_seconds").GetDouble(),
                 LayerOverheadSeconds = r.GetProperty("layer_overhead_seconds").GetDouble(),
                 ModelEfficiency = r.GetProperty("model_efficiency").GetDouble(),
+                MatmulOverheadSeconds = matmul,
                 MeasuredUtc = r.GetProperty("measured_utc").GetDateTime(),
             };
         }
@@ -219,6 +246,9 @@ public sealed record MachineProfile
             w.WriteNumber("token_overhead_seconds", profile.TokenOverheadSeconds);
             w.WriteNumber("model_efficiency", profile.ModelEfficiency);
             w.WriteNumber("layer_overhead_seconds", profile.LayerOverheadSeconds);
+            w.WriteStartObject("matmul_overhead_seconds");
+            foreach ((GgmlType type, double seconds) in profile.MatmulOverheadSeconds) w.WriteNumber(type.ToString(), seconds);
+            w.WriteEndObject();
             w.WriteString("measured_utc", profile.MeasuredUtc);
             w.WriteEndObject();
         }
@@ -346,18 +376,81 @@ public sealed record MachineProfile
         double measured = DecodeSecondsPerToken(config, threads, tokens);
         ModelShape shape = ModelShape.FromConfig(config, GgmlType.F32, "efficiency probe");
         double predicted = ResourceEstimator.StreamSeconds(shape, tokens / 2, profile);
-        double fixedCost = profile.TokenOverheadSeconds + profile.LayerOverheadSeconds * config.BlockCount;
+        double fixedCost = ResourceEstimator.FixedSeconds(shape, profile);
         return Math.Clamp(predicted / Math.Max(1e-9, measured - fixedCost), 0.2, 1);
     }
 
-    /// <summary>The median over 5 rounds of decode seconds per token of a synthetic model of <paramref name="config"/> (written to a temp file and memory-mapped, as bench runs it).</summary>
-    private static double DecodeSecondsPerToken(ModelConfig config, int threads, int tokens)
+    /// <summary>
+    /// <see cref="MatmulOverheadSeconds"/> of <paramref name="type"/>: the decode seconds per token of a Llama of
+    /// width 256 (2 layers, 4 heads, 2 KV heads, FFN 768, vocabulary 2048, tied output: 15 matrices, about 2M weights,
+    /// so they sit in cache) with every matrix in <paramref name="type"/>, less
+    /// <see cref="ResourceEstimator.StreamSeconds"/> (with <see cref="ModelEfficiency"/>, as the estimate uses it) and
+    /// t_token + t_layer·L, over the 15 matrices; at least 0. What remains is what a matmul of this type costs at any
+    /// size beyond its bytes: the input's quantization to 8-bit blocks, the kernel's per-call and per-row-block setup,
+    /// and the hand-off pattern of small matrices.
+    /// </summary>
+    private static double MeasureMatmulOverhead(MachineProfile profile, int threads, GgmlType type)
     {
-        string path = Path.Combine(Path.GetTempPath(), $"modelsmith-probe-{Environment.ProcessId}-{config.BlockCount}-{config.EmbeddingLength}.gguf");
+        ModelConfig config = MatmulProbe;
+        const int tokens = 32;
+        double measured = DecodeSecondsPerToken(config, threads, tokens, type, warmUp: true);
+        ModelShape shape = ModelShape.FromConfig(config, type, "matmul probe");
+        double predicted = ResourceEstimator.StreamSeconds(shape, tokens / 2, profile)
+            + profile.TokenOverheadSeconds + profile.LayerOverheadSeconds * config.BlockCount;
+        int matrices = ResourceEstimator.MatrixCount(shape);
+        return Math.Max(0, (measured - predicted) / matrices);
+    }
+
+    /// <summary>The shape the per-type matmul cost is measured on: width 256 (a multiple of every block size), weights in cache.</summary>
+    internal static ModelConfig MatmulProbe { get; } = new()
+    {
+        Architecture = ModelArchitecture.Llama,
+        VocabSize = 2048,
+        ContextLength = 64,
+        EmbeddingLength = 256,
+        BlockCount = 2,
+        FeedForwardLength = 768,
+        HeadCount = 4,
+        KvHeadCount = 2,
+        HeadDim = 64,
+        NormEpsilon = 1e-5f,
+        RopeDims = 64,
+        TiedOutput = true,
+    };
+
+    /// <summary>
+    /// Decodes until the runtime has compiled no method for 0.2 s (at most 2 s): tiered compilation recompiles hot
+    /// methods on a background thread some 100 ms after they start running, which slows a step while it competes
+    /// with the pool for the cores (a tiny model's decode is 2–3× slower then) and speeds it up after (profile-guided
+    /// code). The estimate is of this steady state.
+    /// </summary>
+    private static void WarmUp(LanguageModel model, int tokens)
+    {
+        const double quietSeconds = 0.2, maxSeconds = 2;
+        long start = Stopwatch.GetTimestamp(), quietSince = start;
+        long compiled = System.Runtime.JitInfo.GetCompiledMethodCount();
+        while (Stopwatch.GetElapsedTime(start).TotalSeconds < maxSeconds)
+        {
+            Evaluation.SpeedBenchmark.Run(model, Evaluation.SpeedTestKind.Generation, tokens, 1);
+            long now = System.Runtime.JitInfo.GetCompiledMethodCount();
+            if (now != compiled)
+            {
+                compiled = now;
+                quietSince = Stopwatch.GetTimestamp();
+            }
+            else if (Stopwatch.GetElapsedTime(quietSince).TotalSeconds >= quietSeconds) return;
+        }
+    }
+
+    /// <summary>The median over 5 rounds of decode seconds per token of a synthetic model of <paramref name="config"/> with matrices in <paramref name="weightType"/> (written to a temp file and memory-mapped, as bench runs it), after <see cref="WarmUp"/> when <paramref name="warmUp"/>.</summary>
+    private static double DecodeSecondsPerToken(ModelConfig config, int threads, int tokens, GgmlType weightType = GgmlType.F32, bool warmUp = false)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"modelsmith-probe-{Environment.ProcessId}-{config.BlockCount}-{config.EmbeddingLength}-{weightType}.gguf");
         try
         {
-            SyntheticModel.Write(path, config);
+            SyntheticModel.Write(path, config, weightType);
             using LanguageModel model = LanguageModel.Load(path, threads);
+            if (warmUp) WarmUp(model, tokens);
             var rounds = new double[5];
             for (int round = 0; round < rounds.Length; round++)
             {

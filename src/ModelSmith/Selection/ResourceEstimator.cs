@@ -17,7 +17,8 @@ public sealed record MemoryEstimate(long Weights, long KvCache, long Compute, lo
 
 /// <summary>Decode speed of a model on a machine (see <see cref="ResourceEstimator"/> for the formula).</summary>
 /// <param name="BytesPerToken">Weight bytes one decode step reads (every matrix once, one embedding row).</param>
-/// <param name="TokensPerSecond">Generating 128 tokens from an empty cache, as `smith bench --tg 128` measures.</param>
+/// <param name="TokensPerSecond">Generating 128 tokens from an empty cache, as `smith bench --tg 128` measures once the runtime has recompiled the hot code (a tiny model's bench ends before that and measures slower).</param>
+/// <param name="OverheadSeconds">The fixed part of a step: t_token + t_layer·L + Σ_matrices c_type (<see cref="ResourceEstimator.FixedSeconds"/>).</param>
 /// <param name="TokensPerSecondAtContext">One token with the cache full (position ctx − 1): the slowest step.</param>
 /// <param name="ComputeBound">True when some matrices' kernels, not memory, limit the step on this machine (they stream at under 80% of the bandwidth).</param>
 public sealed record SpeedEstimate(long BytesPerToken, double TokensPerSecond, double TokensPerSecondAtContext, double OverheadSeconds, bool ComputeBound);
@@ -37,12 +38,14 @@ public sealed record ResourceEstimate(ModelShape Shape, int Context, int Threads
 /// ctx attention scores), and the RoPE table (2 · positions · rotated dims floats); the runtime is a measured
 /// constant.</para>
 /// <para><b>Decode speed</b>: one step at position p takes
-/// t(p) = Σ_matrices bytes_m / R_type(m) + (2·L·(p+1)·Hkv·D·4 + norms) / BW + t_token + t_layer·L,
+/// t(p) = Σ_matrices (bytes_m / R_type(m) + c_type(m)) + (2·L·(p+1)·Hkv·D·4 + norms) / BW + t_token + t_layer·L,
 /// with R_type the measured rate at which the decode matmul of the matrix's type streams a matrix from memory
 /// (the bandwidth for a fast kernel, less for a kernel that needs more work per byte) times the measured share η
 /// of it a whole memory-mapped model reaches (<see cref="MachineProfile.ModelEfficiency"/>), BW the measured stream
 /// bandwidth, and t_token, t_layer the measured fixed cost of a step
-/// (thread hand-offs, norms, RoPE), which dominates tiny models. Tokens/s over n tokens from position p0 is
+/// (thread hand-offs, norms, RoPE), and c_type the measured fixed cost one matmul of that type adds beyond F32's
+/// (<see cref="MachineProfile.MatmulOverheadSeconds"/>: the input's quantization, the quantized kernel's setup);
+/// the fixed terms dominate tiny models, quantized ones most. Tokens/s over n tokens from position p0 is
 /// n / Σ t(p).</para>
 /// </summary>
 public static class ResourceEstimator
@@ -131,12 +134,41 @@ public static class ResourceEstimator
     {
         ArgumentNullException.ThrowIfNull(shape);
         ArgumentNullException.ThrowIfNull(machine);
-        double overhead = machine.TokenOverheadSeconds + machine.LayerOverheadSeconds * shape.Config.BlockCount;
+        double overhead = FixedSeconds(shape, machine);
         int tokens = Math.Min(BenchTokens, context);
         double total = 0;
         for (int p = 0; p < tokens; p++) total += StreamSeconds(shape, p, machine) + overhead;
         double atContext = StreamSeconds(shape, context - 1, machine) + overhead;
         return new SpeedEstimate(WeightBytesPerToken(shape), tokens / total, 1 / atContext, overhead, IsComputeBound(shape, machine));
+    }
+
+    /// <summary>
+    /// The fixed seconds of one decode step, whatever its position: t_token + t_layer·L + Σ_matrices c_type(m)
+    /// (<see cref="MachineProfile.TokenOverheadSeconds"/>, <see cref="MachineProfile.LayerOverheadSeconds"/>,
+    /// <see cref="MachineProfile.MatmulOverhead"/>).
+    /// </summary>
+    public static double FixedSeconds(ModelShape shape, MachineProfile machine)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        ArgumentNullException.ThrowIfNull(machine);
+        double seconds = machine.TokenOverheadSeconds + machine.LayerOverheadSeconds * shape.Config.BlockCount;
+        foreach (GgufTensorInfo t in shape.Tensors)
+        {
+            if (IsMatmul(shape, t)) seconds += machine.MatmulOverhead(t.Type);
+        }
+        return seconds;
+    }
+
+    /// <summary>Matrices one decode step multiplies with (every matrix but a lookup-only embedding table).</summary>
+    public static int MatrixCount(ModelShape shape)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        int count = 0;
+        foreach (GgufTensorInfo t in shape.Tensors)
+        {
+            if (IsMatmul(shape, t)) count++;
+        }
+        return count;
     }
 
     /// <summary>Weight bytes one decode step reads: every matrix, one row of each embedding (the whole table when it is also the output).</summary>
@@ -160,7 +192,7 @@ public static class ResourceEstimator
         foreach (GgufTensorInfo t in shape.Tensors)
         {
             long bytes = BytesRead(shape, t);
-            seconds += bytes / (t.Shape.Length >= 2 && ReadWhole(shape, t) ? machine.DecodeRate(t.Type) : bw);
+            seconds += bytes / (IsMatmul(shape, t) ? machine.DecodeRate(t.Type) : bw);
         }
         long kv = 2L * shape.Config.BlockCount * (position + 1) * shape.Config.KvDim * sizeof(float);
         return seconds + kv / bw;
@@ -170,7 +202,7 @@ public static class ResourceEstimator
     {
         foreach (GgufTensorInfo t in shape.Tensors)
         {
-            if (t.Shape.Length >= 2 && ReadWhole(shape, t) && machine.DecodeRate(t.Type) < 0.8 * machine.BandwidthBytesPerSecond) return true;
+            if (IsMatmul(shape, t) && machine.DecodeRate(t.Type) < 0.8 * machine.BandwidthBytesPerSecond) return true;
         }
         return false;
     }
@@ -178,6 +210,8 @@ public static class ResourceEstimator
     // An embedding table is read one row per token, unless the output reuses it; everything else is read whole.
     private static long BytesRead(ModelShape shape, GgufTensorInfo t) =>
         ReadWhole(shape, t) ? t.ByteSize : t.Rows == 0 ? 0 : t.ByteSize / t.Rows;
+
+    private static bool IsMatmul(ModelShape shape, GgufTensorInfo t) => t.Shape.Length >= 2 && ReadWhole(shape, t);
 
     private static bool ReadWhole(ModelShape shape, GgufTensorInfo t) =>
         t.Name is not ("token_embd.weight" or "position_embd.weight") || (t.Name == "token_embd.weight" && shape.Config.TiedOutput);

@@ -133,5 +133,7 @@ public class DecodeEstimateAgainstBenchTests(ITestOutputHelper output)
         output.WriteLine(FormattableString.Invariant($"F32: measured {measuredF32:0.0} tok/s, estimated {estimatedF32:0.0}; Q8_0: measured {measuredQ8:0.0}, estimated {estimatedQ8:0.0}"));
         Assert.InRange(estimatedF32 / measuredF32, 1 / 4.0, 4.0);
         Assert.True(estimatedQ8 > estimatedF32);
+        foreach (GgmlType type in MachineProfile.KernelTypes)
+            Assert.InRange(machine.MatmulOverheadSeconds[type], 0, 1e-3);
     }
 }

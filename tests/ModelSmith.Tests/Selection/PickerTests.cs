@@ -1,4 +1,5 @@
 using ModelSmith.Formats;
+using ModelSmith.Models;
 using ModelSmith.Quantization;
 using ModelSmith.Registry;
 using ModelSmith.Selection;
@@ -7,7 +8,7 @@ namespace ModelSmith.Tests.Selection;
 
 public class PickerTests
 {
-    /// <summary>A fixed machine: 20 GB/s, every kernel as fast as memory, 0.1 ms + 0.01 ms/layer per token.</summary>
+    /// <summary>A fixed machine: 20 GB/s, every kernel as fast as memory, 0.1 ms + 0.01 ms/layer per token, 2 µs more per Q8_0 matmul and 3 µs per Q6_K one.</summary>
     internal static MachineProfile Machine { get; } = new()
     {
         Machine = "test",
@@ -16,6 +17,7 @@ public class PickerTests
         DecodeBytesPerSecond = MachineProfile.KernelTypes.ToDictionary(t => t, _ => 20e9),
         TokenOverheadSeconds = 1e-4,
         LayerOverheadSeconds = 1e-5,
+        MatmulOverheadSeconds = new Dictionary<GgmlType, double> { [GgmlType.F32] = 0, [GgmlType.Q8_0] = 2e-6, [GgmlType.Q6_K] = 3e-6 },
     };
 
     // A 1B Llama: F16 ≈ 2 GiB, Q8_0 ≈ 1.1 GiB, Q4_K_M ≈ 0.65 GiB of weights.
@@ -320,6 +322,39 @@ public class EstimatorTests
         Assert.True(tiny.TokensPerSecondAtContext <= tiny.TokensPerSecond);
     }
 
+    [Fact]
+    public void Every_matrix_adds_the_fixed_matmul_cost_of_its_type_to_a_step()
+    {
+        MachineProfile machine = PickerTests.Machine;
+        ModelConfig config = MachineProfile.MatmulProbe;
+        ModelShape f32 = ModelShape.FromConfig(config, GgmlType.F32, "f32");
+        ModelShape q8 = ModelShape.FromConfig(config, GgmlType.Q8_0, "q8_0");
+        ModelShape q4 = ModelShape.FromConfig(config, GgmlType.Q4_0, "q4_0");
+        double perStep = machine.TokenOverheadSeconds + config.BlockCount * machine.LayerOverheadSeconds;
+        // 7 matrices a layer and the tied output; Q4_0 has no measured cost, so adds none.
+        Assert.Equal(7 * config.BlockCount + 1, ResourceEstimator.MatrixCount(q8));
+        Assert.Equal(perStep, ResourceEstimator.EstimateSpeed(f32, 128, machine).OverheadSeconds, 12);
+        Assert.Equal(perStep + 15 * 2e-6, ResourceEstimator.EstimateSpeed(q8, 128, machine).OverheadSeconds, 12);
+        Assert.Equal(perStep, ResourceEstimator.EstimateSpeed(q4, 128, machine).OverheadSeconds, 12);
+
+        // An untied embedding table is only looked up: it is no matmul and costs none.
+        ModelShape untied = ModelShape.FromConfig(config with { TiedOutput = false }, GgmlType.Q8_0, "untied");
+        Assert.Equal(ResourceEstimator.MatrixCount(q8), ResourceEstimator.MatrixCount(untied));
+    }
+
+    [Fact]
+    public void A_synthetic_model_in_a_block_type_has_every_matrix_in_that_type()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("probe-q4_k.gguf");
+        SyntheticModel.Write(path, MachineProfile.MatmulProbe, GgmlType.Q4_K);
+        ModelShape shape = ModelShape.FromGguf(path);
+        Assert.All(shape.Tensors.Where(t => t.Shape.Length == 2), t => Assert.Equal(GgmlType.Q4_K, t.Type));
+        Assert.Equal(ModelShape.FromConfig(MachineProfile.MatmulProbe, GgmlType.Q4_K, "expected").TensorBytes, shape.TensorBytes);
+        using LanguageModel model = LanguageModel.Load(path, 1);
+        Assert.Equal(MachineProfile.MatmulProbe.VocabSize, model.Config.VocabSize);
+    }
+
     [Theory]
     [InlineData("2GiB", 2L << 30)]
     [InlineData("512 MiB", 512L << 20)]
@@ -360,6 +395,7 @@ public class EstimatorTests
         Assert.Equal(PickerTests.Machine.BandwidthBytesPerSecond, loaded.BandwidthBytesPerSecond);
         Assert.Equal(PickerTests.Machine.DecodeBytesPerSecond[GgmlType.Q4_K], loaded.DecodeBytesPerSecond[GgmlType.Q4_K]);
         Assert.Equal(PickerTests.Machine.LayerOverheadSeconds, loaded.LayerOverheadSeconds);
+        Assert.Equal(PickerTests.Machine.MatmulOverheadSeconds[GgmlType.Q6_K], loaded.MatmulOverheadSeconds[GgmlType.Q6_K]);
         File.WriteAllText(path, "{ not json");
         Assert.Null(MachineProfile.TryLoad(path));
     }
