@@ -21,7 +21,7 @@ internal static class BenchCommand
         var model = new Argument<FileInfo>("model") { Description = "The GGUF model to time (llama or gpt2)." };
         var prompt = new Option<int>("--pp", "-p") { Description = "Prompt tokens processed in one batch (0 skips the prefill test).", DefaultValueFactory = _ => 512 };
         var generate = new Option<int>("--tg", "-n") { Description = "Tokens generated one at a time (0 skips the decode test).", DefaultValueFactory = _ => 128 };
-        var reps = new Option<int>("--reps", "-r") { Description = "Timed repetitions of each test (after one untimed warm-up run).", DefaultValueFactory = _ => 5 };
+        var reps = new Option<int>("--reps", "-r") { Description = "Timed repetitions of each test (after untimed warm-up runs until the runtime stops recompiling, at most 1 s).", DefaultValueFactory = _ => 5 };
         var threads = new Option<int>("--threads", "-t") { Description = "Threads (default: all cores).", DefaultValueFactory = _ => Environment.ProcessorCount };
         var json = new Option<bool>("--json") { Description = "Print the results as JSON (no progress bar)." };
         var noRecord = new Option<bool>("--no-record") { Description = "Do not record the results in the workspace's registry." };
@@ -29,8 +29,9 @@ internal static class BenchCommand
         var vsLlamaCpp = new Option<bool>("--vs-llama-cpp") { Description = $"Not part of smith, which never loads llama.cpp; the side-by-side comparison is `{LlamaCppComparison}`." };
         var command = new Command("bench", $"""
             Time a model as llama-bench does: prefill (pp) decodes --pp random tokens in one batch (BOS first when the
-            vocabulary adds one), decode (tg) runs --tg single-token forward passes; each test runs once to warm up,
-            then --reps times from an empty cache, and reports the mean and standard deviation of tokens per second.
+            vocabulary adds one), decode (tg) runs --tg single-token forward passes; each test runs untimed until the
+            .NET runtime stops recompiling hot code (at most 1 s), then --reps times from an empty cache, and reports
+            the mean and standard deviation of tokens per second.
             Also reports the load time, the file size and the process's peak resident memory.
             The results are recorded in the workspace's registry with this machine (a model not registered yet is
             registered as a base model); --no-record skips that.
@@ -164,7 +165,7 @@ internal static class BenchCommand
             }
             AnsiConsole.Write(table);
             AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-                $"load {loadTime.TotalMilliseconds:0.0} ms; file {Units.Bytes(modelFile.Length)}; peak resident memory {Units.Bytes(peak)}; {reps} repetitions after a warm-up run")));
+                $"load {loadTime.TotalMilliseconds:0.0} ms; file {Units.Bytes(modelFile.Length)}; peak resident memory {Units.Bytes(peak)}; {reps} repetitions after warm-up")));
             if (recorded != null)
                 AnsiConsole.MarkupLine(Markup.Escape($"recorded for {recorded.Name} ({recorded.Id}) in {workspacePath}"));
             return Program.Ok;

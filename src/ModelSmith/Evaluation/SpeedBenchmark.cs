@@ -53,7 +53,7 @@ public sealed record SpeedTestResult(SpeedTestKind Kind, int Tokens, IReadOnlyLi
 /// Prefill and decode speed with llama-bench's conventions (tools/llama-bench): a prompt test decodes n
 /// random tokens (BOS first when the vocabulary adds one) in one batch from an empty cache; a generation
 /// test decodes n tokens one call at a time (BOS, then random tokens) from an empty cache. Each test is run
-/// once to warm up (a whole prompt, or a single generated token), then <c>reps</c> times, timed; tokens/s
+/// to warm up until the runtime stops recompiling (see <see cref="WarmUp"/>), then <c>reps</c> times, timed; tokens/s
 /// is averaged over the repetitions with its standard deviation.
 /// </summary>
 public static class SpeedBenchmark
@@ -99,7 +99,7 @@ public static class SpeedBenchmark
             }
         }
 
-        Once(kind == SpeedTestKind.Prompt ? tokens : 1);
+        WarmUp(() => Once(tokens));
         for (int r = 0; r < repetitions; r++)
         {
             cancellation.ThrowIfCancellationRequested();
@@ -109,6 +109,34 @@ public static class SpeedBenchmark
             progress?.Report(r + 1);
         }
         return new SpeedTestResult(kind, tokens, samples);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="once"/> until the runtime has compiled no new method for 0.2 s (at most 1 s, at least
+    /// once). Tiered compilation recompiles hot methods on a background thread for a few hundred milliseconds after
+    /// they start running; a short test timed during that stretch measures the compiler sharing a core, not the model
+    /// (a 2-thread decode of a 2M-parameter model read 30-50% slow). llama-bench has no such phase to wait out.
+    /// </summary>
+    private static void WarmUp(Action once)
+    {
+        const double quietSeconds = 0.2, maxSeconds = 1;
+        long start = Stopwatch.GetTimestamp(), quietSince = start;
+        long compiled = System.Runtime.JitInfo.GetCompiledMethodCount();
+        do
+        {
+            once();
+            long now = System.Runtime.JitInfo.GetCompiledMethodCount();
+            if (now != compiled)
+            {
+                compiled = now;
+                quietSince = Stopwatch.GetTimestamp();
+            }
+            else if (Stopwatch.GetElapsedTime(quietSince).TotalSeconds >= quietSeconds)
+            {
+                return;
+            }
+        }
+        while (Stopwatch.GetElapsedTime(start).TotalSeconds < maxSeconds);
     }
 
     /// <summary>
