@@ -31,9 +31,8 @@ namespace ModelSmith.Selection;
 /// less what the streaming rates and t_token + t_layer·L predict, shared over its matrices. It dominates the
 /// quantized decode of small models and is noise for large ones.</item>
 /// </list>
-/// The per-type probes decode until the runtime has stopped recompiling before they are timed (see <see cref="WarmUp"/>),
-/// so they describe the steady state; t_token, t_layer and η are measured first, by the same procedure as profile
-/// version 3 (the large-model estimates were checked against it). Measuring takes about 10 s on 2 cores; <see cref="LoadOrMeasure"/> keeps the result per machine in a JSON file.
+/// Every probe is timed by <see cref="Evaluation.SpeedBenchmark"/>, which decodes until the runtime has stopped
+/// recompiling before it times, so the profile describes the steady state `smith bench` measures. Measuring takes about 10 s on 2 cores; <see cref="LoadOrMeasure"/> keeps the result per machine in a JSON file.
 /// </summary>
 public sealed record MachineProfile
 {
@@ -393,7 +392,7 @@ public sealed record MachineProfile
     {
         ModelConfig config = MatmulProbe;
         const int tokens = 32;
-        double measured = DecodeSecondsPerToken(config, threads, tokens, type, warmUp: true);
+        double measured = DecodeSecondsPerToken(config, threads, tokens, type);
         ModelShape shape = ModelShape.FromConfig(config, type, "matmul probe");
         double predicted = ResourceEstimator.StreamSeconds(shape, tokens / 2, profile)
             + profile.TokenOverheadSeconds + profile.LayerOverheadSeconds * config.BlockCount;
@@ -419,44 +418,20 @@ public sealed record MachineProfile
     };
 
     /// <summary>
-    /// Decodes until the runtime has compiled no method for 0.2 s (at most 2 s): tiered compilation recompiles hot
-    /// methods on a background thread some 100 ms after they start running, which slows a step while it competes
-    /// with the pool for the cores (a tiny model's decode is 2–3× slower then) and speeds it up after (profile-guided
-    /// code). The estimate is of this steady state.
+    /// The median over 5 repetitions of decode seconds per token of a synthetic model of <paramref name="config"/> with
+    /// matrices in <paramref name="weightType"/> (written to a temp file and memory-mapped, as bench runs it), timed by
+    /// <see cref="Evaluation.SpeedBenchmark"/> after its warm-up, so in the runtime's steady state.
     /// </summary>
-    private static void WarmUp(LanguageModel model, int tokens)
-    {
-        const double quietSeconds = 0.2, maxSeconds = 2;
-        long start = Stopwatch.GetTimestamp(), quietSince = start;
-        long compiled = System.Runtime.JitInfo.GetCompiledMethodCount();
-        while (Stopwatch.GetElapsedTime(start).TotalSeconds < maxSeconds)
-        {
-            Evaluation.SpeedBenchmark.Run(model, Evaluation.SpeedTestKind.Generation, tokens, 1);
-            long now = System.Runtime.JitInfo.GetCompiledMethodCount();
-            if (now != compiled)
-            {
-                compiled = now;
-                quietSince = Stopwatch.GetTimestamp();
-            }
-            else if (Stopwatch.GetElapsedTime(quietSince).TotalSeconds >= quietSeconds) return;
-        }
-    }
-
-    /// <summary>The median over 5 rounds of decode seconds per token of a synthetic model of <paramref name="config"/> with matrices in <paramref name="weightType"/> (written to a temp file and memory-mapped, as bench runs it), after <see cref="WarmUp"/> when <paramref name="warmUp"/>.</summary>
-    private static double DecodeSecondsPerToken(ModelConfig config, int threads, int tokens, GgmlType weightType = GgmlType.F32, bool warmUp = false)
+    private static double DecodeSecondsPerToken(ModelConfig config, int threads, int tokens, GgmlType weightType = GgmlType.F32)
     {
         string path = Path.Combine(Path.GetTempPath(), $"modelsmith-probe-{Environment.ProcessId}-{config.BlockCount}-{config.EmbeddingLength}-{weightType}.gguf");
         try
         {
             SyntheticModel.Write(path, config, weightType);
             using LanguageModel model = LanguageModel.Load(path, threads);
-            if (warmUp) WarmUp(model, tokens);
-            var rounds = new double[5];
-            for (int round = 0; round < rounds.Length; round++)
-            {
-                var result = Evaluation.SpeedBenchmark.Run(model, Evaluation.SpeedTestKind.Generation, tokens, 1);
-                rounds[round] = result.Samples[0].TotalSeconds / tokens;
-            }
+            Evaluation.SpeedTestResult result = Evaluation.SpeedBenchmark.Run(model, Evaluation.SpeedTestKind.Generation, tokens, 5);
+            var rounds = new double[result.Samples.Count];
+            for (int round = 0; round < rounds.Length; round++) rounds[round] = result.Samples[round].TotalSeconds / tokens;
             Array.Sort(rounds);
             return rounds[rounds.Length / 2];
         }
