@@ -202,21 +202,9 @@ internal static class FinetuneCommand
             if (common.WorkspaceRoot(parse) is string workspaceRoot) TrainingRegistration.Register(workspaceRoot, outcome, data, json);
             return Program.Ok;
         }
-        catch (DataFormatException e)
+        catch (Exception e) when (TrainingConsole.IsRunFailure(e))
         {
-            return Fail(e.Message);
-        }
-        catch (CheckpointMismatchException e)
-        {
-            return Fail(e.Message);
-        }
-        catch (InvalidDataException e)
-        {
-            return Fail(e.Message);
-        }
-        catch (ArgumentException e)
-        {
-            return Fail(e.Message);
+            return TrainingConsole.Fail(e.Message);
         }
     }
 
@@ -250,12 +238,5 @@ internal static class FinetuneCommand
             parameters["modules"] = l.Modules is null ? "all" : string.Join(",", l.Modules);
         }
         return new TrainingOutcome(outPath, "finetuned", parentPath, options.Lora is null ? "finetune-full" : "finetune-lora", parameters, data.Fingerprint, adapterPath);
-    }
-
-    private static int Fail(string message)
-    {
-        Console.Out.Flush();
-        Console.Error.WriteLine($"error: {message}");
-        return Program.Failed;
     }
 }

@@ -140,21 +140,9 @@ internal static class PretrainCommand
             if (common.WorkspaceRoot(parse) is string workspaceRoot) TrainingRegistration.Register(workspaceRoot, outcome, data, json);
             return Program.Ok;
         }
-        catch (DataFormatException e)
+        catch (Exception e) when (TrainingConsole.IsRunFailure(e))
         {
-            return Fail(e.Message);
-        }
-        catch (CheckpointMismatchException e)
-        {
-            return Fail(e.Message);
-        }
-        catch (InvalidDataException e)
-        {
-            return Fail(e.Message);
-        }
-        catch (ArgumentException e)
-        {
-            return Fail(e.Message);
+            return TrainingConsole.Fail(e.Message);
         }
     }
 
@@ -219,11 +207,4 @@ internal static class PretrainCommand
 
     /// <summary>A rate or factor as typed (0.0001, not the float's 0.000100000005).</summary>
     internal static string Text(float value) => value.ToString("G7", CultureInfo.InvariantCulture);
-
-    private static int Fail(string message)
-    {
-        Console.Out.Flush();
-        Console.Error.WriteLine($"error: {message}");
-        return Program.Failed;
-    }
 }

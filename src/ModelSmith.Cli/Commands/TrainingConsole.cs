@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using ModelSmith.Training;
+using ModelSmith.Training.Data;
 using Spectre.Console;
 
 namespace ModelSmith.Cli.Commands;
@@ -17,6 +18,21 @@ internal static class TrainingConsole
 {
     /// <summary>Exit code after Ctrl-C (128 + SIGINT), as shells report an interrupted program.</summary>
     public const int Interrupted = 130;
+
+    /// <summary>
+    /// Failures of a training command that its message explains (exit code 1): malformed data, a checkpoint of another
+    /// run, a damaged checkpoint, a setting the model cannot take.
+    /// </summary>
+    public static bool IsRunFailure(Exception e) =>
+        e is DataFormatException or CheckpointMismatchException or InvalidDataException or ArgumentException;
+
+    /// <summary>Prints "error: MESSAGE" after whatever the run printed, and returns exit code 1.</summary>
+    public static int Fail(string message)
+    {
+        Console.Out.Flush();
+        Console.Error.WriteLine($"error: {message}");
+        return Program.Failed;
+    }
 
     /// <summary>The options both commands take, with each command's defaults.</summary>
     public sealed class Options
