@@ -220,10 +220,4 @@ internal static class DemoCommand
         if (value is long v) w.WriteNumber(name, v);
         else w.WriteNull(name);
     }
-
-    /// <summary>Elapsed time as "m:ss".</summary>
-    internal static string Clock(TimeSpan t) => string.Create(CultureInfo.InvariantCulture, $"{(int)t.TotalMinutes}:{t.Seconds:00}");
-
-    /// <summary>A stopwatch readable from the narration.</summary>
-    internal static Stopwatch StartClock() => Stopwatch.StartNew();
 }

@@ -2,6 +2,7 @@ using System.IO.Compression;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using ModelSmith.Formats;
 
 namespace ModelSmith.Cli.Demo;
 
@@ -163,9 +164,8 @@ internal sealed record DemoCorpus(string GeneralTrain, string GeneralTest, strin
 
     private static void WriteAtomically(string path, string text)
     {
-        string temp = path + ".tmp";
-        File.WriteAllText(temp, text, new UTF8Encoding(false));
-        File.Move(temp, path, overwrite: true);
+        byte[] bytes = new UTF8Encoding(false).GetBytes(text);
+        AtomicFile.Write(path, stream => stream.Write(bytes));
     }
 }
 
