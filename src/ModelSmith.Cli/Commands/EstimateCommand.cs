@@ -37,9 +37,11 @@ internal static class EstimateCommand
                         per-thread scratch, RoPE table
               runtime   {ResourceEstimator.RuntimeBaselineBytes >> 20} MiB, the measured resident size of the .NET process itself
             Decode speed, one step at position p:
-              t(p) = Σ_matrices (bytes / R_type + c_type) + (KV bytes at p) / BW + t_token + t_layer · layers
-            with R_type the measured rate at which each type's decode kernel streams a matrix from memory (times the
-            share of it a whole memory-mapped model reaches, also measured), BW this
+              t(p) = Σ_matrices (bytes / R_type(W) + c_type) + (KV bytes at p) / BW + t_token + t_layer · layers
+            with W the weight bytes a step reads and R_type(W) the measured rate at which each type's decode kernel
+            streams a working set of W bytes: measured at 512 KiB, 2, 8, 32 and 256 MiB (a small model's weights
+            stay in the caches and stream faster than a large one's from memory) and interpolated in log W, times
+            the share of it a whole memory-mapped model reaches (also measured); BW this
             machine's stream-read bandwidth, t_token, t_layer the measured fixed cost of a step (two tiny F32 models),
             and c_type the fixed cost one matmul of that type adds beyond F32's (quantizing its input, the kernel's
             setup; measured on a width-256 model in that type). The fixed terms are what limits tiny models.

@@ -16,10 +16,13 @@ namespace ModelSmith.Selection;
 /// <list type="bullet">
 /// <item><see cref="BandwidthBytesPerSecond"/>: a stream read of a buffer far larger than the caches (every
 /// thread sums its slice with vector loads; the best of a few passes).</item>
-/// <item><see cref="DecodeBytesPerSecond"/>: per storage type, the bytes per second our single-token matmul
-/// streams through a 256 MiB matrix of that type (far past the caches): where the kernel is fast, this is the
-/// memory bandwidth; where it needs more work per byte than memory delivers (or overlaps the two imperfectly),
-/// it is less, and bytes / bandwidth alone would flatter the type.</item>
+/// <item><see cref="DecodeBytesPerSecond"/>: per storage type and working set (<see cref="RateSizes"/>: 512 KiB to
+/// 32 MiB, and 256 MiB, far past the caches), the bytes per second our single-token matmul streams through a matrix
+/// of that type and size read again and again. A small matrix is read from a cache and streams faster; past the
+/// caches, where the kernel is fast this is the memory bandwidth, and where it needs more work per byte than memory
+/// delivers it is less, and bytes / bandwidth alone would flatter the type. A model is given the rate at its weight
+/// bytes per token, interpolated in log size (<see cref="DecodeRate"/>), so no cache size has to be known (Linux on
+/// a VM often does not expose it).</item>
 /// <item><see cref="TokenOverheadSeconds"/> + <see cref="LayerOverheadSeconds"/>·L: the fixed cost of one decode
 /// step beyond streaming the weights (thread hand-offs of ~10 jobs a layer, norms, RoPE, sampling's logits),
 /// fitted from the decode time of two tiny models (1 and 8 layers) whose weights sit in cache.</item>
@@ -32,12 +35,14 @@ namespace ModelSmith.Selection;
 /// quantized decode of small models and is noise for large ones.</item>
 /// </list>
 /// Every probe is timed by <see cref="Evaluation.SpeedBenchmark"/>, which decodes until the runtime has stopped
-/// recompiling before it times, so the profile describes the steady state `smith bench` measures. Measuring takes about 10 s on 2 cores; <see cref="LoadOrMeasure"/> keeps the result per machine in a JSON file.
+/// recompiling before it times, so the profile describes the steady state `smith bench` measures, and keeps the
+/// fastest repetition, since other processes on a shared machine only ever slow one down. Measuring takes about
+/// PROFILE_SECONDS on 2 cores; <see cref="LoadOrMeasure"/> keeps the result per machine in a JSON file.
 /// </summary>
 public sealed record MachineProfile
 {
     /// <summary>Bumped when what is measured changes, so older cached profiles are measured again.</summary>
-    public const int Version = 4;
+    public const int Version = 5;
 
     public required string Machine { get; init; }
 
@@ -45,7 +50,11 @@ public sealed record MachineProfile
 
     public required double BandwidthBytesPerSecond { get; init; }
 
-    public required IReadOnlyDictionary<GgmlType, double> DecodeBytesPerSecond { get; init; }
+    /// <summary>
+    /// Per storage type, the streaming rate of its decode matmul at each working set of <see cref="RateSizes"/> (bytes
+    /// per second, one entry a size, non-increasing): see <see cref="MeasureKernelRates"/>.
+    /// </summary>
+    public required IReadOnlyDictionary<GgmlType, IReadOnlyList<double>> DecodeBytesPerSecond { get; init; }
 
     public required double TokenOverheadSeconds { get; init; }
 
@@ -78,13 +87,38 @@ public sealed record MachineProfile
         GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
     ];
 
-    /// <summary>Bytes per second a model's decode matmuls of <paramref name="type"/> stream: the measured single-matrix rate × <see cref="ModelEfficiency"/> (the slowest measured rate when unmeasured).</summary>
-    public double DecodeRate(GgmlType type)
+    /// <summary>
+    /// Bytes per second a model's decode matmuls of <paramref name="type"/> stream when one step reads
+    /// <paramref name="workingSetBytes"/> in all: the measured rates (<see cref="DecodeBytesPerSecond"/>) interpolated
+    /// linearly in log₂ of the working set between the two nearest <see cref="RateSizes"/> (the end rates beyond
+    /// them), × <see cref="ModelEfficiency"/>. An unmeasured type gets the slowest measured type's rate.
+    /// </summary>
+    public double DecodeRate(GgmlType type, long workingSetBytes)
     {
-        if (DecodeBytesPerSecond.TryGetValue(type, out double rate) && rate > 0) return rate * ModelEfficiency;
+        if (DecodeBytesPerSecond.TryGetValue(type, out IReadOnlyList<double>? curve) && curve.Count == RateSizes.Count && curve[^1] > 0)
+            return Interpolate(curve, workingSetBytes) * ModelEfficiency;
         double slowest = double.PositiveInfinity;
-        foreach (double r in DecodeBytesPerSecond.Values) slowest = Math.Min(slowest, r);
+        foreach (IReadOnlyList<double> c in DecodeBytesPerSecond.Values)
+        {
+            if (c.Count == RateSizes.Count && c[^1] > 0) slowest = Math.Min(slowest, Interpolate(c, workingSetBytes));
+        }
         return (double.IsFinite(slowest) ? slowest : BandwidthBytesPerSecond) * ModelEfficiency;
+    }
+
+    /// <summary>The rate past every cache (at the largest of <see cref="RateSizes"/>), × <see cref="ModelEfficiency"/>.</summary>
+    public double MemoryDecodeRate(GgmlType type) => DecodeRate(type, long.MaxValue);
+
+    // r(W) = r_i + (r_{i+1} − r_i) · log(W / W_i) / log(W_{i+1} / W_i) for W_i ≤ W ≤ W_{i+1}.
+    private static double Interpolate(IReadOnlyList<double> rates, long bytes)
+    {
+        if (bytes <= RateSizes[0]) return rates[0];
+        for (int i = 0; i + 1 < RateSizes.Count; i++)
+        {
+            if (bytes > RateSizes[i + 1]) continue;
+            double f = Math.Log((double)bytes / RateSizes[i]) / Math.Log((double)RateSizes[i + 1] / RateSizes[i]);
+            return rates[i] + (rates[i + 1] - rates[i]) * f;
+        }
+        return rates[^1];
     }
 
     /// <summary>A name for this machine: CPU model, logical cores and memory; a cached profile is reused only on the same one.</summary>
@@ -152,7 +186,7 @@ public sealed record MachineProfile
         int n = threads > 0 ? threads : Environment.ProcessorCount;
         using var pool = new ComputePool(n);
         double bandwidth;
-        var rates = new Dictionary<GgmlType, double>();
+        Dictionary<GgmlType, IReadOnlyList<double>> rates;
         unsafe
         {
             // One buffer for every test: its pages are faulted in once.
@@ -160,7 +194,7 @@ public sealed record MachineProfile
             try
             {
                 bandwidth = MeasureBandwidth(pool, buffer);
-                foreach (GgmlType type in KernelTypes) rates[type] = MeasureKernel(pool, type, buffer);
+                rates = MeasureKernelRates(pool, buffer);
             }
             finally
             {
@@ -195,10 +229,15 @@ public sealed record MachineProfile
             using JsonDocument doc = JsonDocument.Parse(File.ReadAllBytes(path));
             JsonElement r = doc.RootElement;
             if (r.GetProperty("version").GetInt32() != Version) return null;
-            var rates = new Dictionary<GgmlType, double>();
+            var rates = new Dictionary<GgmlType, IReadOnlyList<double>>();
             foreach (JsonProperty p in r.GetProperty("decode_bytes_per_second").EnumerateObject())
             {
-                if (Enum.TryParse(p.Name, out GgmlType type)) rates[type] = p.Value.GetDouble();
+                if (!Enum.TryParse(p.Name, out GgmlType type)) continue;
+                var curve = new double[p.Value.GetArrayLength()];
+                if (curve.Length != RateSizes.Count) return null;
+                int i = 0;
+                foreach (JsonElement e in p.Value.EnumerateArray()) curve[i++] = e.GetDouble();
+                rates[type] = curve;
             }
             var matmul = new Dictionary<GgmlType, double>();
             foreach (JsonProperty p in r.GetProperty("matmul_overhead_seconds").EnumerateObject())
@@ -239,8 +278,16 @@ public sealed record MachineProfile
             w.WriteString("machine", profile.Machine);
             w.WriteNumber("threads", profile.Threads);
             w.WriteNumber("bandwidth_bytes_per_second", profile.BandwidthBytesPerSecond);
+            w.WriteStartArray("rate_sizes");
+            foreach (long size in RateSizes) w.WriteNumberValue(size);
+            w.WriteEndArray();
             w.WriteStartObject("decode_bytes_per_second");
-            foreach ((GgmlType type, double rate) in profile.DecodeBytesPerSecond) w.WriteNumber(type.ToString(), rate);
+            foreach ((GgmlType type, IReadOnlyList<double> curve) in profile.DecodeBytesPerSecond)
+            {
+                w.WriteStartArray(type.ToString());
+                foreach (double rate in curve) w.WriteNumberValue(rate);
+                w.WriteEndArray();
+            }
             w.WriteEndObject();
             w.WriteNumber("token_overhead_seconds", profile.TokenOverheadSeconds);
             w.WriteNumber("model_efficiency", profile.ModelEfficiency);
@@ -301,39 +348,99 @@ public sealed record MachineProfile
     }
 
     /// <summary>
-    /// Bytes per second one decode matmul (a single token) of <paramref name="type"/> streams through a matrix of
-    /// 4096 columns and 256 MiB (past the last-level cache, like the bandwidth test): the best of three timed calls after a warm-up. The rows repeat one quantized tile of
-    /// 16 random rows (the speed does not depend on the values, and quantizing 256 MiB would take seconds), written into <paramref name="buffer"/>.
+    /// Working sets at which the decode rates are measured: 512 KiB to 32 MiB (what a core's L2, the cores' L2s
+    /// together and the last-level cache of typical machines hold) and 256 MiB (past any last-level cache). Rates in
+    /// between are interpolated in log size, so no cache size needs to be known: the curve shows where the caches end.
     /// </summary>
-    internal static unsafe double MeasureKernel(ComputePool pool, GgmlType type, byte* buffer)
+    public static IReadOnlyList<long> RateSizes { get; } = [512L << 10, 2L << 20, 8L << 20, 32L << 20, StreamBytes];
+
+    /// <summary>
+    /// <see cref="DecodeBytesPerSecond"/>: for every type, the bytes per second one decode matmul (a single token)
+    /// streams through a matrix of 1024 columns and each of <see cref="RateSizes"/>, its weights read again and again
+    /// (so a matrix that fits a cache is read from it). Each rate is (W − W₀) / (t(W) − t(W₀)) with W₀ one 16-row tile:
+    /// the call's fixed cost (the pool's hand-off, the input's quantization) cancels and is left to the fixed terms
+    /// that the model probes fit. The types and sizes are measured in three interleaved rounds and each keeps its
+    /// fastest time, so a burst of load from another process slows one round of every type a little instead of one
+    /// type a lot. Rates are then made non-increasing with size (a larger working set never streams faster; a cache
+    /// rate measured slower than a larger one is noise). The matrix rows repeat one quantized tile of 16 random rows
+    /// (the speed does not depend on the values), written into <paramref name="buffer"/> of <see cref="StreamBytes"/>.
+    /// </summary>
+    internal static unsafe Dictionary<GgmlType, IReadOnlyList<double>> MeasureKernelRates(ComputePool pool, byte* buffer)
     {
-        const int cols = 4096, tileRows = 16, matrixBytes = StreamBytes;
+        const int cols = 1024, tileRows = 16, rounds = 3;
         var rng = new Random(3);
         var values = new float[tileRows * cols];
         for (int i = 0; i < values.Length; i++) values[i] = (float)(rng.NextDouble() - 0.5);
-        byte[] tile;
-        if (type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16) tile = WeightMatrix.FromSingles(values, tileRows, cols, type).Data.ToArray();
-        else
-        {
-            tile = new byte[BlockQuantizer.RowSize(type, cols) * tileRows];
-            BlockQuantizer.Quantize(type, values, tileRows, cols, tile);
-        }
-        int rows = matrixBytes / tile.Length * tileRows;
-        int length = rows / tileRows * tile.Length;
-        for (int at = 0; at < length; at += tile.Length) tile.CopyTo(new Span<byte>(buffer + at, tile.Length));
-        var w = new WeightMatrix(type, rows, cols, new UnmanagedMemory(buffer, length).Memory);
         var x = new float[cols];
         for (int i = 0; i < cols; i++) x[i] = (float)(rng.NextDouble() - 0.5);
-        var y = new float[rows];
-        MatMul.Forward(x, w, [], 1, y, pool);
-        double best = 0;
-        for (int r = 0; r < 3; r++)
+        var tiles = new Dictionary<GgmlType, byte[]>();
+        foreach (GgmlType type in KernelTypes)
         {
-            long start = Stopwatch.GetTimestamp();
-            MatMul.Forward(x, w, [], 1, y, pool);
-            best = Math.Max(best, length / Stopwatch.GetElapsedTime(start).TotalSeconds);
+            if (type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16) tiles[type] = WeightMatrix.FromSingles(values, tileRows, cols, type).Data.ToArray();
+            else
+            {
+                var tile = new byte[BlockQuantizer.RowSize(type, cols) * tileRows];
+                BlockQuantizer.Quantize(type, values, tileRows, cols, tile);
+                tiles[type] = tile;
+            }
         }
-        return best;
+        int sizes = RateSizes.Count;
+        int smallestTile = int.MaxValue;
+        foreach (byte[] tile in tiles.Values) smallestTile = Math.Min(smallestTile, tile.Length);
+        var y = new float[StreamBytes / smallestTile * tileRows];
+        var seconds = new Dictionary<GgmlType, double[]>();
+        foreach (GgmlType type in KernelTypes)
+        {
+            seconds[type] = new double[sizes + 1];
+            Array.Fill(seconds[type], double.PositiveInfinity);
+        }
+        for (int round = 0; round < rounds; round++)
+        {
+            foreach (GgmlType type in KernelTypes)
+            {
+                byte[] tile = tiles[type];
+                int tiles256 = StreamBytes / tile.Length;
+                for (int t = 0; t < tiles256; t++) tile.CopyTo(new Span<byte>(buffer + (long)t * tile.Length, tile.Length));
+                double[] best = seconds[type];
+                for (int s = 0; s <= sizes; s++)
+                {
+                    // s == sizes: the one-tile matrix whose time is the call's fixed cost.
+                    long bytes = s == sizes ? tile.Length : RateSizes[s];
+                    int rows = (int)(bytes / tile.Length) * tileRows;
+                    int length = rows / tileRows * tile.Length;
+                    var w = new WeightMatrix(type, rows, cols, new UnmanagedMemory(buffer, length).Memory);
+                    Span<float> output = y.AsSpan(0, rows);
+                    MatMul.Forward(x, w, [], 1, output, pool);
+                    // Time enough calls for the clock (0.2 ms), at least 2; keep the fastest call of each batch's mean.
+                    int calls = 2;
+                    for (int sample = 0; sample < 3; sample++)
+                    {
+                        long start = Stopwatch.GetTimestamp();
+                        for (int c = 0; c < calls; c++) MatMul.Forward(x, w, [], 1, output, pool);
+                        double elapsed = Stopwatch.GetElapsedTime(start).TotalSeconds;
+                        best[s] = Math.Min(best[s], elapsed / calls);
+                        if (elapsed < 2e-4) calls = (int)Math.Min(4096, calls * Math.Ceiling(2e-4 / Math.Max(elapsed, 1e-7)));
+                    }
+                }
+            }
+        }
+        var rates = new Dictionary<GgmlType, IReadOnlyList<double>>();
+        foreach (GgmlType type in KernelTypes)
+        {
+            double[] t = seconds[type];
+            long tileBytes = tiles[type].Length;
+            double fixedCall = t[sizes];
+            var r = new double[sizes];
+            for (int s = 0; s < sizes; s++)
+            {
+                long bytes = RateSizes[s] / tileBytes * tileBytes;
+                double streaming = t[s] - fixedCall;
+                r[s] = streaming > 0.25 * t[s] ? (bytes - tileBytes) / streaming : bytes / t[s];
+            }
+            for (int s = sizes - 2; s >= 0; s--) r[s] = Math.Max(r[s], r[s + 1]);
+            rates[type] = r;
+        }
+        return rates;
     }
 
     /// <summary>
@@ -352,7 +459,7 @@ public sealed record MachineProfile
     /// <summary>
     /// <see cref="ModelEfficiency"/>: the decode time of a 100 MB F32 Llama (2 layers of width 1024, vocabulary 2048, its
     /// weights past the caches) that <see cref="ResourceEstimator.StreamSeconds"/> predicts from the single-matrix
-    /// rates, over the time measured (less the fixed cost), clamped to [0.2, 1].
+    /// rates at its size, over the time measured (less the fixed cost), clamped to [0.2, 1].
     /// </summary>
     private static double MeasureEfficiency(MachineProfile profile, int threads)
     {
@@ -418,7 +525,7 @@ public sealed record MachineProfile
     };
 
     /// <summary>
-    /// The median over 5 repetitions of decode seconds per token of a synthetic model of <paramref name="config"/> with
+    /// The fastest of 5 repetitions (other processes only ever slow one down) of decode seconds per token of a synthetic model of <paramref name="config"/> with
     /// matrices in <paramref name="weightType"/> (written to a temp file and memory-mapped, as bench runs it), timed by
     /// <see cref="Evaluation.SpeedBenchmark"/> after its warm-up, so in the runtime's steady state.
     /// </summary>
@@ -430,10 +537,9 @@ public sealed record MachineProfile
             SyntheticModel.Write(path, config, weightType);
             using LanguageModel model = LanguageModel.Load(path, threads);
             Evaluation.SpeedTestResult result = Evaluation.SpeedBenchmark.Run(model, Evaluation.SpeedTestKind.Generation, tokens, 5);
-            var rounds = new double[result.Samples.Count];
-            for (int round = 0; round < rounds.Length; round++) rounds[round] = result.Samples[round].TotalSeconds / tokens;
-            Array.Sort(rounds);
-            return rounds[rounds.Length / 2];
+            double fastest = double.PositiveInfinity;
+            foreach (TimeSpan sample in result.Samples) fastest = Math.Min(fastest, sample.TotalSeconds / tokens);
+            return fastest;
         }
         finally
         {

@@ -38,11 +38,13 @@ public sealed record ResourceEstimate(ModelShape Shape, int Context, int Threads
 /// ctx attention scores), and the RoPE table (2 · positions · rotated dims floats); the runtime is a measured
 /// constant.</para>
 /// <para><b>Decode speed</b>: one step at position p takes
-/// t(p) = Σ_matrices (bytes_m / R_type(m) + c_type(m)) + (2·L·(p+1)·Hkv·D·4 + norms) / BW + t_token + t_layer·L,
-/// with R_type the measured rate at which the decode matmul of the matrix's type streams a matrix from memory
-/// (the bandwidth for a fast kernel, less for a kernel that needs more work per byte) times the measured share η
-/// of it a whole memory-mapped model reaches (<see cref="MachineProfile.ModelEfficiency"/>), BW the measured stream
-/// bandwidth, and t_token, t_layer the measured fixed cost of a step
+/// t(p) = Σ_matrices (bytes_m / R_type(m)(W) + c_type(m)) + (2·L·(p+1)·Hkv·D·4 + norms) / BW + t_token + t_layer·L,
+/// with W the weight bytes one step reads (<see cref="WeightBytesPerToken"/>), R_type(W) the measured rate at which
+/// the decode matmul of the matrix's type streams a working set of W bytes (from a cache when W fits one; from memory
+/// it is the bandwidth for a fast kernel, less for a kernel that needs more work per byte), measured at 512 KiB,
+/// 2, 8, 32 and 256 MiB and interpolated linearly in log W (<see cref="MachineProfile.DecodeRate"/>), times the
+/// measured share η of it a whole memory-mapped model reaches (<see cref="MachineProfile.ModelEfficiency"/>), BW the
+/// measured stream bandwidth, and t_token, t_layer the measured fixed cost of a step
 /// (thread hand-offs, norms, RoPE), and c_type the measured fixed cost one matmul of that type adds beyond F32's
 /// (<see cref="MachineProfile.MatmulOverheadSeconds"/>: the input's quantization, the quantized kernel's setup);
 /// the fixed terms dominate tiny models, quantized ones most. Tokens/s over n tokens from position p0 is
@@ -182,17 +184,19 @@ public static class ResourceEstimator
 
     /// <summary>
     /// Seconds one decode step at <paramref name="position"/> spends reading weights and the cache:
-    /// Σ bytes / R_type over matrices, plus the KV cache, embedding rows and vectors at BW.
+    /// Σ bytes / R_type(W) over matrices (W: the step's weight bytes, which decide what of them a cache holds), plus
+    /// the KV cache, embedding rows and vectors at BW.
     /// </summary>
     public static double StreamSeconds(ModelShape shape, int position, MachineProfile machine)
     {
         ArgumentNullException.ThrowIfNull(shape);
         ArgumentNullException.ThrowIfNull(machine);
         double bw = machine.BandwidthBytesPerSecond, seconds = 0;
+        long workingSet = WeightBytesPerToken(shape);
         foreach (GgufTensorInfo t in shape.Tensors)
         {
             long bytes = BytesRead(shape, t);
-            seconds += bytes / (IsMatmul(shape, t) ? machine.DecodeRate(t.Type) : bw);
+            seconds += bytes / (IsMatmul(shape, t) ? machine.DecodeRate(t.Type, workingSet) : bw);
         }
         long kv = 2L * shape.Config.BlockCount * (position + 1) * shape.Config.KvDim * sizeof(float);
         return seconds + kv / bw;
@@ -202,7 +206,7 @@ public static class ResourceEstimator
     {
         foreach (GgufTensorInfo t in shape.Tensors)
         {
-            if (IsMatmul(shape, t) && machine.DecodeRate(t.Type) < 0.8 * machine.BandwidthBytesPerSecond) return true;
+            if (IsMatmul(shape, t) && machine.MemoryDecodeRate(t.Type) < 0.8 * machine.BandwidthBytesPerSecond) return true;
         }
         return false;
     }

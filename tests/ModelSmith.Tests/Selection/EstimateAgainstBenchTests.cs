@@ -106,13 +106,14 @@ public sealed class DecodeTimingTests;
 public class DecodeEstimateAgainstBenchTests(ITestOutputHelper output)
 {
     /// <summary>
-    /// Speed on a shared machine is too noisy to assert closely (the report gives the measured agreement); this checks
-    /// only that the estimate for a bandwidth-bound model is within a factor of four of bench's fastest repetition
-    /// (other processes on a shared machine only ever slow a repetition down), and
-    /// that a Q8_0 model is estimated faster than its F32 parent, as bench finds it.
+    /// Speed on a shared machine is too noisy to assert to the 15% the estimate reaches on a quiet one (the report gives
+    /// the measured agreement). This checks that the estimate of each model is within a factor of three of bench's
+    /// fastest repetition (other processes only ever slow a repetition down), and that the Q8_0 model's speed-up over
+    /// its F32 parent, a ratio in which load that slows both alike cancels, is within a factor of 1.5 of the one bench
+    /// measures: the per-type rates and fixed costs, not only the overall scale, have to be right.
     /// </summary>
     [Fact]
-    public void Decode_estimate_is_within_a_factor_of_four_of_bench_and_orders_types_as_bench_does()
+    public void Decode_estimate_is_within_a_factor_of_three_of_bench_and_predicts_the_q8_0_speedup_over_f32()
     {
         using var dir = new TempDirectory();
         string f32 = EstimateAgainstBenchTests.Prepare(dir, "llama", "f32");
@@ -130,10 +131,17 @@ public class DecodeEstimateAgainstBenchTests(ITestOutputHelper output)
 
         double measuredF32 = Measured(f32), estimatedF32 = Estimated(f32);
         double measuredQ8 = Measured(q8), estimatedQ8 = Estimated(q8);
-        output.WriteLine(FormattableString.Invariant($"F32: measured {measuredF32:0.0} tok/s, estimated {estimatedF32:0.0}; Q8_0: measured {measuredQ8:0.0}, estimated {estimatedQ8:0.0}"));
-        Assert.InRange(estimatedF32 / measuredF32, 1 / 4.0, 4.0);
-        Assert.True(estimatedQ8 > estimatedF32);
+        double speedup = estimatedQ8 / estimatedF32, measuredSpeedup = measuredQ8 / measuredF32;
+        output.WriteLine(FormattableString.Invariant(
+            $"F32: measured {measuredF32:0.0} tok/s, estimated {estimatedF32:0.0}; Q8_0: measured {measuredQ8:0.0}, estimated {estimatedQ8:0.0}; Q8_0/F32: measured {measuredSpeedup:0.00}, estimated {speedup:0.00}"));
+        Assert.InRange(estimatedF32 / measuredF32, 1 / 3.0, 3.0);
+        Assert.InRange(estimatedQ8 / measuredQ8, 1 / 3.0, 3.0);
+        Assert.InRange(speedup / measuredSpeedup, 1 / 1.5, 1.5);
         foreach (GgmlType type in MachineProfile.KernelTypes)
+        {
             Assert.InRange(machine.MatmulOverheadSeconds[type], 0, 1e-3);
+            IReadOnlyList<double> curve = machine.DecodeBytesPerSecond[type];
+            for (int s = 1; s < curve.Count; s++) Assert.True(curve[s] <= curve[s - 1], $"{type}: rates rise with the working set");
+        }
     }
 }

@@ -8,13 +8,13 @@ namespace ModelSmith.Tests.Selection;
 
 public class PickerTests
 {
-    /// <summary>A fixed machine: 20 GB/s, every kernel as fast as memory, 0.1 ms + 0.01 ms/layer per token, 2 µs more per Q8_0 matmul and 3 µs per Q6_K one.</summary>
+    /// <summary>A fixed machine: 20 GB/s, every kernel as fast as memory at every working set, 0.1 ms + 0.01 ms/layer per token, 2 µs more per Q8_0 matmul and 3 µs per Q6_K one.</summary>
     internal static MachineProfile Machine { get; } = new()
     {
         Machine = "test",
         Threads = 2,
         BandwidthBytesPerSecond = 20e9,
-        DecodeBytesPerSecond = MachineProfile.KernelTypes.ToDictionary(t => t, _ => 20e9),
+        DecodeBytesPerSecond = MachineProfile.KernelTypes.ToDictionary(t => t, _ => (IReadOnlyList<double>)MachineProfile.RateSizes.Select(_ => 20e9).ToArray()),
         TokenOverheadSeconds = 1e-4,
         LayerOverheadSeconds = 1e-5,
         MatmulOverheadSeconds = new Dictionary<GgmlType, double> { [GgmlType.F32] = 0, [GgmlType.Q8_0] = 2e-6, [GgmlType.Q6_K] = 3e-6 },
@@ -320,6 +320,30 @@ public class EstimatorTests
         Assert.Equal(machine.TokenOverheadSeconds + 5 * machine.LayerOverheadSeconds, tiny.OverheadSeconds, 12);
         Assert.InRange(tiny.OverheadSeconds * tiny.TokensPerSecond, 0.6, 0.8);
         Assert.True(tiny.TokensPerSecondAtContext <= tiny.TokensPerSecond);
+    }
+
+    [Fact]
+    public void Decode_rate_is_interpolated_in_log_size_between_the_measured_working_sets()
+    {
+        // 80 GB/s in a core's cache, falling to 10 GB/s from memory; Q4_0 unmeasured.
+        double[] curve = [80e9, 80e9, 40e9, 20e9, 10e9];
+        MachineProfile machine = PickerTests.Machine with
+        {
+            DecodeBytesPerSecond = new Dictionary<GgmlType, IReadOnlyList<double>> { [GgmlType.F32] = curve, [GgmlType.Q8_0] = curve.Select(r => r / 2).ToArray() },
+            ModelEfficiency = 0.9,
+        };
+        Assert.Equal(80e9 * 0.9, machine.DecodeRate(GgmlType.F32, 100 << 10), 3);
+        Assert.Equal(60e9 * 0.9, machine.DecodeRate(GgmlType.F32, 4 << 20), 3);
+        Assert.Equal(10e9 * 0.9, machine.DecodeRate(GgmlType.F32, 1L << 30), 3);
+        Assert.Equal(10e9 * 0.9, machine.MemoryDecodeRate(GgmlType.F32), 3);
+        // An unmeasured type streams as the slowest measured one.
+        Assert.Equal(machine.DecodeRate(GgmlType.Q8_0, 4 << 20), machine.DecodeRate(GgmlType.Q4_0, 4 << 20), 3);
+
+        // A model whose weights fit the caches is estimated faster per byte than one that streams from memory.
+        ModelShape small = ModelShape.FromConfig(MachineProfile.MatmulProbe, GgmlType.F32, "small");
+        ModelShape large = ModelShape.FromNumbers(1_000_000_000, 16, 8, 64, 32000, 2048, GgmlType.F32);
+        double SecondsPerByte(ModelShape shape) => ResourceEstimator.StreamSeconds(shape, 0, machine) / ResourceEstimator.WeightBytesPerToken(shape);
+        Assert.True(SecondsPerByte(small) < SecondsPerByte(large) / 2);
     }
 
     [Fact]
