@@ -39,7 +39,7 @@ internal static class EstimateCommand
             Decode speed, one step at position p:
               t(p) = Σ_matrices (bytes / R_type(W) + c_type) + (KV bytes at p) / BW + t_token + t_layer · layers
             with W the weight bytes a step reads and R_type(W) the measured rate at which each type's decode kernel
-            streams a working set of W bytes: measured at 512 KiB, 2, 8, 32 and 256 MiB (a small model's weights
+            streams a working set of W bytes: measured at 512 KiB, 2, 8, 32, 64 and 256 MiB (a small model's weights
             stay in the caches and stream faster than a large one's from memory) and interpolated in log W, times
             the share of it a whole memory-mapped model reaches (also measured); BW this
             machine's stream-read bandwidth, t_token, t_layer the measured fixed cost of a step (two tiny F32 models),

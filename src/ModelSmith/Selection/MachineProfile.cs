@@ -17,7 +17,7 @@ namespace ModelSmith.Selection;
 /// <item><see cref="BandwidthBytesPerSecond"/>: a stream read of a buffer far larger than the caches (every
 /// thread sums its slice with vector loads; the best of a few passes).</item>
 /// <item><see cref="DecodeBytesPerSecond"/>: per storage type and working set (<see cref="RateSizes"/>: 512 KiB to
-/// 32 MiB, and 256 MiB, far past the caches), the bytes per second our single-token matmul streams through a matrix
+/// 64 MiB, and 256 MiB, far past the caches), the bytes per second our single-token matmul streams through a matrix
 /// of that type and size read again and again. A small matrix is read from a cache and streams faster; past the
 /// caches, where the kernel is fast this is the memory bandwidth, and where it needs more work per byte than memory
 /// delivers it is less, and bytes / bandwidth alone would flatter the type. A model is given the rate at its weight
@@ -349,10 +349,11 @@ public sealed record MachineProfile
 
     /// <summary>
     /// Working sets at which the decode rates are measured: 512 KiB to 32 MiB (what a core's L2, the cores' L2s
-    /// together and the last-level cache of typical machines hold) and 256 MiB (past any last-level cache). Rates in
-    /// between are interpolated in log size, so no cache size needs to be known: the curve shows where the caches end.
+    /// together and the last-level cache of typical machines hold), 64 MiB (past most last-level caches, so the cliff
+    /// after them is not smeared over 32–256 MiB) and 256 MiB (past any). Rates in between are interpolated in log
+    /// size, so no cache size needs to be known: the curve shows where the caches end.
     /// </summary>
-    public static IReadOnlyList<long> RateSizes { get; } = [512L << 10, 2L << 20, 8L << 20, 32L << 20, StreamBytes];
+    public static IReadOnlyList<long> RateSizes { get; } = [512L << 10, 2L << 20, 8L << 20, 32L << 20, 64L << 20, StreamBytes];
 
     /// <summary>
     /// <see cref="DecodeBytesPerSecond"/>: for every type, the bytes per second one decode matmul (a single token)
@@ -411,8 +412,8 @@ public sealed record MachineProfile
                     var w = new WeightMatrix(type, rows, cols, new UnmanagedMemory(buffer, length).Memory);
                     Span<float> output = y.AsSpan(0, rows);
                     MatMul.Forward(x, w, [], 1, output, pool);
-                    // Time enough calls for the clock (0.2 ms), at least 2; keep the fastest call of each batch's mean.
-                    int calls = 2;
+                    // Time enough calls for the clock (0.2 ms); keep the fastest of three batches' mean call.
+                    int calls = 1;
                     for (int sample = 0; sample < 3; sample++)
                     {
                         long start = Stopwatch.GetTimestamp();

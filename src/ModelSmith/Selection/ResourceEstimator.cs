@@ -42,7 +42,7 @@ public sealed record ResourceEstimate(ModelShape Shape, int Context, int Threads
 /// with W the weight bytes one step reads (<see cref="WeightBytesPerToken"/>), R_type(W) the measured rate at which
 /// the decode matmul of the matrix's type streams a working set of W bytes (from a cache when W fits one; from memory
 /// it is the bandwidth for a fast kernel, less for a kernel that needs more work per byte), measured at 512 KiB,
-/// 2, 8, 32 and 256 MiB and interpolated linearly in log W (<see cref="MachineProfile.DecodeRate"/>), times the
+/// 2, 8, 32, 64 and 256 MiB and interpolated linearly in log W (<see cref="MachineProfile.DecodeRate"/>), times the
 /// measured share η of it a whole memory-mapped model reaches (<see cref="MachineProfile.ModelEfficiency"/>), BW the
 /// measured stream bandwidth, and t_token, t_layer the measured fixed cost of a step
 /// (thread hand-offs, norms, RoPE), and c_type the measured fixed cost one matmul of that type adds beyond F32's

@@ -326,7 +326,7 @@ public class EstimatorTests
     public void Decode_rate_is_interpolated_in_log_size_between_the_measured_working_sets()
     {
         // 80 GB/s in a core's cache, falling to 10 GB/s from memory; Q4_0 unmeasured.
-        double[] curve = [80e9, 80e9, 40e9, 20e9, 10e9];
+        double[] curve = [80e9, 80e9, 40e9, 20e9, 10e9, 10e9];
         MachineProfile machine = PickerTests.Machine with
         {
             DecodeBytesPerSecond = new Dictionary<GgmlType, IReadOnlyList<double>> { [GgmlType.F32] = curve, [GgmlType.Q8_0] = curve.Select(r => r / 2).ToArray() },
