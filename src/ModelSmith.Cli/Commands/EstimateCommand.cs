@@ -41,13 +41,14 @@ internal static class EstimateCommand
             with W the weight bytes a step reads and R_type(W) the measured rate at which each type's decode kernel
             streams a working set of W bytes: measured at 512 KiB, 2, 8, 32, 64 and 256 MiB (a small model's weights
             stay in the caches and stream faster than a large one's from memory) and interpolated in log W, times
-            the share of it a whole memory-mapped model reaches (also measured); BW this
-            machine's stream-read bandwidth, t_token, t_layer the measured fixed cost of a step (two tiny F32 models),
+            the share of it a whole memory-mapped model reaches (also measured); BW this machine's stream-read
+            bandwidth, t_token, t_layer the measured fixed cost of a step (two tiny F32 models),
             and c_type the fixed cost one matmul of that type adds beyond F32's (quantizing its input, the kernel's
             setup; measured on a width-256 model in that type). The fixed terms are what limits tiny models.
             Tokens/s is reported for 128 tokens from an empty cache, in the steady state the runtime reaches once it
             has recompiled the hot code (a `smith bench --tg 128` of a tiny model ends before that, and so measures
-            slower), and for one token with the cache full. The machine is measured once per thread count (a few seconds) and the
+            slower), and for one token with the cache full. The machine is measured once per thread count (about
+            15 s on 2 cores; every probe keeps its fastest repetition, as other processes only slow one down) and the
             result kept in {MachineProfile.DefaultCachePath()} ($MODELSMITH_CACHE or --machine move it).
 
             Examples:
