@@ -213,7 +213,7 @@ public sealed record MachineProfile
         };
         (double perToken, double perLayer) = MeasureOverhead(profile, n);
         profile = profile with { TokenOverheadSeconds = perToken, LayerOverheadSeconds = perLayer };
-        profile = profile with { ModelEfficiency = MeasureEfficiency(profile, n) };
+        profile = profile with { ModelEfficiency = MeasureEfficiency(profile, pool, n) };
         var matmul = new Dictionary<GgmlType, double>();
         foreach (GgmlType type in KernelTypes) matmul[type] = MeasureMatmulOverhead(profile, n, type);
         return profile with { MatmulOverheadSeconds = matmul };
@@ -375,16 +375,7 @@ public sealed record MachineProfile
         var x = new float[cols];
         for (int i = 0; i < cols; i++) x[i] = (float)(rng.NextDouble() - 0.5);
         var tiles = new Dictionary<GgmlType, byte[]>();
-        foreach (GgmlType type in KernelTypes)
-        {
-            if (type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16) tiles[type] = WeightMatrix.FromSingles(values, tileRows, cols, type).Data.ToArray();
-            else
-            {
-                var tile = new byte[BlockQuantizer.RowSize(type, cols) * tileRows];
-                BlockQuantizer.Quantize(type, values, tileRows, cols, tile);
-                tiles[type] = tile;
-            }
-        }
+        foreach (GgmlType type in KernelTypes) tiles[type] = Tile(type, values, tileRows, cols);
         int sizes = RateSizes.Count;
         int smallestTile = int.MaxValue;
         foreach (byte[] tile in tiles.Values) smallestTile = Math.Min(smallestTile, tile.Length);
@@ -444,6 +435,44 @@ public sealed record MachineProfile
         return rates;
     }
 
+    /// <summary>(rows, cols) <paramref name="values"/> stored as <paramref name="type"/>.</summary>
+    private static byte[] Tile(GgmlType type, float[] values, int rows, int cols)
+    {
+        if (type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16) return WeightMatrix.FromSingles(values, rows, cols, type).Data.ToArray();
+        var tile = new byte[BlockQuantizer.RowSize(type, cols) * rows];
+        BlockQuantizer.Quantize(type, values, rows, cols, tile);
+        return tile;
+    }
+
+    /// <summary>
+    /// Bytes per second one F32 decode matmul streams through a matrix of 1024 columns filling <paramref name="bytes"/>
+    /// of <paramref name="buffer"/> (whole 16-row tiles): the fastest of three calls after a warm-up.
+    /// </summary>
+    private static unsafe double MatrixRate(ComputePool pool, byte* buffer, long bytes)
+    {
+        const int cols = 1024, tileRows = 16;
+        var rng = new Random(5);
+        var values = new float[tileRows * cols];
+        for (int i = 0; i < values.Length; i++) values[i] = (float)(rng.NextDouble() - 0.5);
+        byte[] tile = Tile(GgmlType.F32, values, tileRows, cols);
+        long tiles = bytes / tile.Length;
+        for (long t = 0; t < tiles; t++) tile.CopyTo(new Span<byte>(buffer + t * tile.Length, tile.Length));
+        int rows = (int)tiles * tileRows;
+        var w = new WeightMatrix(GgmlType.F32, rows, cols, new UnmanagedMemory(buffer, (int)(tiles * tile.Length)).Memory);
+        var x = new float[cols];
+        for (int i = 0; i < cols; i++) x[i] = (float)(rng.NextDouble() - 0.5);
+        var y = new float[rows];
+        MatMul.Forward(x, w, [], 1, y, pool);
+        double fastest = double.PositiveInfinity;
+        for (int call = 0; call < 3; call++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            MatMul.Forward(x, w, [], 1, y, pool);
+            fastest = Math.Min(fastest, Stopwatch.GetElapsedTime(start).TotalSeconds);
+        }
+        return tiles * tile.Length / fastest;
+    }
+
     /// <summary>
     /// Decode seconds per token of two tiny Llamas (1 and 8 layers of width 64, vocabulary 512) beyond what
     /// <see cref="ResourceEstimator.StreamSeconds"/> accounts for, as (per token, per layer): a straight line
@@ -460,9 +489,9 @@ public sealed record MachineProfile
     /// <summary>
     /// <see cref="ModelEfficiency"/>: the decode time of a 100 MB F32 Llama (2 layers of width 1024, vocabulary 2048, its
     /// weights past the caches) that <see cref="ResourceEstimator.StreamSeconds"/> predicts from the single-matrix
-    /// rates at its size, over the time measured (less the fixed cost), clamped to [0.2, 1].
+    /// rate at its size (as an F32 matrix of its bytes streams right before and after the model is timed), over the time measured (less the fixed cost), clamped to [0.2, 1].
     /// </summary>
-    private static double MeasureEfficiency(MachineProfile profile, int threads)
+    private static double MeasureEfficiency(MachineProfile profile, ComputePool pool, int threads)
     {
         var config = new ModelConfig
         {
@@ -480,9 +509,27 @@ public sealed record MachineProfile
             TiedOutput = true,
         };
         const int tokens = 16;
-        double measured = DecodeSecondsPerToken(config, threads, tokens);
         ModelShape shape = ModelShape.FromConfig(config, GgmlType.F32, "efficiency probe");
-        double predicted = ResourceEstimator.StreamSeconds(shape, tokens / 2, profile);
+        long bytes = ResourceEstimator.WeightBytesPerToken(shape);
+        double measured, matrixRate;
+        unsafe
+        {
+            byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 4096);
+            try
+            {
+                double before = MatrixRate(pool, buffer, bytes);
+                measured = DecodeSecondsPerToken(config, threads, tokens);
+                matrixRate = Math.Max(before, MatrixRate(pool, buffer, bytes));
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(buffer);
+            }
+        }
+        // The profile's rates were measured seconds earlier, under whatever else the machine ran then; the model is
+        // compared with a matrix of its size timed right before and after it, and the profile's rate at that size
+        // is rescaled to that matrix's, so that load which slows both alike cancels from the ratio.
+        double predicted = ResourceEstimator.StreamSeconds(shape, tokens / 2, profile) * profile.DecodeRate(GgmlType.F32, bytes) / matrixRate;
         double fixedCost = ResourceEstimator.FixedSeconds(shape, profile);
         return Math.Clamp(predicted / Math.Max(1e-9, measured - fixedCost), 0.2, 1);
     }
