@@ -37,7 +37,7 @@ namespace ModelSmith.Selection;
 /// Every probe is timed by <see cref="Evaluation.SpeedBenchmark"/>, which decodes until the runtime has stopped
 /// recompiling before it times, so the profile describes the steady state `smith bench` measures, and keeps the
 /// fastest repetition, since other processes on a shared machine only ever slow one down. Measuring takes about
-/// 14 s on 2 cores (3 of them the decode rates); <see cref="LoadOrMeasure"/> keeps the result per machine in a JSON file.
+/// 15 s on 2 cores (about 3 s of it the decode rates); <see cref="LoadOrMeasure"/> keeps the result per machine in a JSON file.
 /// </summary>
 public sealed record MachineProfile
 {
