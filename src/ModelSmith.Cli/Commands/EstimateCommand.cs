@@ -48,7 +48,7 @@ internal static class EstimateCommand
             Tokens/s is reported for 128 tokens from an empty cache, in the steady state the runtime reaches once it
             has recompiled the hot code (a `smith bench --tg 128` of a tiny model ends before that, and so measures
             slower), and for one token with the cache full. The machine is measured once per thread count (about
-            15 s on 2 cores; every probe keeps its fastest repetition, as other processes only slow one down) and the
+            14 s on 2 cores; every probe keeps its fastest repetition, as other processes only slow one down) and the
             result kept in {MachineProfile.DefaultCachePath()} ($MODELSMITH_CACHE or --machine move it).
 
             Examples:

@@ -37,7 +37,7 @@ namespace ModelSmith.Selection;
 /// Every probe is timed by <see cref="Evaluation.SpeedBenchmark"/>, which decodes until the runtime has stopped
 /// recompiling before it times, so the profile describes the steady state `smith bench` measures, and keeps the
 /// fastest repetition, since other processes on a shared machine only ever slow one down. Measuring takes about
-/// 15 s on 2 cores (about 3 s of it the decode rates); <see cref="LoadOrMeasure"/> keeps the result per machine in a JSON file.
+/// 14 s on 2 cores (about 2 s of it the decode rates); <see cref="LoadOrMeasure"/> keeps the result per machine in a JSON file.
 /// </summary>
 public sealed record MachineProfile
 {
@@ -360,15 +360,15 @@ public sealed record MachineProfile
     /// streams through a matrix of 1024 columns and each of <see cref="RateSizes"/>, its weights read again and again
     /// (so a matrix that fits a cache is read from it). Each rate is (W − W₀) / (t(W) − t(W₀)) with W₀ one 16-row tile:
     /// the call's fixed cost (the pool's hand-off, the input's quantization) cancels and is left to the fixed terms
-    /// that the model probes fit. The types and sizes are measured in three interleaved rounds and each keeps its
-    /// fastest time, so a burst of load from another process slows one round of every type a little instead of one
-    /// type a lot. Rates are then made non-increasing with size (a larger working set never streams faster; a cache
+    /// that the model probes fit. The types and sizes are measured in two interleaved rounds (each refills the 256 MiB
+    /// buffer per type, the larger part of the time) and each keeps its fastest time, so a burst of load from another
+    /// process slows one round of every type a little instead of one type a lot. Rates are then made non-increasing with size (a larger working set never streams faster; a cache
     /// rate measured slower than a larger one is noise). The matrix rows repeat one quantized tile of 16 random rows
     /// (the speed does not depend on the values), written into <paramref name="buffer"/> of <see cref="StreamBytes"/>.
     /// </summary>
     internal static unsafe Dictionary<GgmlType, IReadOnlyList<double>> MeasureKernelRates(ComputePool pool, byte* buffer)
     {
-        const int cols = 1024, tileRows = 16, rounds = 3;
+        const int cols = 1024, tileRows = 16, rounds = 2;
         var rng = new Random(3);
         var values = new float[tileRows * cols];
         for (int i = 0; i < values.Length; i++) values[i] = (float)(rng.NextDouble() - 0.5);
