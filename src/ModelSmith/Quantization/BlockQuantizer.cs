@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using ModelSmith.Formats;
 
 namespace ModelSmith.Quantization;
@@ -23,6 +25,9 @@ public static class BlockQuantizer
 
     /// <summary>Rows shorter than this many values are never split across threads.</summary>
     private const long MinValuesPerThread = 1 << 16;
+
+    /// <summary>Values per piece of work when a matrix is quantized on several threads (llama.cpp's chunk: 32·512).</summary>
+    private const long ValuesPerChunk = 1 << 14;
 
     public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
         or GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1
@@ -83,9 +88,10 @@ public static class BlockQuantizer
         {
             float* sp = s;
             byte* dp = d;
-            Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+            int chunks = Chunks(rows, cols, workers);
+            Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = workers }, c =>
             {
-                (int first, int end) = Range(rows, workers, w);
+                (int first, int end) = Range(rows, chunks, c);
                 for (int r = first; r < end; r++)
                 {
                     QuantizeRow(type, new ReadOnlySpan<float>(sp + (long)r * cols, cols), new Span<byte>(dp + (long)r * rowSize, rowSize));
@@ -140,9 +146,10 @@ public static class BlockQuantizer
             float* sp = s;
             float* qp = q;
             byte* dp = d;
-            Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+            int chunks = Chunks(rows, cols, workers);
+            Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = workers }, c =>
             {
-                (int first, int end) = Range(rows, workers, w);
+                (int first, int end) = Range(rows, chunks, c);
                 var qrow = new ReadOnlySpan<float>(qp, cols);
                 for (int r = first; r < end; r++)
                 {
@@ -321,7 +328,17 @@ public static class BlockQuantizer
 
     private static void RequireFinite(ReadOnlySpan<float> src, int cols)
     {
-        for (int i = 0; i < src.Length; i++)
+        // A float is finite unless all its exponent bits are set: scan in vectors, and element by element
+        // (for the message) only the tail, or everything when the vectors found a culprit.
+        int n = src.Length - src.Length % Vector256<int>.Count;
+        ReadOnlySpan<int> bits = MemoryMarshal.Cast<float, int>(src);
+        Vector256<int> exponent = Vector256.Create(0x7F800000);
+        Vector256<int> any = Vector256<int>.Zero;
+        for (int i = 0; i < n; i += Vector256<int>.Count)
+        {
+            any |= Vector256.Equals(Vector256.Create(bits.Slice(i, Vector256<int>.Count)) & exponent, exponent);
+        }
+        for (int i = any == Vector256<int>.Zero ? n : 0; i < src.Length; i++)
         {
             if (!float.IsFinite(src[i]))
             {
@@ -338,7 +355,15 @@ public static class BlockQuantizer
         return (int)Math.Max(1, Math.Min(Math.Min(threads, rows), perThread));
     }
 
-    /// <summary>Rows [first, end) of worker <paramref name="w"/> of <paramref name="workers"/>.</summary>
+    /// <summary>
+    /// Pieces of about <see cref="ValuesPerChunk"/> values (whole rows, at least one per worker) that the
+    /// workers take one at a time, as llama.cpp's quantizer hands out chunks: a worker slowed by other load on
+    /// its core then does fewer pieces instead of holding up the tensor with its fixed share.
+    /// </summary>
+    private static int Chunks(int rows, int cols, int workers) =>
+        (int)Math.Min(rows, Math.Max(workers, ((long)rows * cols + ValuesPerChunk - 1) / ValuesPerChunk));
+
+    /// <summary>Rows [first, end) of piece (or worker) <paramref name="w"/> of <paramref name="workers"/>.</summary>
     private static (int First, int End) Range(int rows, int workers, int w) =>
         ((int)((long)rows * w / workers), (int)((long)rows * (w + 1) / workers));
 

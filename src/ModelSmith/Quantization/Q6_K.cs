@@ -42,12 +42,12 @@ internal static class Q6_K
             ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
             Span<byte> block = y.Slice(i * TypeSize, TypeSize);
 
+            SubBlockScales(xb, levels, scales);
             float maxScale = 0;
             float maxAbsScale = 0;
             for (int ib = 0; ib < 16; ib++)
             {
-                float scale = QuantMath.MakeQxQuants(32, xb.Slice(16 * ib, 16), levels.Slice(16 * ib, 16));
-                scales[ib] = scale;
+                float scale = scales[ib];
                 float absScale = MathF.Abs(scale);
                 if (absScale > maxAbsScale)
                 {
@@ -57,6 +57,25 @@ internal static class Q6_K
             }
 
             StoreBlock(xb, block, scales, levels, maxScale, maxAbsScale);
+        }
+    }
+
+    /// <summary>
+    /// make_qx_quants (nmax = 32, weights x²) of each of the 16 sub-blocks of 16: levels l + 32 and the scale.
+    /// On the 8 sub-blocks of each half at once in vector lanes where the hardware allows
+    /// (<see cref="QuantLanes.MakeQxQuants16"/>, the same bits).
+    /// </summary>
+    internal static void SubBlockScales(ReadOnlySpan<float> xb /* (256) */, Span<sbyte> levels /* (256) */, Span<float> scales /* (16) */)
+    {
+        if (QuantLanes.IsSupported)
+        {
+            QuantLanes.MakeQxQuants16(32, xb[..128], levels[..128], scales[..8]);
+            QuantLanes.MakeQxQuants16(32, xb.Slice(128, 128), levels.Slice(128, 128), scales.Slice(8, 8));
+            return;
+        }
+        for (int ib = 0; ib < 16; ib++)
+        {
+            scales[ib] = QuantMath.MakeQxQuants(32, xb.Slice(16 * ib, 16), levels.Slice(16 * ib, 16));
         }
     }
 
