@@ -56,9 +56,14 @@ internal static class QuantizeBench
                     results.Add(Measure(input, dir, type, t, reps));
                 }
             }
+            if (Console.IsOutputRedirected)
+            {
+                // Spectre assumes 80 columns when writing to a file or pipe; the table needs about 130.
+                AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 140);
+            }
             AnsiConsole.Write(Table(Path.GetFileName(model) ?? $"synthetic 100M Llama ({sourceType})", reps, results));
             AnsiConsole.MarkupLine("[grey]times: whole file, open to closed output, min / median seconds. ratio: llama.cpp median ÷ ours median " +
-                "(above 1 means ours is faster; min ratio in brackets). same bytes: tensor bytes equal at the same offset in both files' tensors.[/]");
+                "(above 1 means ours is faster; min ratio in brackets). same tensor bytes: bytes equal at the same offset of the same tensor in both files (100% when the files are identical).[/]");
         }
         finally
         {
@@ -189,7 +194,8 @@ internal static class QuantizeBench
     private static Table Table(string model, int reps, List<Result> results)
     {
         var table = new Table().Title($"{model}: whole-file quantization, {reps} repetitions after one warm-up");
-        table.AddColumns("type", "threads", "ours min / median s", "llama.cpp min / median s", "ratio", "ours MiB", "llama.cpp MiB", "identical", "same bytes");
+        table.AddColumns("type", "threads", "ours s min / median", "llama.cpp s min / median", "ratio median (min)",
+            "MiB ours / llama.cpp", "identical file", "same tensor bytes");
         foreach (var r in results)
         {
             table.AddRow(
@@ -198,13 +204,14 @@ internal static class QuantizeBench
                 $"{S(r.OursMin)} / {S(r.OursMedian)}",
                 $"{S(r.LlamaMin)} / {S(r.LlamaMedian)}",
                 $"{(r.LlamaMedian / r.OursMedian).ToString("F2", CultureInfo.InvariantCulture)} ({(r.LlamaMin / r.OursMin).ToString("F2", CultureInfo.InvariantCulture)})",
-                (r.OursBytes / (double)(1 << 20)).ToString("F2", CultureInfo.InvariantCulture),
-                (r.LlamaBytes / (double)(1 << 20)).ToString("F2", CultureInfo.InvariantCulture),
+                $"{Mib(r.OursBytes)} / {Mib(r.LlamaBytes)}",
                 r.Identical ? "yes" : "no",
-                r.SameTensorBytes.ToString("P3", CultureInfo.InvariantCulture));
+                r.SameTensorBytes == 1.0 ? "100%" : r.SameTensorBytes.ToString("P3", CultureInfo.InvariantCulture));
         }
         return table;
     }
+
+    private static string Mib(long bytes) => (bytes / (double)(1 << 20)).ToString("F2", CultureInfo.InvariantCulture);
 
     private static string S(double seconds) => seconds.ToString("F2", CultureInfo.InvariantCulture);
 }
