@@ -1,4 +1,4 @@
-using ModelSmith.Interop.Tests;
+using ModelSmith.LlamaCpp;
 
 namespace ModelSmith.Bench;
 
@@ -12,8 +12,7 @@ internal sealed class LlamaCppDecoder(string modelPath, int threads, int context
 
     public string Name => "llama.cpp";
 
-    public string Settings =>
-        $"KV {(f32KvCache ? "F32" : "F16")}, flash attn {(flashAttention is { } fa ? (fa ? "on" : "off") : "auto")}, {LlamaCppModel.NativeLibraryDescription}";
+    public string Settings => _model.SpeedSettings;
 
     public int VocabSize => _model.VocabSize;
 
