@@ -143,7 +143,7 @@ internal static class BenchCommand
                 }
                 catch (LlamaCppRefusedException e)
                 {
-                    theirError = $"llama.cpp cannot run '{modelFile.FullName}': {e.Message} The smith numbers{(recorded != null ? " (recorded)" : "")} stand.";
+                    theirError = $"{e.Message.TrimEnd('.')}. smith's own numbers {(json ? "" : "above ")}stand{(recorded != null ? " and are recorded" : "")}.";
                 }
             }
 

@@ -35,7 +35,7 @@ internal static class LlamaCppBench
 
     /// <summary>Times <paramref name="tests"/> on llama.cpp with <paramref name="threads"/> threads.
     /// <paramref name="progress"/>(test name, repetitions) returns the progress sink of one test, or null.</summary>
-    /// <exception cref="LlamaCppRefusedException">llama.cpp cannot load, or cannot run, the file.</exception>
+    /// <exception cref="LlamaCppRefusedException">llama.cpp cannot load, or cannot run, the file (the message names it).</exception>
     [MethodImpl(MethodImplOptions.NoInlining)]
     public static LlamaCppBenchResult Run(string path, int threads, IReadOnlyList<(SpeedTestKind Kind, int Tokens)> tests, int reps,
         Func<string, int, IProgress<int>?> progress)
@@ -71,7 +71,7 @@ internal static class LlamaCppBench
         }
         catch (Exception e) when (e is TypeInitializationException or DllNotFoundException or EntryPointNotFoundException)
         {
-            throw new LlamaCppRefusedException($"the llama.cpp native library could not be loaded on this machine: {(e.InnerException ?? e).Message}", e);
+            throw new LlamaCppRefusedException($"llama.cpp cannot run '{path}': its native library could not be loaded on this machine: {(e.InnerException ?? e).Message}", e);
         }
     }
 }
