@@ -81,6 +81,14 @@ internal static class BenchCommand
             return Fail($"{modelFile}: {e.Message}");
         }
         TimeSpan loadTime = Stopwatch.GetElapsedTime(loadStart);
+        ModelConfig config = lm.Config;
+        threads = lm.Threads; // what the model runs on; llama.cpp gets the same
+        var tests = new List<(SpeedTestKind Kind, int Tokens)>();
+        if (prompt > 0) tests.Add((SpeedTestKind.Prompt, prompt));
+        if (generate > 0) tests.Add((SpeedTestKind.Generation, generate));
+        var results = new List<SpeedTestResult>();
+        long peak;
+        ModelVariant? recorded;
         using (lm)
         {
             int longest = Math.Max(prompt, generate);
@@ -100,18 +108,14 @@ internal static class BenchCommand
                 }
             }
 
-            var tests = new List<(SpeedTestKind Kind, int Tokens)>();
-            if (prompt > 0) tests.Add((SpeedTestKind.Prompt, prompt));
-            if (generate > 0) tests.Add((SpeedTestKind.Generation, generate));
-            var results = new List<SpeedTestResult>();
             WithProgress(json, progress =>
             {
                 foreach (var (kind, tokens) in tests)
                     results.Add(SpeedBenchmark.Run(lm, kind, tokens, reps, firstToken, progress: progress((kind == SpeedTestKind.Prompt ? "pp" : "tg") + tokens.ToString(CultureInfo.InvariantCulture), reps)));
             });
             // Before llama.cpp (if asked for) loads into this process: the peak is smith's alone.
-            long peak = SpeedBenchmark.PeakResidentBytes();
-            ModelVariant? recorded = workspacePath == null ? null : WorkspaceOption.Record(() =>
+            peak = SpeedBenchmark.PeakResidentBytes();
+            recorded = workspacePath == null ? null : WorkspaceOption.Record(() =>
             {
                 Workspace workspace = Workspace.Open(workspacePath);
                 ModelVariant variant = WorkspaceOption.VariantOf(workspace, modelFile.FullName);
@@ -127,32 +131,33 @@ internal static class BenchCommand
                     DecodeStdDev = tg?.StdDevTokensPerSecond,
                     LoadSeconds = loadTime.TotalSeconds,
                     PeakResidentBytes = peak,
-                    Threads = lm.Threads,
+                    Threads = threads,
                     Repetitions = reps,
                 });
                 return variant;
             });
-
-            LlamaCppBenchResult? theirs = null;
-            string? theirError = null;
-            if (vsLlamaCpp)
-            {
-                try
-                {
-                    WithProgress(json, progress => theirs = LlamaCppBench.Run(modelFile.FullName, lm.Threads, tests, reps, progress));
-                }
-                catch (LlamaCppRefusedException e)
-                {
-                    theirError = $"{e.Message.TrimEnd('.')}. smith's own numbers {(json ? "" : "above ")}stand{(recorded != null ? " and are recorded" : "")}.";
-                }
-            }
-
-            if (json)
-                WriteJson(modelFile, lm, loadTime, peak, reps, results, recorded, theirs, theirError);
-            else
-                WriteTable(modelFile, lm, loadTime, peak, reps, results, recorded, workspacePath, theirs);
-            return theirError == null ? Program.Ok : Fail(theirError);
         }
+
+        // smith's model is unloaded first, so that the two engines never hold the weights in memory at once.
+        LlamaCppBenchResult? theirs = null;
+        string? theirError = null;
+        if (vsLlamaCpp)
+        {
+            try
+            {
+                WithProgress(json, progress => theirs = LlamaCppBench.Run(modelFile.FullName, threads, tests, reps, progress));
+            }
+            catch (LlamaCppRefusedException e)
+            {
+                theirError = $"{e.Message.TrimEnd('.')}. smith's own numbers {(json ? "" : "above ")}stand{(recorded != null ? " and are recorded" : "")}.";
+            }
+        }
+
+        if (json)
+            WriteJson(modelFile, config, threads, loadTime, peak, reps, results, recorded, theirs, theirError);
+        else
+            WriteTable(modelFile, config, threads, loadTime, peak, reps, results, recorded, workspacePath, theirs);
+        return theirError == null ? Program.Ok : Fail(theirError);
     }
 
     /// <summary>Runs <paramref name="body"/> with a progress bar on stderr, or without one for --json or a redirected
@@ -177,7 +182,7 @@ internal static class BenchCommand
 
     /// <summary>llama-bench's table; with llama.cpp's numbers, a narrower one (model, test, both t/s, ratio) with the
     /// size, parameters and threads moved to the lines under it.</summary>
-    private static void WriteTable(FileInfo modelFile, LanguageModel lm, TimeSpan loadTime, long peak, int reps, List<SpeedTestResult> results,
+    private static void WriteTable(FileInfo modelFile, ModelConfig config, int threads, TimeSpan loadTime, long peak, int reps, List<SpeedTestResult> results,
         ModelVariant? recorded, string? workspacePath, LlamaCppBenchResult? theirs)
     {
         var table = new Table().Border(TableBorder.Rounded).AddColumn("model");
@@ -191,8 +196,8 @@ internal static class BenchCommand
                 table.AddRow(
                     Markup.Escape(modelFile.Name),
                     Units.Bytes(modelFile.Length),
-                    Units.Count(lm.Config.ParameterCount),
-                    lm.Threads.ToString(CultureInfo.InvariantCulture),
+                    Units.Count(config.ParameterCount),
+                    threads.ToString(CultureInfo.InvariantCulture),
                     r.Name,
                     MeanAndDeviation(r));
             }
@@ -215,7 +220,7 @@ internal static class BenchCommand
         if (theirs != null)
         {
             AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-                $"ratio = smith / llama.cpp (above 1: smith is faster); threads {lm.Threads}; params {Units.Count(lm.Config.ParameterCount)}")));
+                $"ratio = smith / llama.cpp (above 1: smith is faster); threads {threads}; params {Units.Count(config.ParameterCount)}")));
             AnsiConsole.MarkupLine(Markup.Escape($"llama.cpp: {theirs.Settings}"));
         }
         string theirLoad = theirs == null ? "" : string.Create(CultureInfo.InvariantCulture, $" (llama.cpp {theirs.LoadTime.TotalMilliseconds:0.0} ms)");
@@ -231,17 +236,17 @@ internal static class BenchCommand
     /// <summary>smith's mean tokens/s over llama.cpp's: above 1, smith is faster.</summary>
     private static double Ratio(SpeedTestResult ours, SpeedTestResult theirs) => ours.MeanTokensPerSecond / theirs.MeanTokensPerSecond;
 
-    private static void WriteJson(FileInfo modelFile, LanguageModel lm, TimeSpan loadTime, long peak, int reps, List<SpeedTestResult> results,
+    private static void WriteJson(FileInfo modelFile, ModelConfig config, int threads, TimeSpan loadTime, long peak, int reps, List<SpeedTestResult> results,
         ModelVariant? recorded, LlamaCppBenchResult? theirs, string? theirError)
     {
         using var stream = Console.OpenStandardOutput();
         using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
         w.WriteStartObject();
         w.WriteString("model", modelFile.FullName);
-        w.WriteString("architecture", lm.Config.ArchitectureName);
+        w.WriteString("architecture", config.ArchitectureName);
         w.WriteNumber("file_size", modelFile.Length);
-        w.WriteNumber("parameters", lm.Config.ParameterCount);
-        w.WriteNumber("threads", lm.Threads);
+        w.WriteNumber("parameters", config.ParameterCount);
+        w.WriteNumber("threads", threads);
         w.WriteNumber("load_seconds", loadTime.TotalSeconds);
         w.WriteNumber("peak_resident_bytes", peak);
         w.WriteNumber("reps", reps);
