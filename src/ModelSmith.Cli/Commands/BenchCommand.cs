@@ -78,7 +78,7 @@ internal static class BenchCommand
         }
         catch (NotSupportedException e)
         {
-            return Fail($"{modelFile}: {e.Message}");
+            return Program.Fail($"{modelFile}: {e.Message}");
         }
         TimeSpan loadTime = Stopwatch.GetElapsedTime(loadStart);
         ModelConfig config = lm.Config;
@@ -104,7 +104,7 @@ internal static class BenchCommand
                 }
                 catch (Exception e) when (e is ArgumentException or NotSupportedException)
                 {
-                    return Fail($"{modelFile}: the vocabulary cannot be read: {e.Message}");
+                    return Program.Fail($"{modelFile}: the vocabulary cannot be read: {e.Message}");
                 }
             }
 
@@ -157,7 +157,7 @@ internal static class BenchCommand
             WriteJson(modelFile, config, threads, loadTime, peak, reps, results, recorded, theirs, theirError);
         else
             WriteTable(modelFile, config, threads, loadTime, peak, reps, results, recorded, workspacePath, theirs);
-        return theirError == null ? Program.Ok : Fail(theirError);
+        return theirError == null ? Program.Ok : Program.Fail(theirError);
     }
 
     /// <summary>Runs <paramref name="body"/> with a progress bar on stderr, or without one for --json or a redirected
@@ -301,11 +301,5 @@ internal static class BenchCommand
         w.WriteStartArray("samples_ns");
         foreach (TimeSpan t in r.Samples) w.WriteNumberValue((long)(t.TotalMilliseconds * 1e6));
         w.WriteEndArray();
-    }
-
-    private static int Fail(string message)
-    {
-        Console.Error.WriteLine($"error: {message}");
-        return Program.Failed;
     }
 }
