@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Runtime.Intrinsics;
+using ModelSmith.LlamaCpp;
 using Spectre.Console;
 
 namespace ModelSmith.Bench;
@@ -194,7 +195,7 @@ internal static class Program
         }
 
         int trainContext;
-        using (var probe = new Interop.Tests.LlamaCppModel(model))
+        using (var probe = new LlamaCppModel(model))
         {
             trainContext = probe.TrainContextSize;
         }
