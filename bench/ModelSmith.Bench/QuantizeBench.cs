@@ -101,7 +101,7 @@ internal static class QuantizeBench
         var options = new QuantizeOptions { FileType = type, Threads = threads };
         var ftype = (LLamaFtype)(int)type;
         double RunOurs() => Time(() => ModelQuantizer.Quantize(input, ours, options));
-        double RunLlama() => Time(() => LlamaCppModel.Quantize(input, theirs, ftype, threads));
+        double RunLlama() => Time(() => LlamaCppOracle.Quantize(input, theirs, ftype, threads));
 
         RunOurs();
         RunLlama();
