@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace ModelSmith.Quantization;
@@ -75,7 +76,8 @@ internal static class QuantLanes
             Vector256<float> diff = scale * l + min - x[i];
             bestError += w[i] * (diff * diff);
         }
-        for (int step = 0; step <= nstep && nstep >= 1; step++)
+        // nstep < 1: the first guess only, as make_qkx2_quants returns before its search.
+        for (int step = 0; nstep >= 1 && step <= nstep; step++)
         {
             // As in ggml, (max − min) and the rounding use the best min found so far.
             iscale = Vector256.Create(rmin + rdelta * step + nmax) / (max - min);
@@ -226,7 +228,7 @@ internal static class QuantLanes
         {
             best[i] = Vector256.AndNot(best[i] + offset, zero);
         }
-        UntransposeLevels8(best, n, 0, System.Runtime.InteropServices.MemoryMarshal.AsBytes(levels));
+        UntransposeLevels8(best, n, 0, MemoryMarshal.AsBytes(levels));
         scale.CopyTo(scales);
     }
 
