@@ -138,12 +138,31 @@ public sealed class QuantizerFastPathTests
         for (int b = 0; b < 24; b++)
         {
             ReadOnlySpan<float> xb = x.AsSpan(256 * b, 256);
-            Q6_K.SubBlockScales(xb, levels, scales);
+            Q6_K.SubBlockScales(xb, levels, scales, QuantLanes.IsSupported);
             for (int g = 0; g < 16; g++)
             {
                 float scale = QuantMath.MakeQxQuants(32, xb.Slice(16 * g, 16), refLevels);
                 Assert.Equal(BitConverter.SingleToInt32Bits(scale), BitConverter.SingleToInt32Bits(scales[g]));
                 Assert.True(levels.AsSpan(16 * g, 16).SequenceEqual(refLevels), $"levels of group {g} of super-block {b}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Q6_K_vector_rows_equal_the_reference_for_every_length()
+    {
+        for (int blocks = 1; blocks <= 6; blocks++)
+        {
+            int cols = 256 * blocks;
+            float[] x = Rows(12, cols, 200 + (ulong)blocks);
+            for (int r = 0; r < 12; r++)
+            {
+                ReadOnlySpan<float> row = x.AsSpan(r * cols, cols);
+                var fast = new byte[blocks * Q6_K.TypeSize];
+                var reference = new byte[blocks * Q6_K.TypeSize];
+                Q6_K.QuantizeRow(row, fast);
+                Q6_K.QuantizeRowReference(row, reference);
+                Assert.True(fast.AsSpan().SequenceEqual(reference), $"Q6_K row kind {r}, {cols} values");
             }
         }
     }
