@@ -21,7 +21,7 @@ namespace ModelSmith.Tensors;
 internal static class RowConvert
 {
     // 2^112 exactly: moves a half exponent (bias 15) to a float exponent (bias 127).
-    private const float TwoPow112 = 5192296858534827628530496329220096f;
+    internal const float TwoPow112 = 5192296858534827628530496329220096f;
 
     // Keeps the sign and the low 5 exponent bits after a sign-extended half is shifted left by 13.
     private const int SignAndLowExponentMask = unchecked((int)0x8fffffff);

@@ -27,6 +27,33 @@ internal unsafe interface ISimdFloat<TV> where TV : unmanaged
     /// <summary>Loads <see cref="Lanes"/> bfloat16 values (raw bits) from <paramref name="p"/>, widened exactly to float.</summary>
     static abstract TV LoadBFloat16(ushort* p);
 
+    /// <summary>
+    /// Loads <see cref="Lanes"/> binary16 values (raw bits) from <paramref name="p"/> without re-biasing the
+    /// exponent: sign-extended, shifted left by 13 and masked with <paramref name="mask"/> (<see cref="HalfMask"/>),
+    /// so sign, exponent and mantissa sit where a float keeps them. For a finite half h the result is exactly
+    /// h · 2^-112 (half subnormals become float subnormals); infinities and NaNs (half exponent 31) come out
+    /// finite with magnitude at least 2^-96, which no finite half reaches. Three integer operations instead
+    /// of <see cref="LoadHalf"/>'s six, for the decode matvec (see MatMul).
+    /// </summary>
+    static abstract TV LoadHalfUnbiased(ushort* p, TV mask);
+
+    /// <summary>The mask <see cref="LoadHalfUnbiased"/> takes: 0x8fffffff in every lane (sign and the low 5 exponent bits).</summary>
+    static abstract TV HalfMask { get; }
+
+    /// <summary>v in every lane.</summary>
+    static abstract TV Create(float v);
+
+    static abstract TV Multiply(TV a, TV b);
+
+    /// <summary>Per-lane maximum as the hardware computes it (no NaN or signed-zero ordering); for finite inputs.</summary>
+    static abstract TV MaxNative(TV a, TV b);
+
+    /// <summary>Per-lane minimum as the hardware computes it; for finite inputs.</summary>
+    static abstract TV MinNative(TV a, TV b);
+
+    /// <summary>True when some lane of <paramref name="max"/> is ≥ bound or some lane of <paramref name="min"/> is ≤ −bound.</summary>
+    static abstract bool AnyOutside(TV max, TV min, float bound);
+
     /// <summary>a·b + c, fused (one rounding) where the CPU has FMA, else multiply then add.</summary>
     static abstract TV MultiplyAdd(TV a, TV b, TV c);
 
@@ -70,6 +97,27 @@ internal readonly unsafe struct Simd512 : ISimdFloat<Vector512<float>>
         : Vector512.WidenLower(Vector256.Load((short*)p).ToVector512Unsafe());
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> LoadHalfUnbiased(ushort* p, Vector512<float> mask) => ((Widen(p) << 13) & mask.AsInt32()).AsSingle();
+
+    public static Vector512<float> HalfMask => Vector512.Create(unchecked((int)0x8fffffff)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Create(float v) => Vector512.Create(v);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> MaxNative(Vector512<float> a, Vector512<float> b) => Vector512.MaxNative(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> MinNative(Vector512<float> a, Vector512<float> b) => Vector512.MinNative(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool AnyOutside(Vector512<float> max, Vector512<float> min, float bound) =>
+        Vector512.GreaterThanOrEqualAny(max, Vector512.Create(bound)) || Vector512.LessThanOrEqualAny(min, Vector512.Create(-bound));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.MultiplyAddEstimate(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -94,6 +142,27 @@ internal readonly unsafe struct Simd256 : ISimdFloat<Vector256<float>>
     private static Vector256<int> Widen(ushort* p) => Avx2.IsSupported
         ? Avx2.ConvertToVector256Int32((short*)p)
         : Vector256.WidenLower(Vector128.Load((short*)p).ToVector256Unsafe());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> LoadHalfUnbiased(ushort* p, Vector256<float> mask) => ((Widen(p) << 13) & mask.AsInt32()).AsSingle();
+
+    public static Vector256<float> HalfMask => Vector256.Create(unchecked((int)0x8fffffff)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Create(float v) => Vector256.Create(v);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> MaxNative(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> MinNative(Vector256<float> a, Vector256<float> b) => Vector256.MinNative(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool AnyOutside(Vector256<float> max, Vector256<float> min, float bound) =>
+        Vector256.GreaterThanOrEqualAny(max, Vector256.Create(bound)) || Vector256.LessThanOrEqualAny(min, Vector256.Create(-bound));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.MultiplyAddEstimate(a, b, c);
@@ -123,6 +192,27 @@ internal readonly unsafe struct Simd128 : ISimdFloat<Vector128<float>>
         : Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)p).AsInt16());
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> LoadHalfUnbiased(ushort* p, Vector128<float> mask) => ((Widen(p) << 13) & mask.AsInt32()).AsSingle();
+
+    public static Vector128<float> HalfMask => Vector128.Create(unchecked((int)0x8fffffff)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Create(float v) => Vector128.Create(v);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Multiply(Vector128<float> a, Vector128<float> b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> MaxNative(Vector128<float> a, Vector128<float> b) => Vector128.MaxNative(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> MinNative(Vector128<float> a, Vector128<float> b) => Vector128.MinNative(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool AnyOutside(Vector128<float> max, Vector128<float> min, float bound) =>
+        Vector128.GreaterThanOrEqualAny(max, Vector128.Create(bound)) || Vector128.LessThanOrEqualAny(min, Vector128.Create(-bound));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> MultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.MultiplyAddEstimate(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -143,6 +233,26 @@ internal readonly unsafe struct SimdScalar : ISimdFloat<float>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float LoadBFloat16(ushort* p) => RowConvert.Reference.BFloat16ToSingle(*p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float LoadHalfUnbiased(ushort* p, float mask) => BitConverter.Int32BitsToSingle(((short)*p << 13) & BitConverter.SingleToInt32Bits(mask));
+
+    public static float HalfMask => BitConverter.Int32BitsToSingle(unchecked((int)0x8fffffff));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Create(float v) => v;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Multiply(float a, float b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float MaxNative(float a, float b) => a > b ? a : b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float MinNative(float a, float b) => a < b ? a : b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool AnyOutside(float max, float min, float bound) => max >= bound || min <= -bound;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float MultiplyAdd(float a, float b, float c) => float.MultiplyAddEstimate(a, b, c);
