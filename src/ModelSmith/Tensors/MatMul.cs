@@ -108,6 +108,7 @@ internal static unsafe class MatMul
                 Cols = k,
                 RowBytes = w.RowBytes,
                 Kernel = w.Kernel,
+                HalvesAreFinite = tokens == 1 && w.HalvesAreFinite,
                 Pool = pool,
             };
             pool.Run(ref job, (w.Rows + block - 1) / block);
@@ -195,6 +196,7 @@ internal static unsafe class MatMul
         public int Tokens, Rows, Cols, RowBytes;
         public int Block;     // rows per item
         public RowKernel Kernel;
+        public bool HalvesAreFinite; // F16 decode: the weights hold no infinity or NaN
         public ComputePool Pool;
 
         public readonly void Execute(int item, int worker)
@@ -212,7 +214,8 @@ internal static unsafe class MatMul
                 switch (Kernel.Type)
                 {
                     case GgmlType.F32: Gemv<LoadF32>(X, k, rows, RowBytes, n, bias, y); return;
-                    case GgmlType.F16: GemvHalf(X, k, rows, RowBytes, n, bias, y); return;
+                    case GgmlType.F16 when HalvesAreFinite: GemvHalf(X, k, rows, RowBytes, n, bias, y); return;
+                    case GgmlType.F16: Gemv<LoadF16Unbiased>(X, k, rows, RowBytes, n, bias, y); return;
                     case GgmlType.BF16: Gemv<LoadBF16>(X, k, rows, RowBytes, n, bias, y); return;
                 }
                 if (Kernel.HasDirectDot)
@@ -287,7 +290,7 @@ internal static unsafe class MatMul
 
     /// <summary>
     /// F16 weights times 2^-112, exactly (infinities and NaNs included), for decode's scaled activations:
-    /// the slow path of <see cref="GemvHalf"/> and its scalar tails.
+    /// matrices holding infinities or NaNs, the leftover rows of <see cref="GemvHalf"/> and its scalar tails.
     /// </summary>
     private readonly struct LoadF16Unbiased : IWeightLoad
     {
@@ -334,19 +337,16 @@ internal static unsafe class MatMul
         else GemvHalf<float, SimdScalar>(x, k, rows, rowBytes, n, bias, y);
     }
 
-    // No finite half widened by LoadHalfUnbiased reaches this magnitude; every infinity and NaN does.
-    private const float HalfSpecialBound = 1.2621774483536189e-29f; // 2^-96
-
     /// <summary>
-    /// y[r] = x · row r + bias[r] for F16 rows, with x given times 2^112. x: (K), rows: (n, rowBytes),
-    /// bias: (n) or null, y: (n).
+    /// y[r] = x · row r + bias[r] for F16 rows that hold no infinity or NaN, with x given times 2^112.
+    /// x: (K), rows: (n, rowBytes), bias: (n) or null, y: (n).
     /// </summary>
     /// <remarks>
     /// Each weight is widened to w·2^-112 (<see cref="ISimdFloat{TV}.LoadHalfUnbiased"/>: no multiply, no
     /// infinity fix-up), and x·2^112 · w·2^-112 is the same real number as x·w, so every fused multiply-add
     /// rounds exactly as it does on the exact widening and the result is bit-identical to it. Infinities and
-    /// NaNs would come out finite, so the loop also keeps the largest and smallest widened weight; a group of
-    /// rows that holds one is computed again with the exact widening. The K % lanes tail always uses it.
+    /// NaNs would come out finite, hence the precondition (<see cref="WeightMatrix.HalvesAreFinite"/>); the
+    /// K % lanes tail uses the exact widening anyway.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void GemvHalf<TV, TS>(float* x, nint k, byte* rows, nint rowBytes, int n, float* bias, float* y)
@@ -363,7 +363,6 @@ internal static unsafe class MatMul
             // The next four rows (contiguous after these) are prefetched at the pace these are read.
             byte* next = Sse.IsSupported && r + 8 <= n ? b0 + 4 * rowBytes : null;
             TV c0 = TS.Zero, c1 = TS.Zero, c2 = TS.Zero, c3 = TS.Zero;
-            TV hi = TS.Zero, lo = TS.Zero;
             for (nint i = 0; i < kv; i += TS.Lanes)
             {
                 if (next != null)
@@ -372,23 +371,12 @@ internal static unsafe class MatMul
                     for (int b = 0; b < 8 * TS.Lanes; b += 64) Sse.Prefetch0(ahead + b);
                 }
                 TV xv = TS.Load(x + i);
-                TV v0 = TS.LoadHalfUnbiased(w0 + i, mask);
-                TV v1 = TS.LoadHalfUnbiased(w1 + i, mask);
-                TV v2 = TS.LoadHalfUnbiased(w2 + i, mask);
-                TV v3 = TS.LoadHalfUnbiased(w3 + i, mask);
-                c0 = TS.MultiplyAdd(xv, v0, c0);
-                c1 = TS.MultiplyAdd(xv, v1, c1);
-                c2 = TS.MultiplyAdd(xv, v2, c2);
-                c3 = TS.MultiplyAdd(xv, v3, c3);
-                hi = TS.MaxNative(hi, TS.MaxNative(TS.MaxNative(v0, v1), TS.MaxNative(v2, v3)));
-                lo = TS.MinNative(lo, TS.MinNative(TS.MinNative(v0, v1), TS.MinNative(v2, v3)));
+                c0 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w0 + i, mask), c0);
+                c1 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w1 + i, mask), c1);
+                c2 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w2 + i, mask), c2);
+                c3 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w3 + i, mask), c3);
             }
             float* br = bias == null ? null : bias + r;
-            if (TS.AnyOutside(hi, lo, HalfSpecialBound))
-            {
-                Gemv<TV, TS, LoadF16Unbiased>(x, k, b0, rowBytes, 4, br, y + r);
-                continue;
-            }
             y[r] = Finish<LoadF16Unbiased>(TS.Sum(c0), x, b0, kv, k, br);
             y[r + 1] = Finish<LoadF16Unbiased>(TS.Sum(c1), x, (byte*)w1, kv, k, br == null ? null : br + 1);
             y[r + 2] = Finish<LoadF16Unbiased>(TS.Sum(c2), x, (byte*)w2, kv, k, br == null ? null : br + 2);

@@ -32,8 +32,8 @@ internal unsafe interface ISimdFloat<TV> where TV : unmanaged
     /// exponent: sign-extended, shifted left by 13 and masked with <paramref name="mask"/> (<see cref="HalfMask"/>),
     /// so sign, exponent and mantissa sit where a float keeps them. For a finite half h the result is exactly
     /// h · 2^-112 (half subnormals become float subnormals); infinities and NaNs (half exponent 31) come out
-    /// finite with magnitude at least 2^-96, which no finite half reaches. Three integer operations instead
-    /// of <see cref="LoadHalf"/>'s six, for the decode matvec (see MatMul).
+    /// finite (at least 2^-96 in magnitude), so this is only for data known to hold none. Three integer
+    /// operations instead of <see cref="LoadHalf"/>'s six, for the decode matvec (see MatMul).
     /// </summary>
     static abstract TV LoadHalfUnbiased(ushort* p, TV mask);
 
@@ -44,15 +44,6 @@ internal unsafe interface ISimdFloat<TV> where TV : unmanaged
     static abstract TV Create(float v);
 
     static abstract TV Multiply(TV a, TV b);
-
-    /// <summary>Per-lane maximum as the hardware computes it (no NaN or signed-zero ordering); for finite inputs.</summary>
-    static abstract TV MaxNative(TV a, TV b);
-
-    /// <summary>Per-lane minimum as the hardware computes it; for finite inputs.</summary>
-    static abstract TV MinNative(TV a, TV b);
-
-    /// <summary>True when some lane of <paramref name="max"/> is ≥ bound or some lane of <paramref name="min"/> is ≤ −bound.</summary>
-    static abstract bool AnyOutside(TV max, TV min, float bound);
 
     /// <summary>a·b + c, fused (one rounding) where the CPU has FMA, else multiply then add.</summary>
     static abstract TV MultiplyAdd(TV a, TV b, TV c);
@@ -108,16 +99,6 @@ internal readonly unsafe struct Simd512 : ISimdFloat<Vector512<float>>
     public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> MaxNative(Vector512<float> a, Vector512<float> b) => Vector512.MaxNative(a, b);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> MinNative(Vector512<float> a, Vector512<float> b) => Vector512.MinNative(a, b);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static bool AnyOutside(Vector512<float> max, Vector512<float> min, float bound) =>
-        Vector512.GreaterThanOrEqualAny(max, Vector512.Create(bound)) || Vector512.LessThanOrEqualAny(min, Vector512.Create(-bound));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.MultiplyAddEstimate(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -153,16 +134,6 @@ internal readonly unsafe struct Simd256 : ISimdFloat<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> MaxNative(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> MinNative(Vector256<float> a, Vector256<float> b) => Vector256.MinNative(a, b);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static bool AnyOutside(Vector256<float> max, Vector256<float> min, float bound) =>
-        Vector256.GreaterThanOrEqualAny(max, Vector256.Create(bound)) || Vector256.LessThanOrEqualAny(min, Vector256.Create(-bound));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.MultiplyAddEstimate(a, b, c);
@@ -203,16 +174,6 @@ internal readonly unsafe struct Simd128 : ISimdFloat<Vector128<float>>
     public static Vector128<float> Multiply(Vector128<float> a, Vector128<float> b) => a * b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> MaxNative(Vector128<float> a, Vector128<float> b) => Vector128.MaxNative(a, b);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> MinNative(Vector128<float> a, Vector128<float> b) => Vector128.MinNative(a, b);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static bool AnyOutside(Vector128<float> max, Vector128<float> min, float bound) =>
-        Vector128.GreaterThanOrEqualAny(max, Vector128.Create(bound)) || Vector128.LessThanOrEqualAny(min, Vector128.Create(-bound));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> MultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.MultiplyAddEstimate(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -244,15 +205,6 @@ internal readonly unsafe struct SimdScalar : ISimdFloat<float>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Multiply(float a, float b) => a * b;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float MaxNative(float a, float b) => a > b ? a : b;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float MinNative(float a, float b) => a < b ? a : b;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static bool AnyOutside(float max, float min, float bound) => max >= bound || min <= -bound;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float MultiplyAdd(float a, float b, float c) => float.MultiplyAddEstimate(a, b, c);
