@@ -368,13 +368,31 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         Vector256<int> sumi = Transpose8(s0, s1, s2, s3, s4, s5, s6, s7);
         if (TF.OffsetShift >= 0) sumi -= Vector256.Load(qsum + b) << TF.OffsetShift;
         // Each block starts with d (and m): the first four bytes of the eight blocks, d in the low half.
-        // Eight scalar loads beat vpgatherdd here (measured on Zen 5).
-        Vector256<int> heads = Vector256.Create(
-            *(int*)w, *(int*)(w + TF.TypeSize), *(int*)(w + 2 * TF.TypeSize), *(int*)(w + 3 * TF.TypeSize),
-            *(int*)(w + 4 * TF.TypeSize), *(int*)(w + 5 * TF.TypeSize), *(int*)(w + 6 * TF.TypeSize), *(int*)(w + 7 * TF.TypeSize));
+        // Eight scalar loads beat vpgatherdd here (measured on Zen 5); for Q4_0 the eight d's lie in the
+        // group's first 128 bytes, and one two-register word permute picks them out.
+        Vector256<int> heads = TF.TypeSize == 18 && Avx512BW.IsSupported
+            ? Heads18(w)
+            : Vector256.Create(
+                *(int*)w, *(int*)(w + TF.TypeSize), *(int*)(w + 2 * TF.TypeSize), *(int*)(w + 3 * TF.TypeSize),
+                *(int*)(w + 4 * TF.TypeSize), *(int*)(w + 5 * TF.TypeSize), *(int*)(w + 6 * TF.TypeSize), *(int*)(w + 7 * TF.TypeSize));
         Vector256<float> dx = HalfScale.ToSingle(heads);
         Vector256<float> mx = TF.HasMin ? HalfScale.ToSingle(Vector256.ShiftRightLogical(heads, 16)) : default;
         return TF.Term(sumi, dx, Vector256.Load(dy + b), mx, TF.HasMin ? Vector256.Load(sy + b) : default);
+    }
+
+    /// <summary>
+    /// The first two bytes (d) of eight consecutive 18-byte blocks at w, each in the low half of its lane;
+    /// the high halves hold other bytes of the blocks. Reads w[0..128), inside the eight blocks' 144 bytes.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Heads18(byte* w)
+    {
+        // Word 9i is block i's d (byte 18i); word 9i + 1 follows it, except for i = 7 (word 64 is out of the
+        // two registers' reach), where word 63 stands in.
+        Vector512<short> index = Vector512.Create(
+            (short)0, 1, 9, 10, 18, 19, 27, 28, 36, 37, 45, 46, 54, 55, 63, 63,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        return Avx512BW.PermuteVar32x16x2(Vector512.Load((short*)w), index, Vector512.Load((short*)(w + 64))).GetLower().AsInt32();
     }
 
     /// <summary>The float term of block b of one stored row (w points at it).</summary>
