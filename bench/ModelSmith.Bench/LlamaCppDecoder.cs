@@ -1,19 +1,18 @@
-using ModelSmith.Interop.Tests;
+using ModelSmith.LlamaCpp;
 
 namespace ModelSmith.Bench;
 
-/// <summary>llama.cpp through the interop harness, with llama-bench's context settings by default
-/// (F16 KV cache, flash attention auto) so its numbers match what llama-bench would print.</summary>
+/// <summary>llama.cpp through ModelSmith.LlamaCpp, with llama-bench's context settings by default
+/// (F16 KV cache, flash attention auto, n_ubatch 512, mmap) so its numbers match what llama-bench would print.</summary>
 internal sealed class LlamaCppDecoder(string modelPath, int threads, int contextSize, bool f32KvCache, bool? flashAttention)
     : IDecoderUnderTest
 {
-    private readonly LlamaCppModel _model = new(modelPath, threads, contextSize, f32KvCache, flashAttention);
+    private readonly LlamaCppModel _model = new(modelPath, threads, contextSize, f32KvCache, flashAttention, microBatchSize: 512, memoryMap: true);
     private readonly int[] _one = new int[1];
 
     public string Name => "llama.cpp";
 
-    public string Settings =>
-        $"KV {(f32KvCache ? "F32" : "F16")}, flash attn {(flashAttention is { } fa ? (fa ? "on" : "off") : "auto")}, {LlamaCppModel.NativeLibraryDescription}";
+    public string Settings => _model.SpeedSettings;
 
     public int VocabSize => _model.VocabSize;
 

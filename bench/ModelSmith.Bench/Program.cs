@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Runtime.Intrinsics;
+using ModelSmith.LlamaCpp;
 using Spectre.Console;
 
 namespace ModelSmith.Bench;
@@ -10,6 +11,7 @@ namespace ModelSmith.Bench;
 ///   flops       peak FMA throughput (GFLOP/s)
 ///   llama       prefill (pp) and decode (tg) tokens/s of every registered decoder, side by side
 ///   train       training step time, tokens/s, MFU and peak memory: full vs LoRA on a 10M Llama
+///   quantize    whole-file quantization time, ours vs llama.cpp's llama_model_quantize
 /// Exit codes: 0 ok, 1 failed, 2 bad usage.
 /// </summary>
 internal static class Program
@@ -30,8 +32,12 @@ internal static class Program
                      training steps of a 10.6M-parameter Llama: full vs LoRA (all linear layers) at each rank;
                      step time min/median, tokens/s, MFU against the measured FMA peak, peak RSS
                      (each method and thread count in its own child process)
+          quantize   [MODEL.gguf] [--types q8_0,q4_0,q4_k_m,q6_k] [--threads 1,2] [--reps 3] [--source f32|f16]
+                     whole-file quantization time, ours vs llama.cpp (llama-quantize's defaults), same threads;
+                     MODEL defaults to the synth Llama of about 100M parameters written to a temp file
+                     in --source type; outputs are compared byte for byte and deleted
 
-        examples:
+        tools:
           synth      --out FILE.gguf [--type f32|f16|bf16] [--arch llama|gpt2]
                      writes a random-weight model of about 100M parameters (llama: 12 layers, width 768,
                      12 query / 4 key-value heads, feed-forward 2048, vocabulary 32000, context 1024, tied output)
@@ -41,6 +47,7 @@ internal static class Program
           dotnet run -c Release --project bench/ModelSmith.Bench -- synth --out /tmp/llama100m-f16.gguf --type f16
           dotnet run -c Release --project bench/ModelSmith.Bench -- llama models/stories260K.gguf --reps 10
           dotnet run -c Release --project bench/ModelSmith.Bench -- train --threads 1,2 --reps 5
+          dotnet run -c Release --project bench/ModelSmith.Bench -- quantize --types q4_k_m,q6_k --reps 5
         """;
 
     private static int Main(string[] args)
@@ -70,11 +77,14 @@ internal static class Program
                 case "train":
                     TrainBench.Run(options);
                     break;
+                case "quantize":
+                    QuantizeBench.Run(options);
+                    break;
                 case "train-step":
                     TrainBench.RunStep(options);
                     return 0;
                 default:
-                    throw new UsageException($"unknown suite '{args[0]}' (expected bandwidth, flops, llama, synth or train).");
+                    throw new UsageException($"unknown suite '{args[0]}' (expected bandwidth, flops, llama, quantize, synth or train).");
             }
             AnsiConsole.MarkupLine($"[grey]{Markup.Escape(MachineLine())}[/]");
             return 0;
@@ -185,7 +195,7 @@ internal static class Program
         }
 
         int trainContext;
-        using (var probe = new Interop.Tests.LlamaCppModel(model))
+        using (var probe = new LlamaCppModel(model))
         {
             trainContext = probe.TrainContextSize;
         }

@@ -77,9 +77,11 @@ internal static class Program
         }
     }
 
-    private static int Fail(string message)
+    /// <summary>Prints `error: MESSAGE` on stderr after whatever stdout holds, and returns the failure exit code.</summary>
+    internal static int Fail(string message)
     {
         AnsiConsole.Console.Profile.Out.Writer.Flush();
+        Console.Out.Flush();
         Console.Error.WriteLine($"error: {message}");
         return Failed;
     }

@@ -76,7 +76,7 @@ public sealed class LlamaCppOracleTests(ITestOutputHelper output)
         float[] logits = model.EvalAllLogits(s_greedyFromBos.AsSpan(0, 10));
         for (int t = 0; t < 10; t++)
         {
-            Assert.Equal(s_greedyFromBos[t + 1], LlamaCppModel.ArgMax(logits.AsSpan(t * model.VocabSize, model.VocabSize)));
+            Assert.Equal(s_greedyFromBos[t + 1], LlamaCppOracle.ArgMax(logits.AsSpan(t * model.VocabSize, model.VocabSize)));
         }
     }
 
@@ -194,7 +194,7 @@ public sealed class LlamaCppOracleTests(ITestOutputHelper output)
         try
         {
             string quantized = Path.Combine(dir, "stories260K-q4_k_m.gguf");
-            LlamaCppModel.Quantize(RepoPaths.Stories260K, quantized, LLamaFtype.MOSTLY_Q4_K_M, threads: 1);
+            LlamaCppOracle.Quantize(RepoPaths.Stories260K, quantized, LLamaFtype.MOSTLY_Q4_K_M, threads: 1);
             using var model = new LlamaCppModel(quantized);
             Assert.Equal(LLamaFtype.MOSTLY_Q4_K_M, model.FileType);
             int[] ids = model.Greedy([1], 8);
@@ -217,7 +217,7 @@ public sealed class LlamaCppOracleTests(ITestOutputHelper output)
         {
             string quantized = Path.Combine(dir, "stories260K-q8_0.gguf");
             var e = Assert.Throws<InvalidOperationException>(
-                () => LlamaCppModel.Quantize(RepoPaths.Stories260K, quantized, LLamaFtype.MOSTLY_Q8_0, threads: 1));
+                () => LlamaCppOracle.Quantize(RepoPaths.Stories260K, quantized, LLamaFtype.MOSTLY_Q8_0, threads: 1));
             output.WriteLine(e.Message);
             Assert.Contains("ffn_down", e.Message, StringComparison.Ordinal);
         }

@@ -106,7 +106,7 @@ internal static class EvalCommand
             {
                 int[] tokens = Perplexity.Tokenize(tokenizer, Perplexity.ReadText(f.FullName));
                 if (tokens.Length < 2 * context)
-                    return Fail($"{f}: the text gives {tokens.Length} tokens; --ctx {context} needs at least {2 * context} (two chunks, as llama.cpp's perplexity). Give more text or a smaller --ctx.");
+                    return Program.Fail($"{f}: the text gives {tokens.Length} tokens; --ctx {context} needs at least {2 * context} (two chunks, as llama.cpp's perplexity). Give more text or a smaller --ctx.");
                 runs.Add(new DataRun(f, tokens));
             }
             var taskRuns = new List<TaskRun>();
@@ -163,15 +163,15 @@ internal static class EvalCommand
         }
         catch (NotSupportedException e)
         {
-            return Fail($"{modelFile}: {e.Message}");
+            return Program.Fail($"{modelFile}: {e.Message}");
         }
         catch (ArgumentException e)
         {
-            return Fail(e.Message);
+            return Program.Fail(e.Message);
         }
         catch (InvalidDataException e)
         {
-            return Fail(e.Message);
+            return Program.Fail(e.Message);
         }
     }
 
@@ -374,11 +374,5 @@ internal static class EvalCommand
     {
         if (double.IsFinite(value)) w.WriteNumber(name, value);
         else w.WriteNull(name);
-    }
-
-    private static int Fail(string message)
-    {
-        Console.Error.WriteLine($"error: {message}");
-        return Program.Failed;
     }
 }

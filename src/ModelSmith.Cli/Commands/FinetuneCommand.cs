@@ -204,7 +204,7 @@ internal static class FinetuneCommand
         }
         catch (Exception e) when (TrainingConsole.IsRunFailure(e))
         {
-            return TrainingConsole.Fail(e.Message);
+            return Program.Fail(e.Message);
         }
     }
 

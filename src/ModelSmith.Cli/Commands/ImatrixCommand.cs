@@ -85,14 +85,14 @@ internal static class ImatrixCommand
                 }
                 catch (NotSupportedException e)
                 {
-                    return Fail($"{modelFile}: {e.Message} Compute the importance matrix on the unquantized (F32/F16/BF16) model.");
+                    return Program.Fail($"{modelFile}: {e.Message} Compute the importance matrix on the unquantized (F32/F16/BF16) model.");
                 }
                 using (lm)
                 {
                     Tokenizer tokenizer = GgufTokenizer.Load(lm.File!);
                     int[] tokens = tokenizer.Encode(text, addSpecial: true);
                     if (tokens.Length < 2 * context)
-                        return Fail($"the calibration text gives {tokens.Length} tokens; --ctx {context} needs at least {2 * context}. Give more text or a smaller --ctx.");
+                        return Program.Fail($"the calibration text gives {tokens.Length} tokens; --ctx {context} needs at least {2 * context}. Give more text or a smaller --ctx.");
                     if (context > lm.Config.ContextLength && !json)
                         AnsiConsole.MarkupLine($"[yellow]warning:[/] the model was trained on {lm.Config.ContextLength} tokens of context; --ctx {context} goes beyond it.");
                     var options = new ImatrixOptions
@@ -180,17 +180,11 @@ internal static class ImatrixCommand
         }
         catch (InvalidDataException e)
         {
-            return Fail(e.Message);
+            return Program.Fail(e.Message);
         }
         catch (InvalidOperationException e)
         {
-            return Fail(e.Message);
+            return Program.Fail(e.Message);
         }
-    }
-
-    private static int Fail(string message)
-    {
-        Console.Error.WriteLine($"error: {message}");
-        return Program.Failed;
     }
 }

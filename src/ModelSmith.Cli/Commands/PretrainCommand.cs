@@ -142,7 +142,7 @@ internal static class PretrainCommand
         }
         catch (Exception e) when (TrainingConsole.IsRunFailure(e))
         {
-            return TrainingConsole.Fail(e.Message);
+            return Program.Fail(e.Message);
         }
     }
 

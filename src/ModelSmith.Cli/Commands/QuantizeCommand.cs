@@ -86,7 +86,7 @@ internal static class QuantizeCommand
             }
             catch (InvalidDataException e)
             {
-                return Fail($"{imatrixFile}: {e.Message}");
+                return Program.Fail($"{imatrixFile}: {e.Message}");
             }
         }
         var options = new QuantizeOptions
@@ -150,11 +150,11 @@ internal static class QuantizeCommand
         }
         catch (QuantizationException e)
         {
-            return Fail(e.Message);
+            return Program.Fail(e.Message);
         }
         catch (InvalidDataException e)
         {
-            return Fail(e.Message);
+            return Program.Fail(e.Message);
         }
     }
 
@@ -309,12 +309,6 @@ internal static class QuantizeCommand
         w.WriteEndObject();
         w.Flush();
         stream.WriteByte((byte)'\n');
-    }
-
-    private static int Fail(string message)
-    {
-        Console.Error.WriteLine($"error: {message}");
-        return Program.Failed;
     }
 }
 

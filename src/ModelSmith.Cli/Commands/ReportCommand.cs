@@ -40,10 +40,8 @@ internal static class ReportCommand
     {
         Workspace workspace = Workspace.Open(workspacePath);
         MachineProfile? machine = measure ? MachineProfile.LoadOrMeasure() : CachedProfile();
-        string html = HtmlReport.Build(workspace, new HtmlReport.Options(general, domain, machine));
-        byte[] bytes = Encoding.UTF8.GetBytes(html);
-        AtomicFile.Write(output.FullName, stream => stream.Write(bytes));
-        Console.WriteLine($"wrote {output.FullName} ({Units.Bytes(bytes.Length)})");
+        long size = HtmlReport.Write(workspace, new HtmlReport.Options(general, domain, machine), output.FullName);
+        Console.WriteLine($"wrote {output.FullName} ({Units.Bytes(size)})");
         return Program.Ok;
     }
 

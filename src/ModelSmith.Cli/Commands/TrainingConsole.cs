@@ -26,14 +26,6 @@ internal static class TrainingConsole
     public static bool IsRunFailure(Exception e) =>
         e is DataFormatException or CheckpointMismatchException or InvalidDataException or ArgumentException;
 
-    /// <summary>Prints "error: MESSAGE" after whatever the run printed, and returns exit code 1.</summary>
-    public static int Fail(string message)
-    {
-        Console.Out.Flush();
-        Console.Error.WriteLine($"error: {message}");
-        return Program.Failed;
-    }
-
     /// <summary>The options both commands take, with each command's defaults.</summary>
     public sealed class Options
     {

@@ -132,12 +132,8 @@ internal sealed class DemoRun
         return Collect(files, corpus);
     }
 
-    public void WriteReport(string path)
-    {
-        string html = HtmlReport.Build(_workspace, new HtmlReport.Options(GeneralTestName, DomainTestName, null));
-        byte[] bytes = Encoding.UTF8.GetBytes(html);
-        AtomicFile.Write(path, stream => stream.Write(bytes));
-    }
+    public void WriteReport(string path) =>
+        HtmlReport.Write(_workspace, new HtmlReport.Options(GeneralTestName, DomainTestName, null), path);
 
     /// <summary>Forgets the variants an earlier demo registered from <paramref name="models"/> and deletes their files.</summary>
     private int ForgetEarlierRun(string models)

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using ModelSmith.Cli.Commands;
+using ModelSmith.Formats;
 using ModelSmith.Registry;
 using ModelSmith.Selection;
 
@@ -17,6 +18,14 @@ internal static class HtmlReport
 {
     /// <summary>Which data sets count as general and as domain text, and the machine profile for speed estimates.</summary>
     public sealed record Options(string? General, string? Domain, MachineProfile? Machine);
+
+    /// <summary>Builds the report and writes it to <paramref name="path"/> atomically (temp file, then rename); returns its size in bytes.</summary>
+    public static long Write(Workspace workspace, Options options, string path)
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(Build(workspace, options));
+        AtomicFile.Write(path, stream => stream.Write(bytes));
+        return bytes.Length;
+    }
 
     public static string Build(Workspace workspace, Options options)
     {

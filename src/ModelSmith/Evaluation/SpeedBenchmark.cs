@@ -49,6 +49,21 @@ public sealed record SpeedTestResult(SpeedTestKind Kind, int Tokens, IReadOnlyLi
     private double Rate(TimeSpan t) => Tokens / Math.Max(t.TotalSeconds, 1e-12);
 }
 
+/// <summary>An inference engine a speed test can time: one sequence, a KV cache, token ids decoded in batches.
+/// The same timing loop drives our model and a peer (llama.cpp), so the two are measured the same way.</summary>
+public interface ISpeedTestEngine
+{
+    /// <summary>Token ids run from 0 to VocabSize − 1.</summary>
+    int VocabSize { get; }
+
+    /// <summary>Empties the KV cache; the next token goes to position 0.</summary>
+    void ClearCache();
+
+    /// <summary>Decodes <paramref name="tokens"/> (n,) in one call at the next n positions, computing the
+    /// logits of the last one (as a generator would).</summary>
+    void Decode(ReadOnlySpan<int> tokens);
+}
+
 /// <summary>
 /// Prefill and decode speed with llama-bench's conventions (tools/llama-bench): a prompt test decodes n
 /// random tokens (BOS first when the vocabulary adds one) in one batch from an empty cache; a generation
@@ -64,37 +79,45 @@ public static class SpeedBenchmark
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentOutOfRangeException.ThrowIfLessThan(tokens, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(repetitions, 1);
-        int vocab = model.Config.VocabSize;
-        if (firstToken >= vocab)
-        {
-            throw new ArgumentOutOfRangeException(nameof(firstToken), firstToken, $"The first token is outside the vocabulary of {vocab} tokens.");
-        }
         if (model.Config.Architecture == ModelArchitecture.Gpt2 && tokens > model.Config.ContextLength)
         {
             throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"GPT-2 has learned positions for {model.Config.ContextLength} tokens only; test at most that many.");
         }
+        return Run(new ModelEngine(model, tokens), kind, tokens, repetitions, firstToken, seed, progress, cancellation);
+    }
+
+    /// <summary>Runs one test on any engine, with the same warm-up, token ids and timing as for our model.
+    /// <paramref name="firstToken"/> is BOS when the vocabulary adds one, else −1 (random).</summary>
+    public static SpeedTestResult Run(ISpeedTestEngine engine, SpeedTestKind kind, int tokens, int repetitions, int firstToken = -1,
+        int seed = 1, IProgress<int>? progress = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(engine);
+        ArgumentOutOfRangeException.ThrowIfLessThan(tokens, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(repetitions, 1);
+        int vocab = engine.VocabSize;
+        if (firstToken >= vocab)
+        {
+            throw new ArgumentOutOfRangeException(nameof(firstToken), firstToken, $"The first token is outside the vocabulary of {vocab} tokens.");
+        }
         var rng = new Random(seed);
         var ids = new int[tokens];
-        var logits = new float[vocab];
-        KvCache cache = model.CreateCache(tokens);
         var samples = new List<TimeSpan>(repetitions);
 
         void Once(int count)
         {
-            cache.Clear();
+            engine.ClearCache();
             if (kind == SpeedTestKind.Prompt)
             {
                 for (int i = 0; i < count; i++) ids[i] = rng.Next(vocab);
                 if (firstToken >= 0) ids[0] = firstToken;
-                model.Forward(ids.AsSpan(0, count), cache, logits);
+                engine.Decode(ids.AsSpan(0, count));
                 return;
             }
             int token = firstToken >= 0 ? firstToken : rng.Next(vocab);
             for (int i = 0; i < count; i++)
             {
                 ids[0] = token;
-                model.Forward(ids.AsSpan(0, 1), cache, logits);
+                engine.Decode(ids.AsSpan(0, 1));
                 token = rng.Next(vocab);
             }
         }
@@ -109,6 +132,19 @@ public static class SpeedBenchmark
             progress?.Report(r + 1);
         }
         return new SpeedTestResult(kind, tokens, samples);
+    }
+
+    /// <summary>Our model with a cache of <c>capacity</c> positions and a logits buffer.</summary>
+    private sealed class ModelEngine(LanguageModel model, int capacity) : ISpeedTestEngine
+    {
+        private readonly KvCache _cache = model.CreateCache(capacity);
+        private readonly float[] _logits = new float[model.Config.VocabSize]; // (V,)
+
+        public int VocabSize => model.Config.VocabSize;
+
+        public void ClearCache() => _cache.Clear();
+
+        public void Decode(ReadOnlySpan<int> tokens) => model.Forward(tokens, _cache, _logits);
     }
 
     /// <summary>

@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using ModelSmith.Formats;
 
 namespace ModelSmith.Quantization;
@@ -23,6 +25,9 @@ public static class BlockQuantizer
 
     /// <summary>Rows shorter than this many values are never split across threads.</summary>
     private const long MinValuesPerThread = 1 << 16;
+
+    /// <summary>Values per piece of work when a matrix is quantized on several threads (llama.cpp's chunk: 32·512).</summary>
+    private const long ValuesPerChunk = 1 << 14;
 
     public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16
         or GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1
@@ -65,32 +70,23 @@ public static class BlockQuantizer
     {
         int rowSize = CheckShapes(type, src.Length, rows, cols, dst.Length, "dst");
         ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
-        if (GgmlTypeInfo.BlockSize(type) > 1)
-        {
-            RequireFinite(src, cols);
-        }
-        int workers = Workers(rows, cols, threads);
-        if (workers == 1)
-        {
-            for (int r = 0; r < rows; r++)
-            {
-                QuantizeRow(type, src.Slice(r * cols, cols), dst.Slice(r * rowSize, rowSize));
-            }
-            return;
-        }
+        bool check = GgmlTypeInfo.BlockSize(type) > 1;
         fixed (float* s = src)
         fixed (byte* d = dst)
         {
             float* sp = s;
             byte* dp = d;
-            Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+            bool finite = ForEachPiece(sp, rows, cols, Workers(rows, cols, threads), check, (first, end) =>
             {
-                (int first, int end) = Range(rows, workers, w);
                 for (int r = first; r < end; r++)
                 {
                     QuantizeRow(type, new ReadOnlySpan<float>(sp + (long)r * cols, cols), new Span<byte>(dp + (long)r * rowSize, rowSize));
                 }
             });
+            if (!finite)
+            {
+                RequireFinite(src, cols);
+            }
         }
     }
 
@@ -123,16 +119,6 @@ public static class BlockQuantizer
                 throw new ArgumentException($"Importance value {importance[i]} at column {i} is not finite; the imatrix is damaged.", nameof(importance));
             }
         }
-        RequireFinite(src, cols);
-        int workers = Workers(rows, cols, threads);
-        if (workers == 1)
-        {
-            for (int r = 0; r < rows; r++)
-            {
-                QuantizeRowImportance(type, src.Slice(r * cols, cols), importance, dst.Slice(r * rowSize, rowSize));
-            }
-            return;
-        }
         fixed (float* s = src)
         fixed (float* q = importance)
         fixed (byte* d = dst)
@@ -140,15 +126,18 @@ public static class BlockQuantizer
             float* sp = s;
             float* qp = q;
             byte* dp = d;
-            Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+            bool finite = ForEachPiece(sp, rows, cols, Workers(rows, cols, threads), check: true, (first, end) =>
             {
-                (int first, int end) = Range(rows, workers, w);
                 var qrow = new ReadOnlySpan<float>(qp, cols);
                 for (int r = first; r < end; r++)
                 {
                     QuantizeRowImportance(type, new ReadOnlySpan<float>(sp + (long)r * cols, cols), qrow, new Span<byte>(dp + (long)r * rowSize, rowSize));
                 }
             });
+            if (!finite)
+            {
+                RequireFinite(src, cols);
+            }
         }
     }
 
@@ -319,6 +308,67 @@ public static class BlockQuantizer
         return rowSize;
     }
 
+    /// <summary>
+    /// Runs <paramref name="body"/>(first, end) on every piece of rows (<see cref="Chunks"/>), on
+    /// <paramref name="workers"/> threads that take pieces one at a time (inline when 1). With
+    /// <paramref name="check"/>, a piece's values are first checked finite (while they are being brought into
+    /// cache anyway), and a piece holding a NaN or infinity is skipped; returns false when one was, so that
+    /// the caller can report the first such value (the output is then incomplete).
+    /// </summary>
+    private static unsafe bool ForEachPiece(float* src /* (rows, cols) */, int rows, int cols, int workers, bool check, Action<int, int> body)
+    {
+        int chunks = Chunks(rows, cols, workers);
+        bool finite = true;
+        void Piece(int c)
+        {
+            (int first, int end) = Range(rows, chunks, c);
+            if (check && !AllFinite(new ReadOnlySpan<float>(src + (long)first * cols, (end - first) * cols)))
+            {
+                finite = false;
+                return;
+            }
+            body(first, end);
+        }
+        if (workers == 1)
+        {
+            for (int c = 0; c < chunks && finite; c++)
+            {
+                Piece(c);
+            }
+        }
+        else
+        {
+            Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = workers }, Piece);
+        }
+        return finite;
+    }
+
+    /// <summary>True when no value is NaN or infinite: a float is finite unless all its exponent bits are set.</summary>
+    private static bool AllFinite(ReadOnlySpan<float> values)
+    {
+        ReadOnlySpan<int> bits = MemoryMarshal.Cast<float, int>(values);
+        int n = bits.Length - bits.Length % Vector256<int>.Count;
+        Vector256<int> exponent = Vector256.Create(0x7F800000);
+        Vector256<int> any = Vector256<int>.Zero;
+        for (int i = 0; i < n; i += Vector256<int>.Count)
+        {
+            any |= Vector256.Equals(Vector256.Create(bits.Slice(i, Vector256<int>.Count)) & exponent, exponent);
+        }
+        if (any != Vector256<int>.Zero)
+        {
+            return false;
+        }
+        for (int i = n; i < bits.Length; i++)
+        {
+            if ((bits[i] & 0x7F800000) == 0x7F800000)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Throws for the first NaN or infinity in <paramref name="src"/>, naming its row and column.</summary>
     private static void RequireFinite(ReadOnlySpan<float> src, int cols)
     {
         for (int i = 0; i < src.Length; i++)
@@ -338,7 +388,15 @@ public static class BlockQuantizer
         return (int)Math.Max(1, Math.Min(Math.Min(threads, rows), perThread));
     }
 
-    /// <summary>Rows [first, end) of worker <paramref name="w"/> of <paramref name="workers"/>.</summary>
+    /// <summary>
+    /// Pieces of about <see cref="ValuesPerChunk"/> values (whole rows, at least one per worker) that the
+    /// workers take one at a time, as llama.cpp's quantizer hands out chunks: a worker slowed by other load on
+    /// its core then does fewer pieces instead of holding up the tensor with its fixed share.
+    /// </summary>
+    private static int Chunks(int rows, int cols, int workers) =>
+        (int)Math.Min(rows, Math.Max(workers, ((long)rows * cols + ValuesPerChunk - 1) / ValuesPerChunk));
+
+    /// <summary>Rows [first, end) of piece (or worker) <paramref name="w"/> of <paramref name="workers"/>.</summary>
     private static (int First, int End) Range(int rows, int workers, int w) =>
         ((int)((long)rows * w / workers), (int)((long)rows * (w + 1) / workers));
 

@@ -129,10 +129,26 @@ internal static class Q4_K
     }
 
     /// <summary>
+    /// The first pass shared by Q4_K and Q5_K (<see cref="SubBlockScalesReference"/>), on the 8 sub-blocks at
+    /// once in vector lanes where the hardware allows (<see cref="QuantLanes.Qkx2SubBlocks"/>, the same bits).
+    /// </summary>
+    internal static void SubBlockScales(int nmax, float rmin, float rdelta, int nstep, ReadOnlySpan<float> xb /* (256) */,
+        Span<byte> levels /* (256) */, Span<byte> scratch /* (32) */, Span<float> weights /* (32) */,
+        Span<float> scales /* (8) */, Span<float> mins /* (8) */, out float maxScale, out float maxMin)
+    {
+        if (QuantLanes.IsSupported)
+        {
+            QuantLanes.Qkx2SubBlocks(nmax, rmin, rdelta, nstep, xb, levels, scales, mins, out maxScale, out maxMin);
+            return;
+        }
+        SubBlockScalesReference(nmax, rmin, rdelta, nstep, xb, levels, scratch, weights, scales, mins, out maxScale, out maxMin);
+    }
+
+    /// <summary>
     /// The first pass shared by Q4_K and Q5_K: for each of the 8 sub-blocks of 32, weights
     /// w = sqrt(Σx²/32) + |x| and make_qkx2_quants; returns the largest scale and largest min (both ≥ 0).
     /// </summary>
-    internal static void SubBlockScales(int nmax, float rmin, float rdelta, int nstep, ReadOnlySpan<float> xb /* (256) */,
+    internal static void SubBlockScalesReference(int nmax, float rmin, float rdelta, int nstep, ReadOnlySpan<float> xb /* (256) */,
         Span<byte> levels /* (256) */, Span<byte> scratch /* (32) */, Span<float> weights /* (32) */,
         Span<float> scales /* (8) */, Span<float> mins /* (8) */, out float maxScale, out float maxMin)
     {

@@ -1,3 +1,6 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
 namespace ModelSmith.Quantization;
 
 /// <summary>
@@ -32,7 +35,17 @@ internal static class Q6_K
     /// re-rounded: l = clamp(round(x/(d·sc)), −32, 31). A super-block whose scales are all below 1e-15
     /// is stored as all zero bytes.
     /// </summary>
-    public static void QuantizeRow(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, Span<byte> y /* (k/256·210) */)
+    public static void QuantizeRowReference(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, Span<byte> y /* (k/256·210) */) =>
+        QuantizeRow(x, y, vector: false);
+
+    /// <summary>
+    /// <see cref="QuantizeRowReference"/> with the scale search, the re-rounding and the packing in 256-bit
+    /// vectors where the hardware allows (the same bits).
+    /// </summary>
+    public static void QuantizeRow(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, Span<byte> y /* (k/256·210) */) =>
+        QuantizeRow(x, y, QuantLanes.IsSupported);
+
+    private static void QuantizeRow(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, Span<byte> y /* (k/256·210) */, bool vector)
     {
         int nb = x.Length / BlockSize;
         Span<sbyte> levels = stackalloc sbyte[BlockSize];
@@ -42,12 +55,12 @@ internal static class Q6_K
             ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
             Span<byte> block = y.Slice(i * TypeSize, TypeSize);
 
+            SubBlockScales(xb, levels, scales, vector);
             float maxScale = 0;
             float maxAbsScale = 0;
             for (int ib = 0; ib < 16; ib++)
             {
-                float scale = QuantMath.MakeQxQuants(32, xb.Slice(16 * ib, 16), levels.Slice(16 * ib, 16));
-                scales[ib] = scale;
+                float scale = scales[ib];
                 float absScale = MathF.Abs(scale);
                 if (absScale > maxAbsScale)
                 {
@@ -56,7 +69,26 @@ internal static class Q6_K
                 }
             }
 
-            StoreBlock(xb, block, scales, levels, maxScale, maxAbsScale);
+            StoreBlock(xb, block, scales, levels, maxScale, maxAbsScale, vector);
+        }
+    }
+
+    /// <summary>
+    /// make_qx_quants (nmax = 32, weights x²) of each of the 16 sub-blocks of 16: levels l + 32 and the scale.
+    /// On the 8 sub-blocks of each half at once in vector lanes where the hardware allows
+    /// (<see cref="QuantLanes.MakeQxQuants16"/>, the same bits).
+    /// </summary>
+    internal static void SubBlockScales(ReadOnlySpan<float> xb /* (256) */, Span<sbyte> levels /* (256) */, Span<float> scales /* (16) */, bool vector)
+    {
+        if (vector)
+        {
+            QuantLanes.MakeQxQuants16(32, xb[..128], levels[..128], scales[..8]);
+            QuantLanes.MakeQxQuants16(32, xb.Slice(128, 128), levels.Slice(128, 128), scales.Slice(8, 8));
+            return;
+        }
+        for (int ib = 0; ib < 16; ib++)
+        {
+            scales[ib] = QuantMath.MakeQxQuants(32, xb.Slice(16 * ib, 16), levels.Slice(16 * ib, 16));
         }
     }
 
@@ -89,7 +121,7 @@ internal static class Q6_K
                     maxScale = scale;
                 }
             }
-            StoreBlock(xb, block, scales, levels, maxScale, maxAbsScale);
+            StoreBlock(xb, block, scales, levels, maxScale, maxAbsScale, QuantLanes.IsSupported);
         }
     }
 
@@ -97,10 +129,11 @@ internal static class Q6_K
     /// The end shared by both paths: the 16 signed sub-block scales to int8 against the one of largest
     /// magnitude (iscale = −128/max, stored d = 1/iscale), every weight re-rounded against its stored scale,
     /// l = clamp(round(x/(d·sc)), −32, 31), and the levels packed. A super-block whose scales are all below
-    /// 1e-15 is stored as all zero bytes.
+    /// 1e-15 is stored as all zero bytes. <paramref name="vector"/>: re-round and pack with
+    /// <see cref="RequantizeAndPackVector"/>.
     /// </summary>
     private static void StoreBlock(ReadOnlySpan<float> xb /* (256) */, Span<byte> block /* (210) */, ReadOnlySpan<float> scales /* (16) */,
-        Span<sbyte> levels /* (256) */, float maxScale, float maxAbsScale)
+        Span<sbyte> levels /* (256) */, float maxScale, float maxAbsScale, bool vector)
     {
         if (maxAbsScale < QuantMath.GroupMaxEps)
         {
@@ -116,6 +149,11 @@ internal static class Q6_K
             packedScales[ib] = (byte)(sbyte)Math.Min(127, QuantMath.NearestInt(iscale * scales[ib]));
         }
 
+        if (vector)
+        {
+            RequantizeAndPackVector(xb, packedScales, d, levels, block);
+            return;
+        }
         for (int j = 0; j < 16; j++)
         {
             float ds = d * (sbyte)packedScales[j];
@@ -146,6 +184,46 @@ internal static class Q6_K
                 qlHalf[l + 32] = (byte)((l1 & 0xF) | ((l3 & 0xF) << 4));
                 qhHalf[l] = (byte)((l0 >> 4) | ((l1 >> 4) << 2) | ((l2 >> 4) << 4) | ((l3 >> 4) << 6));
             }
+        }
+    }
+
+    /// <summary>
+    /// The re-rounding and packing of <see cref="StoreBlock"/> in vectors: x/(d·sc) is a per-lane IEEE
+    /// division, nearest_int and the clamp are per lane, and the levels (0..63, first-pass levels included)
+    /// are packed 32 at a time with byte shifts, which drop the same high bits as the reference's casts.
+    /// </summary>
+    private static void RequantizeAndPackVector(ReadOnlySpan<float> xb /* (256) */, ReadOnlySpan<byte> packedScales /* (16) */, float d,
+        Span<sbyte> levels /* (256) */, Span<byte> block /* (210) */)
+    {
+        ref float x = ref MemoryMarshal.GetReference(xb[..BlockSize]);
+        Vector256<int> lo = Vector256.Create(-32);
+        Vector256<int> hi = Vector256.Create(31);
+        Vector256<int> offset = Vector256.Create(32);
+        for (int j = 0; j < 16; j++)
+        {
+            float ds = d * (sbyte)packedScales[j];
+            if (ds == 0)
+            {
+                continue;
+            }
+            Vector256<float> vds = Vector256.Create(ds);
+            Vector256<int> a = Vector256.Min(Vector256.Max(QuantLanes.NearestInt(Vector256.LoadUnsafe(ref x, (nuint)(16 * j)) / vds), lo), hi) + offset;
+            Vector256<int> b = Vector256.Min(Vector256.Max(QuantLanes.NearestInt(Vector256.LoadUnsafe(ref x, (nuint)(16 * j + 8)) / vds), lo), hi) + offset;
+            Vector256<short> ab = Vector256.Narrow(a, b);
+            Vector128.Narrow(ab.GetLower(), ab.GetUpper()).CopyTo(levels.Slice(16 * j, 16));
+        }
+
+        ReadOnlySpan<byte> l = MemoryMarshal.AsBytes(levels[..BlockSize]);
+        Vector256<byte> nibble = Vector256.Create((byte)0xF);
+        for (int j = 0; j < BlockSize; j += 128)
+        {
+            Vector256<byte> l0 = Vector256.Create(l.Slice(j, 32));
+            Vector256<byte> l1 = Vector256.Create(l.Slice(j + 32, 32));
+            Vector256<byte> l2 = Vector256.Create(l.Slice(j + 64, 32));
+            Vector256<byte> l3 = Vector256.Create(l.Slice(j + 96, 32));
+            ((l0 & nibble) | ((l2 & nibble) << 4)).CopyTo(block.Slice(QlOffset + j / 2, 32));
+            ((l1 & nibble) | ((l3 & nibble) << 4)).CopyTo(block.Slice(QlOffset + j / 2 + 32, 32));
+            ((l0 >> 4) | ((l1 >> 4) << 2) | ((l2 >> 4) << 4) | ((l3 >> 4) << 6)).CopyTo(block.Slice(QhOffset + j / 4, 32));
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -15,9 +16,10 @@ namespace ModelSmith.Tensors;
 /// <para><b>Work split.</b> The weight's rows are cut into blocks (<see cref="RowBlock"/> rows for prefill,
 /// 16-64 for decode); each block is one pool work item, computed for all tokens by one thread.</para>
 /// <para><b>Decode (one token)</b> is bound by memory bandwidth: each weight row is streamed once, four
-/// rows at a time against the same x registers, 16-bit weights widened in registers (F16 by integer ops,
-/// BF16 by a shift), so 2 bytes per weight are read from memory rather than 4; for 16-bit weights the
-/// next four rows are prefetched in software while the current four are read.</para>
+/// rows at a time against the same x registers, 16-bit weights widened in registers (F16 by three integer
+/// ops to w·2^-112 against an x scaled by 2^112, see <see cref="GemvHalf{TV, TS}"/>; BF16 by a shift), so
+/// 2 bytes per weight are read from memory rather than 4; for 16-bit weights the next four rows are
+/// prefetched in software while the current four are read.</para>
 /// <para><b>Prefill (many tokens)</b> is bound by arithmetic. The tokens are copied once per call into
 /// 64-byte-aligned rows, and each work item copies or widens its weight block once into an aligned
 /// float panel in the worker's scratch (RowBlock × Cols floats, 192 KiB at 3072 columns, which stays in
@@ -86,6 +88,10 @@ internal static unsafe class MatMul
                     if (round) RoundToWeightType(source, w.Type, packed);
                     else source.CopyTo(packed);
                 }
+                // F16 decode widens weights without re-biasing their exponent (w·2^-112, see GemvHalf), so x
+                // carries the 2^112 instead: exact, as |x| ≤ 65504 after rounding to half.
+                if (tokens == 1 && w.Type == GgmlType.F16)
+                    TensorPrimitives.Multiply(new ReadOnlySpan<float>(xs, k), RowConvert.TwoPow112, new Span<float>(xs, k));
             }
 
             int block = RowsPerItem(tokens, w.Rows, pool.ThreadCount);
@@ -102,6 +108,7 @@ internal static unsafe class MatMul
                 Cols = k,
                 RowBytes = w.RowBytes,
                 Kernel = w.Kernel,
+                HalvesAreFinite = tokens == 1 && w.HalvesAreFinite,
                 Pool = pool,
             };
             pool.Run(ref job, (w.Rows + block - 1) / block);
@@ -189,6 +196,7 @@ internal static unsafe class MatMul
         public int Tokens, Rows, Cols, RowBytes;
         public int Block;     // rows per item
         public RowKernel Kernel;
+        public bool HalvesAreFinite; // F16 decode: the weights hold no infinity or NaN
         public ComputePool Pool;
 
         public readonly void Execute(int item, int worker)
@@ -206,7 +214,8 @@ internal static unsafe class MatMul
                 switch (Kernel.Type)
                 {
                     case GgmlType.F32: Gemv<LoadF32>(X, k, rows, RowBytes, n, bias, y); return;
-                    case GgmlType.F16: Gemv<LoadF16>(X, k, rows, RowBytes, n, bias, y); return;
+                    case GgmlType.F16 when HalvesAreFinite: GemvHalf(X, k, rows, RowBytes, n, bias, y); return;
+                    case GgmlType.F16: Gemv<LoadF16Unbiased>(X, k, rows, RowBytes, n, bias, y); return;
                     case GgmlType.BF16: Gemv<LoadBF16>(X, k, rows, RowBytes, n, bias, y); return;
                 }
                 if (Kernel.HasDirectDot)
@@ -279,17 +288,24 @@ internal static unsafe class MatMul
         public static float LoadScalar(byte* row, nint i) => ((float*)row)[i];
     }
 
-    private readonly struct LoadF16 : IWeightLoad
+    /// <summary>
+    /// F16 weights times 2^-112, exactly (infinities and NaNs included), for decode's scaled activations:
+    /// matrices holding infinities or NaNs, the leftover rows of <see cref="GemvHalf"/> and its scalar tails.
+    /// </summary>
+    private readonly struct LoadF16Unbiased : IWeightLoad
     {
+        private const float TwoPowMinus112 = 1.925929944387236e-34f;
+
         public static int ElementBytes => 2;
 
         public static bool Prefetch => true;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static TV Load<TV, TS>(byte* row, nint i) where TV : unmanaged where TS : ISimdFloat<TV> => TS.LoadHalf((ushort*)row + i);
+        public static TV Load<TV, TS>(byte* row, nint i) where TV : unmanaged where TS : ISimdFloat<TV> =>
+            TS.Multiply(TS.LoadHalf((ushort*)row + i), TS.Create(TwoPowMinus112));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static float LoadScalar(byte* row, nint i) => RowConvert.HalfToSingle(((ushort*)row)[i]);
+        public static float LoadScalar(byte* row, nint i) => RowConvert.HalfToSingle(((ushort*)row)[i]) * TwoPowMinus112;
     }
 
     private readonly struct LoadBF16 : IWeightLoad
@@ -311,6 +327,62 @@ internal static unsafe class MatMul
         else if (Vector256.IsHardwareAccelerated) Gemv<Vector256<float>, Simd256, TL>(x, k, rows, rowBytes, n, bias, y);
         else if (Vector128.IsHardwareAccelerated) Gemv<Vector128<float>, Simd128, TL>(x, k, rows, rowBytes, n, bias, y);
         else Gemv<float, SimdScalar, TL>(x, k, rows, rowBytes, n, bias, y);
+    }
+
+    private static void GemvHalf(float* x, int k, byte* rows, int rowBytes, int n, float* bias, float* y)
+    {
+        if (Vector512.IsHardwareAccelerated) GemvHalf<Vector512<float>, Simd512>(x, k, rows, rowBytes, n, bias, y);
+        else if (Vector256.IsHardwareAccelerated) GemvHalf<Vector256<float>, Simd256>(x, k, rows, rowBytes, n, bias, y);
+        else if (Vector128.IsHardwareAccelerated) GemvHalf<Vector128<float>, Simd128>(x, k, rows, rowBytes, n, bias, y);
+        else GemvHalf<float, SimdScalar>(x, k, rows, rowBytes, n, bias, y);
+    }
+
+    /// <summary>
+    /// y[r] = x · row r + bias[r] for F16 rows that hold no infinity or NaN, with x given times 2^112.
+    /// x: (K), rows: (n, rowBytes), bias: (n) or null, y: (n).
+    /// </summary>
+    /// <remarks>
+    /// Each weight is widened to w·2^-112 (<see cref="ISimdFloat{TV}.LoadHalfUnbiased"/>: no multiply, no
+    /// infinity fix-up), and x·2^112 · w·2^-112 is the same real number as x·w, so every fused multiply-add
+    /// rounds exactly as it does on the exact widening and the result is bit-identical to it. Infinities and
+    /// NaNs would come out finite, hence the precondition (<see cref="WeightMatrix.HalvesAreFinite"/>); the
+    /// K % lanes tail uses the exact widening anyway.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void GemvHalf<TV, TS>(float* x, nint k, byte* rows, nint rowBytes, int n, float* bias, float* y)
+        where TV : unmanaged
+        where TS : ISimdFloat<TV>
+    {
+        nint kv = k - k % TS.Lanes;
+        TV mask = TS.HalfMask;
+        int r = 0;
+        for (; r + 4 <= n; r += 4)
+        {
+            byte* b0 = rows + r * rowBytes;
+            ushort* w0 = (ushort*)b0, w1 = (ushort*)(b0 + rowBytes), w2 = (ushort*)(b0 + 2 * rowBytes), w3 = (ushort*)(b0 + 3 * rowBytes);
+            // The next four rows (contiguous after these) are prefetched at the pace these are read.
+            byte* next = Sse.IsSupported && r + 8 <= n ? b0 + 4 * rowBytes : null;
+            TV c0 = TS.Zero, c1 = TS.Zero, c2 = TS.Zero, c3 = TS.Zero;
+            for (nint i = 0; i < kv; i += TS.Lanes)
+            {
+                if (next != null)
+                {
+                    byte* ahead = next + 8 * i;
+                    for (int b = 0; b < 8 * TS.Lanes; b += 64) Sse.Prefetch0(ahead + b);
+                }
+                TV xv = TS.Load(x + i);
+                c0 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w0 + i, mask), c0);
+                c1 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w1 + i, mask), c1);
+                c2 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w2 + i, mask), c2);
+                c3 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w3 + i, mask), c3);
+            }
+            float* br = bias == null ? null : bias + r;
+            y[r] = Finish<LoadF16Unbiased>(TS.Sum(c0), x, b0, kv, k, br);
+            y[r + 1] = Finish<LoadF16Unbiased>(TS.Sum(c1), x, (byte*)w1, kv, k, br == null ? null : br + 1);
+            y[r + 2] = Finish<LoadF16Unbiased>(TS.Sum(c2), x, (byte*)w2, kv, k, br == null ? null : br + 2);
+            y[r + 3] = Finish<LoadF16Unbiased>(TS.Sum(c3), x, (byte*)w3, kv, k, br == null ? null : br + 3);
+        }
+        if (r < n) Gemv<TV, TS, LoadF16Unbiased>(x, k, rows + r * rowBytes, rowBytes, n - r, bias == null ? null : bias + r, y + r);
     }
 
     /// <summary>y[r] = x · row r + bias[r] for r in [0, n). x: (K), rows: (n, rowBytes), bias: (n) or null, y: (n).</summary>

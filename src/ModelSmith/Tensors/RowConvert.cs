@@ -21,7 +21,7 @@ namespace ModelSmith.Tensors;
 internal static class RowConvert
 {
     // 2^112 exactly: moves a half exponent (bias 15) to a float exponent (bias 127).
-    private const float TwoPow112 = 5192296858534827628530496329220096f;
+    internal const float TwoPow112 = 5192296858534827628530496329220096f;
 
     // Keeps the sign and the low 5 exponent bits after a sign-extended half is shifted left by 13.
     private const int SignAndLowExponentMask = unchecked((int)0x8fffffff);
@@ -62,6 +62,35 @@ internal static class RowConvert
             }
         }
         for (; i < n; i++) Unsafe.Add(ref d, i) = HalfToSingle((ushort)Unsafe.Add(ref s, i));
+    }
+
+    /// <summary>True when no element of src (binary16 bits) is an infinity or a NaN (exponent bits all ones). src: (N).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static bool HalvesAreFinite(ReadOnlySpan<ushort> src)
+    {
+        ref ushort s = ref MemoryMarshal.GetReference(src);
+        nint n = src.Length, i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            Vector512<ushort> exponent = Vector512.Create((ushort)0x7c00);
+            for (; i <= n - 32; i += 32)
+            {
+                if (Vector512.EqualsAny(Vector512.LoadUnsafe(ref s, (nuint)i) & exponent, exponent)) return false;
+            }
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<ushort> exponent = Vector256.Create((ushort)0x7c00);
+            for (; i <= n - 16; i += 16)
+            {
+                if (Vector256.EqualsAny(Vector256.LoadUnsafe(ref s, (nuint)i) & exponent, exponent)) return false;
+            }
+        }
+        for (; i < n; i++)
+        {
+            if ((Unsafe.Add(ref s, i) & 0x7c00) == 0x7c00) return false;
+        }
+        return true;
     }
 
     /// <summary>

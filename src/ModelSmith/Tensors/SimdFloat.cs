@@ -27,6 +27,24 @@ internal unsafe interface ISimdFloat<TV> where TV : unmanaged
     /// <summary>Loads <see cref="Lanes"/> bfloat16 values (raw bits) from <paramref name="p"/>, widened exactly to float.</summary>
     static abstract TV LoadBFloat16(ushort* p);
 
+    /// <summary>
+    /// Loads <see cref="Lanes"/> binary16 values (raw bits) from <paramref name="p"/> without re-biasing the
+    /// exponent: sign-extended, shifted left by 13 and masked with <paramref name="mask"/> (<see cref="HalfMask"/>),
+    /// so sign, exponent and mantissa sit where a float keeps them. For a finite half h the result is exactly
+    /// h · 2^-112 (half subnormals become float subnormals); infinities and NaNs (half exponent 31) come out
+    /// finite (at least 2^-96 in magnitude), so this is only for data known to hold none. Three integer
+    /// operations instead of <see cref="LoadHalf"/>'s six, for the decode matvec (see MatMul).
+    /// </summary>
+    static abstract TV LoadHalfUnbiased(ushort* p, TV mask);
+
+    /// <summary>The mask <see cref="LoadHalfUnbiased"/> takes: 0x8fffffff in every lane (sign and the low 5 exponent bits).</summary>
+    static abstract TV HalfMask { get; }
+
+    /// <summary>v in every lane.</summary>
+    static abstract TV Create(float v);
+
+    static abstract TV Multiply(TV a, TV b);
+
     /// <summary>a·b + c, fused (one rounding) where the CPU has FMA, else multiply then add.</summary>
     static abstract TV MultiplyAdd(TV a, TV b, TV c);
 
@@ -70,6 +88,17 @@ internal readonly unsafe struct Simd512 : ISimdFloat<Vector512<float>>
         : Vector512.WidenLower(Vector256.Load((short*)p).ToVector512Unsafe());
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> LoadHalfUnbiased(ushort* p, Vector512<float> mask) => ((Widen(p) << 13) & mask.AsInt32()).AsSingle();
+
+    public static Vector512<float> HalfMask => Vector512.Create(unchecked((int)0x8fffffff)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Create(float v) => Vector512.Create(v);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.MultiplyAddEstimate(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -94,6 +123,17 @@ internal readonly unsafe struct Simd256 : ISimdFloat<Vector256<float>>
     private static Vector256<int> Widen(ushort* p) => Avx2.IsSupported
         ? Avx2.ConvertToVector256Int32((short*)p)
         : Vector256.WidenLower(Vector128.Load((short*)p).ToVector256Unsafe());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> LoadHalfUnbiased(ushort* p, Vector256<float> mask) => ((Widen(p) << 13) & mask.AsInt32()).AsSingle();
+
+    public static Vector256<float> HalfMask => Vector256.Create(unchecked((int)0x8fffffff)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Create(float v) => Vector256.Create(v);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.MultiplyAddEstimate(a, b, c);
@@ -123,6 +163,17 @@ internal readonly unsafe struct Simd128 : ISimdFloat<Vector128<float>>
         : Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)p).AsInt16());
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> LoadHalfUnbiased(ushort* p, Vector128<float> mask) => ((Widen(p) << 13) & mask.AsInt32()).AsSingle();
+
+    public static Vector128<float> HalfMask => Vector128.Create(unchecked((int)0x8fffffff)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Create(float v) => Vector128.Create(v);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Multiply(Vector128<float> a, Vector128<float> b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> MultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.MultiplyAddEstimate(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -143,6 +194,17 @@ internal readonly unsafe struct SimdScalar : ISimdFloat<float>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float LoadBFloat16(ushort* p) => RowConvert.Reference.BFloat16ToSingle(*p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float LoadHalfUnbiased(ushort* p, float mask) => BitConverter.Int32BitsToSingle(((short)*p << 13) & BitConverter.SingleToInt32Bits(mask));
+
+    public static float HalfMask => BitConverter.Int32BitsToSingle(unchecked((int)0x8fffffff));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Create(float v) => v;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Multiply(float a, float b) => a * b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float MultiplyAdd(float a, float b, float c) => float.MultiplyAddEstimate(a, b, c);

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using ModelSmith.Formats;
 
 namespace ModelSmith.Tensors;
@@ -9,7 +10,9 @@ namespace ModelSmith.Tensors;
 /// </summary>
 /// <remarks>
 /// The bytes may be an array or a memory-mapped file exposed through a <c>MemoryManager</c>; nothing here
-/// assumes an array. A matrix is a view: it owns nothing and copying it is cheap.
+/// assumes an array. A matrix is a view: it owns nothing and copying it is cheap. The bytes must not
+/// change while a matrix is over them (they are weights): an F16 matrix remembers, after its first decode,
+/// whether it holds infinities or NaNs (<see cref="HalvesAreFinite"/>).
 /// </remarks>
 internal readonly struct WeightMatrix
 {
@@ -31,7 +34,11 @@ internal readonly struct WeightMatrix
         RowBytes = (int)rowBytes;
         Data = data;
         Kernel = kernel;
+        _finiteScan = type == GgmlType.F16 ? new FiniteScan() : null;
     }
+
+    // Shared by the copies of this matrix; null for types other than F16.
+    private readonly FiniteScan? _finiteScan;
 
     public GgmlType Type { get; }
 
@@ -49,6 +56,12 @@ internal readonly struct WeightMatrix
 
     /// <summary>The conversion kernel of <see cref="Type"/>.</summary>
     public RowKernel Kernel { get; }
+
+    /// <summary>
+    /// True when the matrix is F16 and none of its values is an infinity or a NaN. The first call scans
+    /// the bytes (at memory speed); the answer is kept for every copy of this matrix.
+    /// </summary>
+    public bool HalvesAreFinite => _finiteScan is not null && _finiteScan.IsFinite(Data.Span);
 
     /// <summary>The stored bytes of row <paramref name="row"/>: (RowBytes).</summary>
     public ReadOnlySpan<byte> RowData(int row)
@@ -76,5 +89,23 @@ internal readonly struct WeightMatrix
         var bytes = new byte[kernel.RowBytes(cols) * rows];
         kernel.FromSingle(values, bytes);
         return new WeightMatrix(type, rows, cols, bytes);
+    }
+}
+
+/// <summary>Whether a run of binary16 values holds no infinity or NaN, found once and remembered.</summary>
+internal sealed class FiniteScan
+{
+    private int _state; // 0 not scanned yet, 1 all finite, 2 some infinity or NaN
+
+    /// <summary>bytes: the binary16 values, always the same ones for this instance.</summary>
+    public bool IsFinite(ReadOnlySpan<byte> bytes)
+    {
+        int state = Volatile.Read(ref _state);
+        if (state == 0)
+        {
+            state = RowConvert.HalvesAreFinite(MemoryMarshal.Cast<byte, ushort>(bytes)) ? 1 : 2;
+            Volatile.Write(ref _state, state);
+        }
+        return state == 1;
     }
 }

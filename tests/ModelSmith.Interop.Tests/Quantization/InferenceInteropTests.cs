@@ -77,7 +77,7 @@ public sealed class InferenceInteropTests(ITestOutputHelper output, InferenceInt
     public void Llama_cpp_quantized_model_gives_llama_cpp_logits_and_greedy_tokens(LLamaFtype ftype, bool pure, GgmlType type)
     {
         string path = Path.Combine(_model.Directory, $"llama-{ftype}-{(pure ? "pure" : "mix")}.gguf");
-        LlamaCppModel.Quantize(_model.Path, path, ftype, threads: 2, pure);
+        LlamaCppOracle.Quantize(_model.Path, path, ftype, threads: 2, pure);
         try
         {
             using (var file = GgufFile.Open(path))
@@ -111,7 +111,7 @@ public sealed class InferenceInteropTests(ITestOutputHelper output, InferenceInt
             Architecture = ModelArchitecture.Gpt2, VocabSize = 512, ContextLength = 128, EmbeddingLength = 256, BlockCount = 2,
             FeedForwardLength = 1024, HeadCount = 4, KvHeadCount = 4, HeadDim = 64, NormEpsilon = 1e-5f, TiedOutput = false,
         }, GgmlType.F32, seed: 5);
-        LlamaCppModel.Quantize(f32, path, ftype, threads: 2, pure);
+        LlamaCppOracle.Quantize(f32, path, ftype, threads: 2, pure);
         try
         {
             Compare(path, TestSequence(512, seed: 9));
@@ -130,7 +130,7 @@ public sealed class InferenceInteropTests(ITestOutputHelper output, InferenceInt
     public void Stories260K_quantized_with_fallbacks_gives_llama_cpp_logits_and_greedy_tokens(LLamaFtype ftype)
     {
         string path = Path.Combine(_model.Directory, $"stories260K-{ftype}.gguf");
-        LlamaCppModel.Quantize(RepoPaths.Stories260K, path, ftype, threads: 2);
+        LlamaCppOracle.Quantize(RepoPaths.Stories260K, path, ftype, threads: 2);
         try
         {
             Compare(path, TestSequence(512, seed: 5));

@@ -110,7 +110,7 @@ public sealed class MixesFileInteropTests(ITestOutputHelper output, MixesFileInt
         try
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            LlamaCppModel.Quantize(input, theirs, (LLamaFtype)(int)fileType, threads: 2);
+            LlamaCppOracle.Quantize(input, theirs, (LLamaFtype)(int)fileType, threads: 2);
             TimeSpan theirTime = clock.Elapsed;
             QuantizationResult result = ModelQuantizer.Quantize(input, ours, new QuantizeOptions { FileType = fileType, Threads = 2 });
             output.WriteLine($"{model} {fileType}: llama.cpp {theirTime.TotalMilliseconds:F0} ms, ours {result.Elapsed.TotalMilliseconds:F0} ms; " +
@@ -148,7 +148,7 @@ public sealed class MixesFileInteropTests(ITestOutputHelper output, MixesFileInt
         // fallback for the 32-block types, so both quantizers stop (llama.cpp: "no tensor type fallback is defined").
         string input = _models.Paths[model];
         string path = Path.Combine(_models.Directory, $"refused-{model}-{fileType}.gguf");
-        Assert.Throws<InvalidOperationException>(() => LlamaCppModel.Quantize(input, path + ".llama", (LLamaFtype)(int)fileType, threads: 1));
+        Assert.Throws<InvalidOperationException>(() => LlamaCppOracle.Quantize(input, path + ".llama", (LLamaFtype)(int)fileType, threads: 1));
         var e = Assert.Throws<QuantizationException>(() => ModelQuantizer.Quantize(input, path, new QuantizeOptions { FileType = fileType, Threads = 1 }));
         output.WriteLine(e.Message);
         Assert.Contains("ffn_down", e.Message, StringComparison.Ordinal);

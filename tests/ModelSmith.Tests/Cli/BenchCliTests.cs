@@ -1,4 +1,5 @@
 using System.Text.Json;
+using ModelSmith.Formats;
 
 namespace ModelSmith.Tests.Cli;
 
@@ -36,12 +37,54 @@ public class BenchCliTests
     }
 
     [Fact]
-    public void The_llama_cpp_comparison_points_to_the_benchmark_project()
+    public void Bench_vs_llama_cpp_reports_both_engines_and_the_ratio_of_their_speeds()
     {
-        var result = SmithProcess.Run("bench", RepoPaths.Stories260K, "--vs-llama-cpp");
-        Assert.Equal(2, result.ExitCode);
-        Assert.Contains("bench/ModelSmith.Bench", result.Error, StringComparison.Ordinal);
-        Assert.Contains("-- llama", result.Error, StringComparison.Ordinal);
+        var result = SmithProcess.Run("bench", RepoPaths.Stories260K, "--vs-llama-cpp", "--json", "--pp", "32", "--tg", "16", "--reps", "2", "--no-record");
+
+        Assert.True(result.ExitCode == 0, result.Error);
+        JsonElement root = JsonDocument.Parse(result.Output).RootElement;
+        JsonElement ours = root.GetProperty("tests");
+        JsonElement llama = root.GetProperty("llama_cpp");
+        Assert.Equal("F16", llama.GetProperty("kv_type").GetString());
+        Assert.Equal("auto", llama.GetProperty("flash_attn").GetString());
+        Assert.StartsWith("libllama ", llama.GetProperty("native_library").GetString(), StringComparison.Ordinal);
+        Assert.True(llama.GetProperty("load_seconds").GetDouble() > 0);
+        JsonElement theirs = llama.GetProperty("tests");
+        Assert.Equal(2, theirs.GetArrayLength());
+        for (int i = 0; i < 2; i++)
+        {
+            Assert.Equal(ours[i].GetProperty("name").GetString(), theirs[i].GetProperty("name").GetString());
+            Assert.Equal(2, theirs[i].GetProperty("samples_ns").GetArrayLength());
+            double ourSpeed = ours[i].GetProperty("avg_ts").GetDouble(), theirSpeed = theirs[i].GetProperty("avg_ts").GetDouble();
+            Assert.True(ourSpeed > 0 && theirSpeed > 0, $"{ourSpeed} and {theirSpeed} tokens/s");
+            Assert.Equal(ourSpeed / theirSpeed, theirs[i].GetProperty("ratio").GetDouble(), 12);
+        }
+    }
+
+    [Fact]
+    public void Bench_vs_llama_cpp_keeps_our_numbers_and_exits_1_when_llama_cpp_refuses_the_file()
+    {
+        // Without a vocabulary smith still runs the model (on random ids); llama.cpp cannot load it.
+        using var dir = new TempDirectory();
+        string path = dir.File("no-vocab.gguf");
+        using (GgufFile file = GgufFile.Open(RepoPaths.Stories260K))
+        {
+            GgufWriter writer = GgufWriter.From(file);
+            foreach (string key in file.MetadataKeys)
+            {
+                if (key.StartsWith("tokenizer.", StringComparison.Ordinal)) writer.Remove(key);
+            }
+            writer.Write(path);
+        }
+
+        var result = SmithProcess.Run("bench", path, "--vs-llama-cpp", "--json", "--pp", "16", "--tg", "4", "--reps", "1", "--no-record");
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains(path, result.Error, StringComparison.Ordinal);
+        Assert.Contains("stand", result.Error, StringComparison.Ordinal);
+        JsonElement root = JsonDocument.Parse(result.Output).RootElement;
+        Assert.True(root.GetProperty("tests")[0].GetProperty("avg_ts").GetDouble() > 0);
+        Assert.Contains(path, root.GetProperty("llama_cpp").GetProperty("error").GetString(), StringComparison.Ordinal);
     }
 
     [Theory]

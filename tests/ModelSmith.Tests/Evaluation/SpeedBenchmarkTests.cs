@@ -42,8 +42,51 @@ public class SpeedBenchmarkTests
         Assert.True(SpeedBenchmark.PeakResidentBytes() >= current);
     }
 
+    [Theory]
+    [InlineData(SpeedTestKind.Prompt, 12)]
+    [InlineData(SpeedTestKind.Generation, 5)]
+    public void Any_engine_is_driven_from_an_empty_cache_with_the_first_token_first_in_every_run(SpeedTestKind kind, int tokens)
+    {
+        var engine = new RecordingEngine(vocab: 50);
+
+        SpeedTestResult result = SpeedBenchmark.Run(engine, kind, tokens, repetitions: 2, firstToken: 7);
+
+        Assert.Equal(2, result.Samples.Count);
+        // At least one warm-up run, then the two timed ones; each run clears the cache, then decodes `tokens` ids,
+        // in one batch (prompt) or one call per token (generation).
+        Assert.True(engine.RunCount >= 3, $"{engine.RunCount} runs");
+        foreach (List<int[]> run in engine.Runs)
+        {
+            Assert.Equal(kind == SpeedTestKind.Prompt ? 1 : tokens, run.Count);
+            int[] ids = [.. run.SelectMany(batch => batch)];
+            Assert.Equal(tokens, ids.Length);
+            Assert.Equal(7, ids[0]);
+            Assert.All(ids, id => Assert.InRange(id, 0, 49));
+        }
+    }
+
     private sealed class Collect(List<int> items) : IProgress<int>
     {
         public void Report(int value) => items.Add(value);
+    }
+
+    /// <summary>An engine that counts its runs (a run starts at ClearCache) and records the batches of the last three
+    /// (warm-up repeats a fast engine many times).</summary>
+    private sealed class RecordingEngine(int vocab) : ISpeedTestEngine
+    {
+        public int RunCount { get; private set; }
+
+        public List<List<int[]>> Runs { get; } = [];
+
+        public int VocabSize => vocab;
+
+        public void ClearCache()
+        {
+            RunCount++;
+            Runs.Add([]);
+            if (Runs.Count > 3) Runs.RemoveAt(0);
+        }
+
+        public void Decode(ReadOnlySpan<int> tokens) => Runs[^1].Add(tokens.ToArray());
     }
 }

@@ -28,6 +28,24 @@ public class BlockQuantizerInputTests
     }
 
     [Fact]
+    public void On_several_threads_the_first_non_finite_weight_is_the_one_reported()
+    {
+        // 1024 rows of 256: many pieces of rows over the workers; the later bad value sits in an earlier-finishing piece as often as not.
+        const int rows = 1024;
+        const int cols = 256;
+        var x = new float[rows * cols];
+        x[700 * cols + 3] = float.PositiveInfinity;
+        x[900 * cols + 9] = float.NaN;
+        foreach (GgmlType type in new[] { GgmlType.Q8_0, GgmlType.Q4_K })
+        {
+            var e = Assert.Throws<ArgumentException>(() => BlockQuantizer.Quantize(type, x, rows, cols, new byte[rows * BlockQuantizer.RowSize(type, cols)], threads: 4));
+            Assert.Contains("row 700, column 3", e.Message, StringComparison.Ordinal);
+            e = Assert.Throws<ArgumentException>(() => BlockQuantizer.Quantize(type, x, rows, cols, new byte[rows * BlockQuantizer.RowSize(type, cols)], threads: 4, new float[cols]));
+            Assert.Contains("row 700, column 3", e.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public void Buffers_of_the_wrong_size_are_refused_naming_the_expected_size()
     {
         var e = Assert.Throws<ArgumentException>(() => BlockQuantizer.Quantize(GgmlType.Q4_0, new float[64], 2, 32, new byte[35]));

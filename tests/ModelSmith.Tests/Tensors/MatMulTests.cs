@@ -155,6 +155,35 @@ public sealed class MatMulTests : IDisposable
     }
 
     [Fact]
+    public void F16_decode_gives_the_bits_of_the_exact_widening_for_every_length_and_special_weight()
+    {
+        // Half subnormals and the largest halves in every matrix (the fast widening); infinities of both
+        // signs and NaN in every other one (the exact widening), in some group of four rows or in the
+        // K % lanes tail; x with half subnormals and values near the half range.
+        float[] finite = [3e-6f, -5.9604645e-8f, 65504f, -65504f];
+        float[] nonfinite = [float.PositiveInfinity, float.NegativeInfinity, float.NaN];
+        const int rows = 13; // three groups of four (the first two prefetch their successors) and one leftover row
+        for (int cols = 0; cols <= 257; cols++)
+        {
+            float[] values = Uniform(rows * cols, cols + 100);
+            float[] x = Uniform(2 * cols, cols + 200);
+            if (cols > 0)
+            {
+                values[(cols * 7) % (rows * cols)] = finite[cols % finite.Length];
+                values[(cols * 11 + 2) % (rows * cols)] = finite[(cols + 1) % finite.Length];
+                if (cols % 2 == 1) values[(cols * 5 + 3) % (rows * cols)] = nonfinite[cols / 2 % nonfinite.Length];
+                x[cols / 2] = cols % 2 == 0 ? 60000f : 1e-7f;
+            }
+            WeightMatrix w = WeightMatrix.FromSingles(values, rows, cols, GgmlType.F16);
+            Assert.Equal(cols % 2 == 0, w.HalvesAreFinite);
+            float[] bias = Uniform(rows, cols + 300);
+            float[] batch = Run(_pools[0], x, w, bias, 2);
+            AssertBitEqual(batch.AsSpan(0, rows), Run(_pools[0], x.AsSpan(0, cols).ToArray(), w, bias, 1), $"F16 decode, {cols} columns");
+            AssertBitEqual(batch.AsSpan(rows, rows), Run(_pools[1], x.AsSpan(cols, cols).ToArray(), w, bias, 1), $"F16 decode, {cols} columns, 2 threads");
+        }
+    }
+
+    [Fact]
     public void Bad_shapes_are_rejected_with_the_sizes_in_the_message()
     {
         WeightMatrix w = WeightMatrix.FromSingles(new float[12], 3, 4);

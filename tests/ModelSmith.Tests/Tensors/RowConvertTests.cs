@@ -118,6 +118,26 @@ public class RowConvertTests
     }
 
     [Fact]
+    public void Halves_are_finite_unless_one_at_any_position_of_any_length_is_infinite_or_nan()
+    {
+        ushort[] finite = [0x0000, 0x8000, 0x03ff, 0x83ff, 0x7bff, 0xfbff, 0x3c00, 0x7800];
+        ushort[] special = [0x7c00, 0xfc00, 0x7e00, 0xfe01, 0x7fff, 0xffff];
+        for (int n = 0; n <= 257; n++)
+        {
+            var bits = new ushort[n];
+            for (int i = 0; i < n; i++) bits[i] = finite[(i + n) % finite.Length];
+            Assert.True(RowConvert.HalvesAreFinite(bits), $"{n} finite halves");
+            for (int at = 0; at < n; at++)
+            {
+                ushort kept = bits[at];
+                bits[at] = special[(at + n) % special.Length];
+                Assert.False(RowConvert.HalvesAreFinite(bits), $"{n} halves, 0x{bits[at]:x4} at {at}");
+                bits[at] = kept;
+            }
+        }
+    }
+
+    [Fact]
     public void Conversions_reject_a_short_destination()
     {
         Assert.Throws<ArgumentException>(() => RowConvert.HalfToSingle(new ushort[5], new float[4]));

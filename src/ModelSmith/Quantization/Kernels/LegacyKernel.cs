@@ -283,9 +283,10 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
     private static void DotPacked4<TD>(byte* rows, int rowBytes, sbyte* q, float* dy, int* qsum, float* sy, int nb, float* y)
         where TD : struct, IByteDot
     {
-        float* terms = stackalloc float[32];
         byte* r0 = rows, r1 = rows + rowBytes, r2 = rows + 2 * rowBytes, r3 = rows + 3 * rowBytes;
-        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        // Lane j holds row j's running sum: adding the transposed terms block by block is, lane by lane,
+        // the same float adds in the same order as four scalar sums.
+        Vector128<float> sums = Vector128<float>.Zero;
         int b = 0;
         for (; b + 8 <= nb; b += 8)
         {
@@ -300,18 +301,25 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
                 Sse.Prefetch0(ahead + 2 * rowBytes + i);
                 Sse.Prefetch0(ahead + 3 * rowBytes + i);
             }
-            GroupTerms<TD>(r0 + offset, q, dy, qsum, sy, b).Store(terms);
-            GroupTerms<TD>(r1 + offset, q, dy, qsum, sy, b).Store(terms + 8);
-            GroupTerms<TD>(r2 + offset, q, dy, qsum, sy, b).Store(terms + 16);
-            GroupTerms<TD>(r3 + offset, q, dy, qsum, sy, b).Store(terms + 24);
-            for (int i = 0; i < 8; i++)
-            {
-                s0 += terms[i];
-                s1 += terms[8 + i];
-                s2 += terms[16 + i];
-                s3 += terms[24 + i];
-            }
+            Vector256<float> t0 = GroupTerms<TD>(r0 + offset, q, dy, qsum, sy, b);
+            Vector256<float> t1 = GroupTerms<TD>(r1 + offset, q, dy, qsum, sy, b);
+            Vector256<float> t2 = GroupTerms<TD>(r2 + offset, q, dy, qsum, sy, b);
+            Vector256<float> t3 = GroupTerms<TD>(r3 + offset, q, dy, qsum, sy, b);
+            // 4 × 8 → 8 × 4: block i's four terms, one per row, in the low (i < 4) or high (i ≥ 4) half of c_{i % 4}.
+            Vector256<float> a01 = Avx.UnpackLow(t0, t1), b01 = Avx.UnpackHigh(t0, t1);
+            Vector256<float> a23 = Avx.UnpackLow(t2, t3), b23 = Avx.UnpackHigh(t2, t3);
+            Vector256<float> c0 = Avx.Shuffle(a01, a23, 0x44), c1 = Avx.Shuffle(a01, a23, 0xEE);
+            Vector256<float> c2 = Avx.Shuffle(b01, b23, 0x44), c3 = Avx.Shuffle(b01, b23, 0xEE);
+            sums += c0.GetLower();
+            sums += c1.GetLower();
+            sums += c2.GetLower();
+            sums += c3.GetLower();
+            sums += c0.GetUpper();
+            sums += c1.GetUpper();
+            sums += c2.GetUpper();
+            sums += c3.GetUpper();
         }
+        float s0 = sums.GetElement(0), s1 = sums.GetElement(1), s2 = sums.GetElement(2), s3 = sums.GetElement(3);
         for (; b < nb; b++)
         {
             long offset = (long)b * TF.TypeSize;
@@ -360,13 +368,31 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         Vector256<int> sumi = Transpose8(s0, s1, s2, s3, s4, s5, s6, s7);
         if (TF.OffsetShift >= 0) sumi -= Vector256.Load(qsum + b) << TF.OffsetShift;
         // Each block starts with d (and m): the first four bytes of the eight blocks, d in the low half.
-        // Eight scalar loads beat vpgatherdd here (measured on Zen 5).
-        Vector256<int> heads = Vector256.Create(
-            *(int*)w, *(int*)(w + TF.TypeSize), *(int*)(w + 2 * TF.TypeSize), *(int*)(w + 3 * TF.TypeSize),
-            *(int*)(w + 4 * TF.TypeSize), *(int*)(w + 5 * TF.TypeSize), *(int*)(w + 6 * TF.TypeSize), *(int*)(w + 7 * TF.TypeSize));
+        // Eight scalar loads beat vpgatherdd here (measured on Zen 5); for Q4_0 the eight d's lie in the
+        // group's first 128 bytes, and one two-register word permute picks them out.
+        Vector256<int> heads = TF.TypeSize == 18 && Avx512BW.IsSupported
+            ? Heads18(w)
+            : Vector256.Create(
+                *(int*)w, *(int*)(w + TF.TypeSize), *(int*)(w + 2 * TF.TypeSize), *(int*)(w + 3 * TF.TypeSize),
+                *(int*)(w + 4 * TF.TypeSize), *(int*)(w + 5 * TF.TypeSize), *(int*)(w + 6 * TF.TypeSize), *(int*)(w + 7 * TF.TypeSize));
         Vector256<float> dx = HalfScale.ToSingle(heads);
         Vector256<float> mx = TF.HasMin ? HalfScale.ToSingle(Vector256.ShiftRightLogical(heads, 16)) : default;
         return TF.Term(sumi, dx, Vector256.Load(dy + b), mx, TF.HasMin ? Vector256.Load(sy + b) : default);
+    }
+
+    /// <summary>
+    /// The first two bytes (d) of eight consecutive 18-byte blocks at w, each in the low half of its lane;
+    /// the high halves hold other bytes of the blocks. Reads w[0..128), inside the eight blocks' 144 bytes.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Heads18(byte* w)
+    {
+        // Word 9i is block i's d (byte 18i); word 9i + 1 follows it, except for i = 7 (word 64 is out of the
+        // two registers' reach), where word 63 stands in.
+        Vector512<short> index = Vector512.Create(
+            (short)0, 1, 9, 10, 18, 19, 27, 28, 36, 37, 45, 46, 54, 55, 63, 63,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        return Avx512BW.PermuteVar32x16x2(Vector512.Load((short*)w), index, Vector512.Load((short*)(w + 64))).GetLower().AsInt32();
     }
 
     /// <summary>The float term of block b of one stored row (w points at it).</summary>

@@ -8,9 +8,20 @@ namespace ModelSmith.Quantization.Kernels;
 internal static unsafe class Nibbles
 {
     /// <summary>16 packed bytes → 32 levels: byte j's low nibble is level j, its high nibble level j + 16.</summary>
+    /// <remarks>
+    /// With AVX2 the 16 bytes are loaded into both halves (a broadcast load, no shuffle), the upper half's
+    /// dwords shifted right by 4 (each byte then holds its high nibble in its low 4 bits) and both halves
+    /// masked: two operations instead of four.
+    /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<byte> Split(byte* packed)
     {
+        if (Avx2.IsSupported)
+        {
+            Vector256<uint> both = Avx2.BroadcastVector128ToVector256((uint*)packed);
+            Vector256<uint> shifted = Avx2.ShiftRightLogicalVariable(both, Vector256.Create(0u, 0, 0, 0, 4, 4, 4, 4));
+            return shifted.AsByte() & Vector256.Create((byte)0x0F);
+        }
         Vector128<byte> v = Vector128.Load(packed);
         Vector128<byte> mask = Vector128.Create((byte)0x0F);
         return Vector256.Create(v & mask, Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask);

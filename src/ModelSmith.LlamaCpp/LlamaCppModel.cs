@@ -2,23 +2,28 @@ using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Text;
 using LLama.Native;
+using ModelSmith.Evaluation;
 
-namespace ModelSmith.Interop.Tests;
+namespace ModelSmith.LlamaCpp;
 
 /// <summary>
 /// llama.cpp (through LLamaSharp's low-level handles) as a test oracle and benchmark peer.
 /// One instance = one loaded GGUF model + one context with a single sequence.
 ///
-/// Numerics are pinned so that comparisons with our engine are meaningful:
+/// By default numerics are pinned so that comparisons with our engine are meaningful:
 /// the KV cache is F32 for K and V (llama.cpp's default is F16, which rounds every cached K/V to
 /// half precision and moves logits by ~1e-3), flash attention is off (its online softmax sums in a
 /// different order), and n_batch = n_ubatch = context size so that a batch is never split into
 /// micro-batches behind our back. The file is read into memory (no mmap) so that a file rewritten by
-/// a test between two loads is never seen half-old.
+/// a test between two loads is never seen half-old. A benchmark passes llama-bench's settings instead
+/// (F16 KV cache, flash attention auto, n_ubatch 512, mmap).
+///
+/// The native library is loaded by this type's static constructor, i.e. on the first use of the type and
+/// never before: code that must not load llama.cpp only has to not touch it.
 ///
 /// Not thread-safe: one instance per thread.
 /// </summary>
-internal sealed unsafe class LlamaCppModel : IDisposable
+internal sealed unsafe class LlamaCppModel : ISpeedTestEngine, IDisposable
 {
     /// <summary>Recent llama.cpp warning/error lines, quoted in exceptions when a call fails.</summary>
     private static readonly ConcurrentQueue<string> s_recentErrors = new();
@@ -42,12 +47,17 @@ internal sealed unsafe class LlamaCppModel : IDisposable
     /// <summary>Loads <paramref name="path"/> with a context of <paramref name="contextSize"/> tokens
     /// (0 = the model's training context; llama.cpp rounds it up to a multiple of 256) computed on <paramref name="threads"/> threads.
     /// <paramref name="f32KvCache"/> = false keeps llama.cpp's default F16 KV cache;
-    /// <paramref name="flashAttention"/> = null keeps llama.cpp's default "auto" (on for the CPU backend).
-    /// The defaults are the exact settings; (false, null) are llama-bench's.</summary>
-    public LlamaCppModel(string path, int threads = 1, int contextSize = 0, bool f32KvCache = true, bool? flashAttention = false)
+    /// <paramref name="flashAttention"/> = null keeps llama.cpp's default "auto" (on for the CPU backend);
+    /// <paramref name="microBatchSize"/> = 0 makes n_ubatch the whole context (one batch is one graph), else
+    /// llama.cpp splits a batch into graphs of that many tokens; <paramref name="memoryMap"/> maps the file
+    /// instead of reading it.
+    /// The defaults are the exact settings; (false, null, 512, true) are llama-bench's.</summary>
+    public LlamaCppModel(string path, int threads = 1, int contextSize = 0, bool f32KvCache = true, bool? flashAttention = false,
+        int microBatchSize = 0, bool memoryMap = false)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(contextSize);
+        ArgumentOutOfRangeException.ThrowIfNegative(microBatchSize);
         if (!File.Exists(path))
         {
             throw new FileNotFoundException($"GGUF model '{path}' does not exist.", path);
@@ -57,7 +67,7 @@ internal sealed unsafe class LlamaCppModel : IDisposable
 
         var modelParams = LLamaModelParams.Default();
         modelParams.n_gpu_layers = 0;
-        modelParams.load_mode = LLamaLoadMode.None;
+        modelParams.load_mode = memoryMap ? LLamaLoadMode.MemoryMap : LLamaLoadMode.None;
         modelParams.check_tensors = true;
         try
         {
@@ -74,7 +84,8 @@ internal sealed unsafe class LlamaCppModel : IDisposable
         var contextParams = LLamaContextParams.Default();
         contextParams.n_ctx = (uint)nCtx;
         contextParams.n_batch = (uint)nCtx;
-        contextParams.n_ubatch = (uint)nCtx;
+        int nUbatch = microBatchSize == 0 ? nCtx : Math.Min(microBatchSize, nCtx);
+        contextParams.n_ubatch = (uint)nUbatch;
         contextParams.n_seq_max = 1;
         contextParams.n_threads = threads;
         contextParams.n_threads_batch = threads;
@@ -99,15 +110,18 @@ internal sealed unsafe class LlamaCppModel : IDisposable
             throw new InvalidOperationException($"llama.cpp could not create a context for '{path}': {RecentErrors()}", e);
         }
         ContextSize = (int)_context.ContextSize;
-        if (_context.BatchSize < ContextSize || _context.UBatchSize < ContextSize)
+        if (_context.BatchSize < ContextSize || _context.UBatchSize < Math.Min(nUbatch, ContextSize))
         {
-            int batch = (int)_context.BatchSize;
+            int batch = (int)_context.BatchSize, ubatch = (int)_context.UBatchSize;
             _context.Dispose();
             _model.Dispose();
-            throw new InvalidOperationException($"llama.cpp made a context of {ContextSize} cells for '{path}' but a batch of only {batch}; batches must cover the whole context.");
+            throw new InvalidOperationException($"llama.cpp made a context of {ContextSize} cells for '{path}' but a batch of only {batch} (micro-batch {ubatch}); batches must cover the whole context.");
         }
         Threads = threads;
         KvCacheType = contextParams.type_k;
+        FlashAttention = flashAttention;
+        MicroBatchSize = (int)_context.UBatchSize;
+        MemoryMapped = memoryMap;
     }
 
     /// <summary>Which native build LLamaSharp picked (e.g. the avx512 libllama.so).</summary>
@@ -117,6 +131,19 @@ internal sealed unsafe class LlamaCppModel : IDisposable
         {
             var library = NativeApi.GetLoadedNativeLibrary(NativeLibraryName.LLama);
             return library?.Metadata?.ToString() ?? "(not loaded)";
+        }
+    }
+
+    /// <summary>The loaded native build in short, as LLamaSharp's runtimes folders name it: "libllama avx512",
+    /// "libllama avx2", "libllama noavx" (plus " cuda" / " vulkan" for those backends).</summary>
+    public static string NativeLibraryVariant
+    {
+        get
+        {
+            var metadata = NativeApi.GetLoadedNativeLibrary(NativeLibraryName.LLama)?.Metadata;
+            if (metadata == null) return "(not loaded)";
+            string avx = metadata.AvxLevel == AvxLevel.None ? "noavx" : metadata.AvxLevel.ToString().ToLowerInvariant();
+            return $"libllama {avx}{(metadata.UseCuda ? " cuda" : "")}{(metadata.UseVulkan ? " vulkan" : "")}";
         }
     }
 
@@ -130,6 +157,32 @@ internal sealed unsafe class LlamaCppModel : IDisposable
 
     /// <summary>Element type of the cached K and V rows.</summary>
     public GGMLType KvCacheType { get; }
+
+    /// <summary>Flash attention as requested: on, off, or null = llama.cpp's "auto".</summary>
+    public bool? FlashAttention { get; }
+
+    /// <summary>n_ubatch: the most tokens one graph computes; a longer batch is split.</summary>
+    public int MicroBatchSize { get; }
+
+    /// <summary>Whether the file is memory-mapped rather than read.</summary>
+    public bool MemoryMapped { get; }
+
+    /// <summary>"F32" or "F16", as llama-bench prints the KV cache type.</summary>
+    public string KvCacheTypeName => KvCacheType switch
+    {
+        GGMLType.GGML_TYPE_F32 => "F32",
+        GGMLType.GGML_TYPE_F16 => "F16",
+        _ => KvCacheType.ToString(),
+    };
+
+    /// <summary>"on", "off" or "auto".</summary>
+    public string FlashAttentionName => FlashAttention is { } fa ? (fa ? "on" : "off") : "auto";
+
+    /// <summary>The settings that matter for speed, for a line under a table, e.g.
+    /// "KV F16, flash attn auto, n_ubatch 512, mmap, libllama avx512".</summary>
+    public string SpeedSettings =>
+        $"KV {KvCacheTypeName}, flash attn {FlashAttentionName}, n_ubatch {MicroBatchSize}, " +
+        $"{(MemoryMapped ? "mmap" : "no mmap")}, {NativeLibraryVariant}";
 
     /// <summary>Bytes the KV cache holds per position: K and V rows of every layer.</summary>
     public long KvBytesPerPosition =>
@@ -334,97 +387,9 @@ internal sealed unsafe class LlamaCppModel : IDisposable
     /// (-1 = the last token). Valid until the next Append or Reset.</summary>
     public ReadOnlySpan<float> Logits(int index = -1) => _context.GetLogitsIth(index);
 
-    /// <summary>Logits for every position of <paramref name="tokens"/> from a fresh cache, in one batch.</summary>
-    /// <returns>(T, n_vocab) row-major.</returns>
-    public float[] EvalAllLogits(ReadOnlySpan<int> tokens)
-    {
-        int vocab = VocabSize;
-        var logits = new float[tokens.Length * vocab]; // (T, V)
-        Reset();
-        Append(tokens, allLogits: true);
-        for (int t = 0; t < tokens.Length; t++)
-        {
-            Logits(t).CopyTo(logits.AsSpan(t * vocab, vocab));
-        }
-        return logits;
-    }
+    void ISpeedTestEngine.ClearCache() => Reset();
 
-    /// <summary>Logits for every position of <paramref name="tokens"/> from a fresh cache, decoding one
-    /// token per llama_decode call (the path a generator takes).</summary>
-    /// <returns>(T, n_vocab) row-major.</returns>
-    public float[] EvalAllLogitsTokenByToken(ReadOnlySpan<int> tokens)
-    {
-        int vocab = VocabSize;
-        var logits = new float[tokens.Length * vocab]; // (T, V)
-        Reset();
-        for (int t = 0; t < tokens.Length; t++)
-        {
-            Append(tokens.Slice(t, 1));
-            Logits().CopyTo(logits.AsSpan(t * vocab, vocab));
-        }
-        return logits;
-    }
-
-    /// <summary>Greedy generation from a fresh cache: the prompt in one batch, then <paramref name="n"/>
-    /// tokens each the argmax (lowest id on ties, as llama.cpp's greedy sampler) of the previous logits.
-    /// Does not stop at EOS.</summary>
-    /// <returns>The prompt followed by the n generated ids.</returns>
-    public int[] Greedy(ReadOnlySpan<int> prompt, int n)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(n);
-        var ids = new int[prompt.Length + n];
-        prompt.CopyTo(ids);
-        Reset();
-        Append(prompt);
-        for (int i = 0; i < n; i++)
-        {
-            int next = ArgMax(Logits());
-            ids[prompt.Length + i] = next;
-            if (i + 1 < n)
-            {
-                Append(ids.AsSpan(prompt.Length + i, 1));
-            }
-        }
-        return ids;
-    }
-
-    /// <summary>Index of the largest value; the first one on ties.</summary>
-    public static int ArgMax(ReadOnlySpan<float> values)
-    {
-        int best = 0;
-        for (int i = 1; i < values.Length; i++)
-        {
-            if (values[i] > values[best])
-            {
-                best = i;
-            }
-        }
-        return best;
-    }
-
-    /// <summary>llama_model_quantize with llama.cpp's default parameters (what the llama-quantize tool
-    /// does without options: output tensor quantized, no requantizing, no imatrix), only
-    /// <paramref name="ftype"/>, <paramref name="threads"/> and <paramref name="pure"/> set.
-    /// LLamaSharp's LLamaQuantizer is not used because its defaults differ from llama-quantize
-    /// (quantizeOutputTensor = false, allowRequantize = true), which changes output.weight's type.</summary>
-    public static void Quantize(string input, string output, LLamaFtype ftype, int threads, bool pure = false)
-    {
-        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
-        if (!File.Exists(input))
-        {
-            throw new FileNotFoundException($"GGUF model '{input}' to quantize does not exist.", input);
-        }
-        s_recentErrors.Clear();
-        var parameters = LLamaModelQuantizeParams.Default();
-        parameters.ftype = ftype;
-        parameters.nthread = threads;
-        parameters.pure = pure;
-        uint status = NativeApi.llama_model_quantize(input, output, ref parameters);
-        if (status != 0)
-        {
-            throw new InvalidOperationException($"llama_model_quantize('{input}' -> '{output}', {ftype}) failed with {status}: {RecentErrors()}");
-        }
-    }
+    void ISpeedTestEngine.Decode(ReadOnlySpan<int> tokens) => Append(tokens);
 
     public void Dispose()
     {
@@ -451,7 +416,11 @@ internal sealed unsafe class LlamaCppModel : IDisposable
         }
     }
 
-    private static string RecentErrors()
+    /// <summary>Forgets the logged lines, so that the next <see cref="RecentErrors"/> quotes only what a following call logs.</summary>
+    internal static void ClearRecentErrors() => s_recentErrors.Clear();
+
+    /// <summary>The last warning/error lines llama.cpp logged, joined for an exception message.</summary>
+    internal static string RecentErrors()
     {
         var lines = s_recentErrors.ToArray();
         return lines.Length == 0 ? "(llama.cpp logged no warning or error)" : string.Join(" | ", lines);
