@@ -118,12 +118,12 @@ internal static unsafe class QuantizedMatMul
 
             byte* rows = (byte*)Pool.GetScratchPointer(worker, n * (Unpacked / 4));
             for (int r = 0; r < n; r++) Kernel.Unpack(W + (long)(r0 + r) * RowBytes, Cols, rows + (long)r * Unpacked, Path);
-            // Tiles of TokenTile tokens × 1 row: the row's loads serve the tile; the tile's quants stay in L1
-            // while they meet every row of the item.
+            // Tiles of TokenTile tokens: the tile's quants stay in L1 while they meet every row of the item,
+            // and the kernel blocks rows × tokens in registers.
             for (int t = 0; t < Tokens; t += TokenTile)
             {
                 int tc = Math.Min(TokenTile, Tokens - t);
-                for (int r = 0; r < n; r++) Kernel.DotTokens(rows + (long)r * Unpacked, Activations, t, tc, Path, Y + (long)t * Rows + r0 + r, Rows);
+                Kernel.DotTile(rows, Unpacked, n, Activations, t, tc, Path, Y + (long)t * Rows + r0, Rows);
             }
             if (Bias != null)
             {
