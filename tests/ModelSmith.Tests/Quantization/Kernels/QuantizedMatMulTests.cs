@@ -160,6 +160,28 @@ public sealed class QuantizedMatMulTests : IDisposable
         }
     }
 
+    [Fact]
+    public unsafe void Grouping_blocks_transposes_each_full_group_of_eight_and_leaves_the_rest()
+    {
+        var rng = new Random(17);
+        for (int blocks = 0; blocks <= 33; blocks++)
+        {
+            var bytes = new byte[32 * blocks];
+            rng.NextBytes(bytes);
+            var expected = (byte[])bytes.Clone();
+            // Word j of block i (bytes 32i + 4j..) moves to word i of row j, within each full group of 8.
+            for (int g = 0; g + 8 <= blocks; g += 8)
+            {
+                for (int i = 0; i < 8; i++)
+                {
+                    for (int j = 0; j < 8; j++) Array.Copy(bytes, 32 * (g + i) + 4 * j, expected, 32 * (g + j) + 4 * i, 4);
+                }
+            }
+            fixed (byte* p = bytes) QuantizedActivations.GroupBlocks(p, blocks);
+            Assert.Equal(expected, bytes);
+        }
+    }
+
     public static TheoryData<GgmlType> BlockTypes => new()
     {
         GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
