@@ -139,13 +139,33 @@ internal sealed class Attention
 
         /// <summary>
         /// output = Σ_j p[j]·values[j], each element's multiply-adds in j order as <see cref="VectorOps.Axpy"/>
-        /// does them from a cleared output (so the same bits), with 16 elements held in a register across j.
+        /// does them from a cleared output (so the same bits), with the output held in registers across j:
+        /// 64 elements at a time, so four independent multiply-add chains overlap.
         /// p: (n), values: (n, D), output: (D); D a multiple of 16.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void Mix16(float* p, float* values, int d, int n, float* output)
         {
-            for (int c = 0; c < d; c += 16)
+            int c = 0;
+            for (; c + 64 <= d; c += 64)
+            {
+                Vector512<float> o0 = Vector512<float>.Zero, o1 = o0, o2 = o0, o3 = o0;
+                float* v = values + c;
+                for (int j = 0; j < n; j++)
+                {
+                    Vector512<float> pj = Vector512.Create(p[j]);
+                    float* vj = v + (long)j * d;
+                    o0 = Vector512.MultiplyAddEstimate(pj, Vector512.Load(vj), o0);
+                    o1 = Vector512.MultiplyAddEstimate(pj, Vector512.Load(vj + 16), o1);
+                    o2 = Vector512.MultiplyAddEstimate(pj, Vector512.Load(vj + 32), o2);
+                    o3 = Vector512.MultiplyAddEstimate(pj, Vector512.Load(vj + 48), o3);
+                }
+                o0.Store(output + c);
+                o1.Store(output + c + 16);
+                o2.Store(output + c + 32);
+                o3.Store(output + c + 48);
+            }
+            for (; c < d; c += 16)
             {
                 Vector512<float> o = Vector512<float>.Zero;
                 float* v = values + c;
