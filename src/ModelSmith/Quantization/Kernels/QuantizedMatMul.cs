@@ -15,8 +15,9 @@ namespace ModelSmith.Quantization.Kernels;
 /// <para><b>Work split.</b> Items are blocks of weight rows. Decode (one token) multiplies each stored row
 /// directly (<see cref="QuantKernel.DotPackedRows"/>: levels unpacked in registers, each weight read from
 /// memory once). Prefill unpacks the item's <see cref="PrefillRows"/> rows once into the worker's scratch
-/// and runs the tokens against them in tiles of <see cref="TokenTile"/>, so the unpacking is paid once per
-/// weight and the unpacked rows (16 × ~2·K bytes) stay in L2 while the tokens stream through L1.</para>
+/// and runs the tokens against them in tiles of <see cref="TokenTile"/> (<see cref="QuantKernel.DotTile"/>,
+/// which may block rows × tokens in registers), so the unpacking is paid once per weight and the unpacked
+/// rows (16 × ~2·K bytes) stay in L2 while the tokens stream through L1.</para>
 /// </remarks>
 internal static unsafe class QuantizedMatMul
 {
