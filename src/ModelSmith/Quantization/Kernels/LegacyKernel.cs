@@ -59,8 +59,10 @@ internal unsafe interface ILegacyFormat
 /// <para><b>Prefill</b> unpacks a row once (<see cref="Unpack"/>: the K levels as bytes with the format's
 /// offset, each full group of 8 blocks stored as the transpose of its 8×8 matrix of 4-byte words; then d
 /// and m per block as floats) against activations quantized in the same grouped order, so one 32-byte load
-/// holds 4 levels of each of 8 blocks and vpdpbusd accumulates block i in lane i with no reduction; four
-/// tokens share each load.</para>
+/// holds 4 levels of each of 8 blocks and vpdpbusd accumulates block i in lane i with no reduction. Tiles
+/// of 4 tokens × 2 rows (4 rows with AVX-512's 32 registers, <see cref="DotTile"/>) share each load; the
+/// eight running sums of a 2 × 4 tile sit in the lanes of one vector, and a transpose of the tile's terms
+/// adds them block by block, so each sum still sees ggml's float adds in ggml's order.</para>
 /// </remarks>
 internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, ILegacyFormat
 {
@@ -134,6 +136,215 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
             else Dot4<MaddDot>(unpacked, a, t0 + j, y + (long)j * ldy, ldy);
         }
         for (; j < count; j++) y[(long)j * ldy] = Dot(unpacked, a, t0 + j, path);
+    }
+
+    public override void DotTile(byte* unpacked, int stride, int rows, QuantizedActivations a, int t0, int count, QuantKernelPath path, float* y, int ldy)
+    {
+        if (path == QuantKernelPath.Scalar || count != 4)
+        {
+            base.DotTile(unpacked, stride, rows, a, t0, count, path, y, ldy);
+            return;
+        }
+        bool vnni = path != QuantKernelPath.Avx2 && AvxVnni.IsSupported;
+        int r = 0;
+        // Four rows need 16 accumulators plus the loads: only with AVX-512's 32 vector registers (with 16,
+        // the spills make four rows slower than two, measured).
+        for (; Avx512F.IsSupported && r + 4 <= rows; r += 4)
+        {
+            if (vnni) Dot4x4<VnniDot>(unpacked + (long)r * stride, stride, a, t0, y + r, ldy);
+            else Dot4x4<MaddDot>(unpacked + (long)r * stride, stride, a, t0, y + r, ldy);
+        }
+        for (; r + 2 <= rows; r += 2)
+        {
+            if (vnni) Dot2x4<VnniDot>(unpacked + (long)r * stride, stride, a, t0, y + r, ldy);
+            else Dot2x4<MaddDot>(unpacked + (long)r * stride, stride, a, t0, y + r, ldy);
+        }
+        for (; r < rows; r++) DotTokens(unpacked + (long)r * stride, a, t0, count, path, y + r, ldy);
+    }
+
+    /// <summary>
+    /// Two unpacked rows against four tokens: each 32-byte load of levels serves four tokens and each load
+    /// of quants two rows, vpdpbusd leaves block i of each of the eight (row, token) pairs in lane i, and
+    /// the eight running sums (one chain of float adds in block order each, ggml's order) live in the lanes
+    /// of one vector: lane 4r + t is row r's sum for token t0 + t. An 8×8 transpose of the eight pairs'
+    /// terms gives, per block, one vector to add. The accumulators start at −2^shift·Σq (the offset the
+    /// levels carry), so the integer sums leave the loop exact. rows: 2 rows, stride bytes apart; y[t·ldy + r].
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dot2x4<TD>(byte* rows, int stride, QuantizedActivations a, int t0, float* y, int ldy)
+        where TD : struct, IByteDot
+    {
+        int k = a.K, nb = a.Blocks;
+        byte* l0 = rows, l1 = rows + stride;
+        float* dx0 = Scales(l0, k), dx1 = Scales(l1, k);
+        float* mx0 = Mins(l0, k), mx1 = Mins(l1, k);
+        sbyte* q0 = a.Quants + (long)t0 * k, q1 = q0 + k, q2 = q1 + k, q3 = q2 + k;
+        int o0 = t0 * nb, o1 = o0 + nb, o2 = o1 + nb, o3 = o2 + nb;
+        Vector256<float> sums = Vector256<float>.Zero;
+        int b = 0;
+        for (; b + 8 <= nb; b += 8)
+        {
+            Vector256<int> n0 = Start(a, o0 + b), n1 = Start(a, o1 + b), n2 = Start(a, o2 + b), n3 = Start(a, o3 + b);
+            Vector256<int> c00 = n0, c01 = n1, c02 = n2, c03 = n3, c10 = n0, c11 = n1, c12 = n2, c13 = n3;
+            byte* w0 = l0 + 32 * b, w1 = l1 + 32 * b;
+            int o = 32 * b;
+            for (int j = 0; j < 256; j += 32)
+            {
+                Vector256<byte> v0 = Vector256.Load(w0 + j), v1 = Vector256.Load(w1 + j);
+                Vector256<byte> m0 = TF.Signed ? Avx2.Abs(v0.AsSByte()) : v0, m1 = TF.Signed ? Avx2.Abs(v1.AsSByte()) : v1;
+                c00 = Accumulate<TD>(c00, m0, v0, q0 + o + j);
+                c10 = Accumulate<TD>(c10, m1, v1, q0 + o + j);
+                c01 = Accumulate<TD>(c01, m0, v0, q1 + o + j);
+                c11 = Accumulate<TD>(c11, m1, v1, q1 + o + j);
+                c02 = Accumulate<TD>(c02, m0, v0, q2 + o + j);
+                c12 = Accumulate<TD>(c12, m1, v1, q2 + o + j);
+                c03 = Accumulate<TD>(c03, m0, v0, q3 + o + j);
+                c13 = Accumulate<TD>(c13, m1, v1, q3 + o + j);
+            }
+            Vector256<float> d0 = Vector256.Load(dx0 + b), d1 = Vector256.Load(dx1 + b);
+            Vector256<float> m0x = TF.HasMin ? Vector256.Load(mx0 + b) : default, m1x = TF.HasMin ? Vector256.Load(mx1 + b) : default;
+            Vector256<float> e0 = Vector256.Load(a.Scales + o0 + b), e1 = Vector256.Load(a.Scales + o1 + b);
+            Vector256<float> e2 = Vector256.Load(a.Scales + o2 + b), e3 = Vector256.Load(a.Scales + o3 + b);
+            Vector256<float> s0 = TF.HasMin ? Vector256.Load(a.Offsets + o0 + b) : default, s1 = TF.HasMin ? Vector256.Load(a.Offsets + o1 + b) : default;
+            Vector256<float> s2 = TF.HasMin ? Vector256.Load(a.Offsets + o2 + b) : default, s3 = TF.HasMin ? Vector256.Load(a.Offsets + o3 + b) : default;
+            sums = AddInBlockOrder(sums,
+                TF.Term(c00, d0, e0, m0x, s0), TF.Term(c01, d0, e1, m0x, s1), TF.Term(c02, d0, e2, m0x, s2), TF.Term(c03, d0, e3, m0x, s3),
+                TF.Term(c10, d1, e0, m1x, s0), TF.Term(c11, d1, e1, m1x, s1), TF.Term(c12, d1, e2, m1x, s2), TF.Term(c13, d1, e3, m1x, s3));
+        }
+        float* s = stackalloc float[8];
+        sums.Store(s);
+        for (; b < nb; b++)
+        {
+            Vector256<byte> v0 = Vector256.Load(l0 + 32 * b), v1 = Vector256.Load(l1 + 32 * b);
+            for (int t = 0; t < 4; t++)
+            {
+                s[t] += TailTerm<TD>(v0, dx0, mx0, a, t0 + t, b);
+                s[4 + t] += TailTerm<TD>(v1, dx1, mx1, a, t0 + t, b);
+            }
+        }
+        for (int t = 0; t < 4; t++)
+        {
+            y[(long)t * ldy] = s[t];
+            y[(long)t * ldy + 1] = s[4 + t];
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Dot2x4"/> for four rows: sixteen accumulators, each level load serving four tokens and each
+    /// quant load four rows; rows 0–1 and rows 2–3 keep their running sums in one vector each.
+    /// rows: 4 rows, stride bytes apart; y[t·ldy + r].
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dot4x4<TD>(byte* rows, int stride, QuantizedActivations a, int t0, float* y, int ldy)
+        where TD : struct, IByteDot
+    {
+        if (TF.Signed)
+        {
+            Dot2x4<TD>(rows, stride, a, t0, y, ldy);
+            Dot2x4<TD>(rows + 2L * stride, stride, a, t0, y + 2, ldy);
+            return;
+        }
+        int k = a.K, nb = a.Blocks;
+        byte* l0 = rows, l1 = rows + stride, l2 = l1 + stride, l3 = l2 + stride;
+        sbyte* q0 = a.Quants + (long)t0 * k, q1 = q0 + k, q2 = q1 + k, q3 = q2 + k;
+        int o0 = t0 * nb, o1 = o0 + nb, o2 = o1 + nb, o3 = o2 + nb;
+        Vector256<float> sumsA = Vector256<float>.Zero, sumsB = Vector256<float>.Zero;
+        int b = 0;
+        for (; b + 8 <= nb; b += 8)
+        {
+            Vector256<int> n0 = Start(a, o0 + b), n1 = Start(a, o1 + b), n2 = Start(a, o2 + b), n3 = Start(a, o3 + b);
+            Vector256<int> c00 = n0, c01 = n1, c02 = n2, c03 = n3, c10 = n0, c11 = n1, c12 = n2, c13 = n3;
+            Vector256<int> c20 = n0, c21 = n1, c22 = n2, c23 = n3, c30 = n0, c31 = n1, c32 = n2, c33 = n3;
+            int o = 32 * b;
+            byte* w0 = l0 + o, w1 = l1 + o, w2 = l2 + o, w3 = l3 + o;
+            for (int j = 0; j < 256; j += 32)
+            {
+                Vector256<byte> v0 = Vector256.Load(w0 + j), v1 = Vector256.Load(w1 + j), v2 = Vector256.Load(w2 + j), v3 = Vector256.Load(w3 + j);
+                Vector256<sbyte> y0 = Vector256.Load(q0 + o + j), y1 = Vector256.Load(q1 + o + j);
+                c00 = TD.Add(c00, v0, y0);
+                c10 = TD.Add(c10, v1, y0);
+                c20 = TD.Add(c20, v2, y0);
+                c30 = TD.Add(c30, v3, y0);
+                c01 = TD.Add(c01, v0, y1);
+                c11 = TD.Add(c11, v1, y1);
+                c21 = TD.Add(c21, v2, y1);
+                c31 = TD.Add(c31, v3, y1);
+                Vector256<sbyte> y2 = Vector256.Load(q2 + o + j), y3 = Vector256.Load(q3 + o + j);
+                c02 = TD.Add(c02, v0, y2);
+                c12 = TD.Add(c12, v1, y2);
+                c22 = TD.Add(c22, v2, y2);
+                c32 = TD.Add(c32, v3, y2);
+                c03 = TD.Add(c03, v0, y3);
+                c13 = TD.Add(c13, v1, y3);
+                c23 = TD.Add(c23, v2, y3);
+                c33 = TD.Add(c33, v3, y3);
+            }
+            Vector256<float> e0 = Vector256.Load(a.Scales + o0 + b), e1 = Vector256.Load(a.Scales + o1 + b);
+            Vector256<float> e2 = Vector256.Load(a.Scales + o2 + b), e3 = Vector256.Load(a.Scales + o3 + b);
+            Vector256<float> s0 = TF.HasMin ? Vector256.Load(a.Offsets + o0 + b) : default, s1 = TF.HasMin ? Vector256.Load(a.Offsets + o1 + b) : default;
+            Vector256<float> s2 = TF.HasMin ? Vector256.Load(a.Offsets + o2 + b) : default, s3 = TF.HasMin ? Vector256.Load(a.Offsets + o3 + b) : default;
+            Vector256<float> d0 = Vector256.Load(Scales(l0, k) + b), d1 = Vector256.Load(Scales(l1, k) + b);
+            Vector256<float> m0 = TF.HasMin ? Vector256.Load(Mins(l0, k) + b) : default, m1 = TF.HasMin ? Vector256.Load(Mins(l1, k) + b) : default;
+            sumsA = AddInBlockOrder(sumsA,
+                TF.Term(c00, d0, e0, m0, s0), TF.Term(c01, d0, e1, m0, s1), TF.Term(c02, d0, e2, m0, s2), TF.Term(c03, d0, e3, m0, s3),
+                TF.Term(c10, d1, e0, m1, s0), TF.Term(c11, d1, e1, m1, s1), TF.Term(c12, d1, e2, m1, s2), TF.Term(c13, d1, e3, m1, s3));
+            Vector256<float> d2 = Vector256.Load(Scales(l2, k) + b), d3 = Vector256.Load(Scales(l3, k) + b);
+            Vector256<float> m2 = TF.HasMin ? Vector256.Load(Mins(l2, k) + b) : default, m3 = TF.HasMin ? Vector256.Load(Mins(l3, k) + b) : default;
+            sumsB = AddInBlockOrder(sumsB,
+                TF.Term(c20, d2, e0, m2, s0), TF.Term(c21, d2, e1, m2, s1), TF.Term(c22, d2, e2, m2, s2), TF.Term(c23, d2, e3, m2, s3),
+                TF.Term(c30, d3, e0, m3, s0), TF.Term(c31, d3, e1, m3, s1), TF.Term(c32, d3, e2, m3, s2), TF.Term(c33, d3, e3, m3, s3));
+        }
+        float* s = stackalloc float[16];
+        sumsA.Store(s);
+        sumsB.Store(s + 8);
+        for (; b < nb; b++)
+        {
+            for (int r = 0; r < 4; r++)
+            {
+                byte* l = rows + (long)r * stride;
+                Vector256<byte> v = Vector256.Load(l + 32 * b);
+                for (int t = 0; t < 4; t++) s[4 * r + t] += TailTerm<TD>(v, Scales(l, k), Mins(l, k), a, t0 + t, b);
+            }
+        }
+        for (int t = 0; t < 4; t++)
+        {
+            for (int r = 0; r < 4; r++) y[(long)t * ldy + r] = s[4 * r + t];
+        }
+    }
+
+    /// <summary>The accumulator start of token offset o's eight blocks: −2^shift·Σq (zero without an offset).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Start(QuantizedActivations a, int o) =>
+        TF.OffsetShift >= 0 ? Vector256<int>.Zero - (Vector256.Load(a.BlockSums + o) << TF.OffsetShift) : Vector256<int>.Zero;
+
+    /// <summary>
+    /// sums + the terms of eight blocks, one block at a time: t_p holds pair p's terms (lane i = block i);
+    /// the 8×8 transpose gives, for block i, the vector of the eight pairs' terms (lane p), added in block
+    /// order, so lane p sees the same float adds in the same order as a scalar running sum.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> AddInBlockOrder(Vector256<float> sums,
+        Vector256<float> t0, Vector256<float> t1, Vector256<float> t2, Vector256<float> t3,
+        Vector256<float> t4, Vector256<float> t5, Vector256<float> t6, Vector256<float> t7)
+    {
+        Vector256<float> a01 = Avx.UnpackLow(t0, t1), b01 = Avx.UnpackHigh(t0, t1);
+        Vector256<float> a23 = Avx.UnpackLow(t2, t3), b23 = Avx.UnpackHigh(t2, t3);
+        Vector256<float> a45 = Avx.UnpackLow(t4, t5), b45 = Avx.UnpackHigh(t4, t5);
+        Vector256<float> a67 = Avx.UnpackLow(t6, t7), b67 = Avx.UnpackHigh(t6, t7);
+        // c_i: blocks i (low half) and i + 4 (high half) of pairs 0..3; h_i: the same for pairs 4..7.
+        Vector256<float> c0 = Avx.Shuffle(a01, a23, 0x44), c1 = Avx.Shuffle(a01, a23, 0xEE);
+        Vector256<float> c2 = Avx.Shuffle(b01, b23, 0x44), c3 = Avx.Shuffle(b01, b23, 0xEE);
+        Vector256<float> h0 = Avx.Shuffle(a45, a67, 0x44), h1 = Avx.Shuffle(a45, a67, 0xEE);
+        Vector256<float> h2 = Avx.Shuffle(b45, b67, 0x44), h3 = Avx.Shuffle(b45, b67, 0xEE);
+        sums += Avx.Permute2x128(c0, h0, 0x20);
+        sums += Avx.Permute2x128(c1, h1, 0x20);
+        sums += Avx.Permute2x128(c2, h2, 0x20);
+        sums += Avx.Permute2x128(c3, h3, 0x20);
+        sums += Avx.Permute2x128(c0, h0, 0x31);
+        sums += Avx.Permute2x128(c1, h1, 0x31);
+        sums += Avx.Permute2x128(c2, h2, 0x31);
+        sums += Avx.Permute2x128(c3, h3, 0x31);
+        return sums;
     }
 
     /// <summary>

@@ -65,6 +65,16 @@ internal abstract unsafe class QuantKernel
         for (int j = 0; j < count; j++) y[(long)j * ldy] = Dot(unpacked, a, t0 + j, path);
     }
 
+    /// <summary>
+    /// y[j·ldy + r] = <see cref="Dot"/> of unpacked row r with token t0 + j, for r in [0, rows) and j in
+    /// [0, count). Kernels may tile rows × tokens so each load serves several products; every output has
+    /// the same bits as one <see cref="Dot"/> call. unpacked: (rows, stride) bytes, y: (count, ldy).
+    /// </summary>
+    public virtual void DotTile(byte* unpacked, int stride, int rows, QuantizedActivations a, int t0, int count, QuantKernelPath path, float* y, int ldy)
+    {
+        for (int r = 0; r < rows; r++) DotTokens(unpacked + (long)r * stride, a, t0, count, path, y + r, ldy);
+    }
+
     /// <summary>True when <see cref="DotPacked"/> multiplies a stored row directly (unpacking in registers).</summary>
     public virtual bool HasPackedDot => false;
 

@@ -15,8 +15,9 @@ namespace ModelSmith.Quantization.Kernels;
 /// <para><b>Work split.</b> Items are blocks of weight rows. Decode (one token) multiplies each stored row
 /// directly (<see cref="QuantKernel.DotPackedRows"/>: levels unpacked in registers, each weight read from
 /// memory once). Prefill unpacks the item's <see cref="PrefillRows"/> rows once into the worker's scratch
-/// and runs the tokens against them in tiles of <see cref="TokenTile"/>, so the unpacking is paid once per
-/// weight and the unpacked rows (16 × ~2·K bytes) stay in L2 while the tokens stream through L1.</para>
+/// and runs the tokens against them in tiles of <see cref="TokenTile"/> (<see cref="QuantKernel.DotTile"/>,
+/// which may block rows × tokens in registers), so the unpacking is paid once per weight and the unpacked
+/// rows (16 × ~2·K bytes) stay in L2 while the tokens stream through L1.</para>
 /// </remarks>
 internal static unsafe class QuantizedMatMul
 {
@@ -118,12 +119,12 @@ internal static unsafe class QuantizedMatMul
 
             byte* rows = (byte*)Pool.GetScratchPointer(worker, n * (Unpacked / 4));
             for (int r = 0; r < n; r++) Kernel.Unpack(W + (long)(r0 + r) * RowBytes, Cols, rows + (long)r * Unpacked, Path);
-            // Tiles of TokenTile tokens × 1 row: the row's loads serve the tile; the tile's quants stay in L1
-            // while they meet every row of the item.
+            // Tiles of TokenTile tokens: the tile's quants stay in L1 while they meet every row of the item,
+            // and the kernel blocks rows × tokens in registers.
             for (int t = 0; t < Tokens; t += TokenTile)
             {
                 int tc = Math.Min(TokenTile, Tokens - t);
-                for (int r = 0; r < n; r++) Kernel.DotTokens(rows + (long)r * Unpacked, Activations, t, tc, Path, Y + (long)t * Rows + r0 + r, Rows);
+                Kernel.DotTile(rows, Unpacked, n, Activations, t, tc, Path, Y + (long)t * Rows + r0, Rows);
             }
             if (Bias != null)
             {

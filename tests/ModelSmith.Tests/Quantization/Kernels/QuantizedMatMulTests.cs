@@ -160,6 +160,54 @@ public sealed class QuantizedMatMulTests : IDisposable
         }
     }
 
+    [Fact]
+    public unsafe void Grouping_blocks_transposes_each_full_group_of_eight_and_leaves_the_rest()
+    {
+        var rng = new Random(17);
+        for (int blocks = 0; blocks <= 33; blocks++)
+        {
+            var bytes = new byte[32 * blocks];
+            rng.NextBytes(bytes);
+            var expected = (byte[])bytes.Clone();
+            // Word j of block i (bytes 32i + 4j..) moves to word i of row j, within each full group of 8.
+            for (int g = 0; g + 8 <= blocks; g += 8)
+            {
+                for (int i = 0; i < 8; i++)
+                {
+                    for (int j = 0; j < 8; j++) Array.Copy(bytes, 32 * (g + i) + 4 * j, expected, 32 * (g + j) + 4 * i, 4);
+                }
+            }
+            fixed (byte* p = bytes) QuantizedActivations.GroupBlocks(p, blocks);
+            Assert.Equal(expected, bytes);
+        }
+    }
+
+    public static TheoryData<GgmlType> BlockTypes => new()
+    {
+        GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
+    };
+
+    [Theory]
+    [MemberData(nameof(BlockTypes))]
+    public void Prefill_tiles_of_rows_and_tokens_equal_ggml_generic_dot_for_every_shape(GgmlType type)
+    {
+        // Row counts that leave odd rows in an item and partial items; token counts that leave partial tiles;
+        // lengths with no full group of 8 blocks, whole groups, and a partial group after them.
+        (int Rows, int Tokens)[] shapes = [(2, 4), (3, 4), (16, 8), (17, 5), (37, 13), (1, 7)];
+        int[] lengths = [32, 224, 256, 288, 800];
+        ulong seed = 300;
+        foreach ((int rows, int tokens) in shapes)
+        {
+            foreach (int cols in lengths)
+            {
+                byte[] w = seed % 2 == 0 ? QuantizedWeights(type, rows, cols, seed) : RandomWeights(type, rows, cols, (int)seed);
+                float[] x = Activations(tokens, cols, seed + 1);
+                CheckAllPaths(type, w, rows, cols, x, tokens, $"{type} {rows}x{cols} tokens={tokens}");
+                seed += 3;
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Types))]
     public void Unpacked_rows_are_the_same_on_every_path(GgmlType type)
