@@ -25,7 +25,7 @@ internal static class Program
           flops      [--threads 1,2] [--reps 5] [--steps 200000000]
                      peak FP32 FMA throughput, 512- and 256-bit vectors, operands in registers
           llama      [MODEL.gguf] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128]
-                     [--kv f16|f32] [--fa auto|on|off] [--bandwidth-mib 1024 | --no-bandwidth]
+                     [--kv f16|f32] [--fa auto|on|off] [--bandwidth-mib 1024 | --no-bandwidth] [--cpu-time]
                      prefill (pp, one batch) and decode (tg, one token per call) tokens/s, llama-bench style;
                      MODEL defaults to models/stories260K.gguf; pp is capped at the model's context
           train      [--threads 1,2] [--reps 5] [--warmup 2] [--batch 4] [--seq 128] [--ranks 8,16]
@@ -187,6 +187,7 @@ internal static class Program
         bool f32Kv = options.Choice("kv", "f16", ["f16", "f32"]) == "f32";
         bool? flash = options.Choice("fa", "auto", ["auto", "on", "off"]) switch { "on" => true, "off" => false, _ => null };
         bool measureBandwidth = !options.Flag("no-bandwidth");
+        bool cpuTime = options.Flag("cpu-time");
         long bandwidthBytes = options.Int("bandwidth-mib", 1024) * (1L << 20);
         options.ThrowOnUnused();
         if (ppRequested < 1 || tg < 1)
@@ -231,19 +232,21 @@ internal static class Program
                 results.Add(SpeedBench.Run(decoder, t, pp, tg, reps, seed: 1234));
             }
         }
-        AnsiConsole.Write(SpeedTable(Path.GetFileName(model), pp, tg, reps, threads, results, bandwidth));
+        AnsiConsole.Write(SpeedTable(Path.GetFileName(model), pp, tg, reps, threads, results, bandwidth, cpuTime));
         foreach (var name in results.Select(r => r.Decoder).Distinct())
         {
             AnsiConsole.MarkupLine($"[grey]{Markup.Escape(name)}: {Markup.Escape(results.First(r => r.Decoder == name).Settings)}[/]");
         }
         AnsiConsole.MarkupLine("[grey]t/s cells: median (best) over the repetitions. bytes/token: weights + KV cache read per decode step, " +
             "averaged over the tg positions. BW share: bytes/token × median tg t/s ÷ best measured read bandwidth at that thread count " +
-            "(above 100% means the working set lives in cache).[/]");
+            "(above 100% means the working set lives in cache)." +
+            (cpuTime ? " t/cpu-s: decode tokens per second of process CPU time per thread (threads × tokens ÷ CPU seconds), " +
+                "steadier than the wall clock on a busy machine; it counts spin-waiting as work." : "") + "[/]");
     }
 
     /// <summary>One row per thread count; per decoder pp and tg cells, ratio columns against the first
     /// decoder (llama.cpp) for every other one, and the decode bytes/token and bandwidth share.</summary>
-    private static Table SpeedTable(string model, int pp, int tg, int reps, int[] threads, List<SpeedBench.Result> results, Dictionary<int, double> bandwidth)
+    private static Table SpeedTable(string model, int pp, int tg, int reps, int[] threads, List<SpeedBench.Result> results, Dictionary<int, double> bandwidth, bool cpuTime)
     {
         var names = results.Select(r => r.Decoder).Distinct().ToList();
         var table = new Table().Title($"{model}: pp{pp} / tg{tg}, {reps} repetitions after one warm-up");
@@ -257,6 +260,17 @@ internal static class Program
         {
             table.AddColumn($"pp {name}/{names[0]}");
             table.AddColumn($"tg {name}/{names[0]}");
+        }
+        if (cpuTime)
+        {
+            foreach (var name in names)
+            {
+                table.AddColumn($"tg{tg} t/cpu-s {name}");
+            }
+            foreach (var name in names.Skip(1))
+            {
+                table.AddColumn($"tg cpu {name}/{names[0]}");
+            }
         }
         foreach (var name in names)
         {
@@ -285,6 +299,17 @@ internal static class Program
             {
                 row.Add((byName[name].PpMedian / reference.PpMedian).ToString("F2", CultureInfo.InvariantCulture));
                 row.Add((byName[name].TgMedian / reference.TgMedian).ToString("F2", CultureInfo.InvariantCulture));
+            }
+            if (cpuTime)
+            {
+                foreach (var name in names)
+                {
+                    row.Add($"{Tps(byName[name].TgCpuMedian)} ({Tps(byName[name].TgCpuBest)})");
+                }
+                foreach (var name in names.Skip(1))
+                {
+                    row.Add((byName[name].TgCpuMedian / reference.TgCpuMedian).ToString("F2", CultureInfo.InvariantCulture));
+                }
             }
             foreach (var name in names)
             {

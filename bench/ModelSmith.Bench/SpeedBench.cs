@@ -5,6 +5,8 @@ namespace ModelSmith.Bench;
 /// <summary>Prefill and decode speed in llama-bench's manner: pp = one batch of <c>pp</c> tokens from an
 /// empty cache (BOS first, the rest random ids), tg = <c>tg</c> single-token decodes from an empty cache
 /// (BOS first, then random ids); one untimed warm-up of each, then <c>reps</c> timed repetitions.
+/// Decode is also timed by process CPU time divided by the thread count (tokens per CPU-second per
+/// thread), a steadier comparison than the wall clock when other processes share the cores.
 /// Random ids keep the numbers independent of the model's predictions; speed does not depend on them.</summary>
 internal static class SpeedBench
 {
@@ -16,6 +18,8 @@ internal static class SpeedBench
         double PpBest,
         double TgMedian,
         double TgBest,
+        double TgCpuMedian,
+        double TgCpuBest,
         double DecodeBytesPerToken);
 
     /// <summary>Measures <paramref name="decoder"/>; tokens/s are median and best over <paramref name="reps"/>.</summary>
@@ -37,6 +41,7 @@ internal static class SpeedBench
 
         var ppSeconds = new double[reps];
         var tgSeconds = new double[reps];
+        var tgCpuSeconds = new double[reps];
         for (int r = 0; r < reps; r++)
         {
             decoder.Reset();
@@ -47,18 +52,23 @@ internal static class SpeedBench
         for (int r = 0; r < reps; r++)
         {
             decoder.Reset();
+            TimeSpan cpuStart = Environment.CpuUsage.TotalTime;
             long start = Stopwatch.GetTimestamp();
             for (int i = 0; i < tg; i++)
             {
                 decoder.Decode(generated[i]);
             }
             tgSeconds[r] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            // CPU time per thread: what the decode would take if each of its threads had a core to itself,
+            // which other processes on the same cores change far less than the wall clock.
+            tgCpuSeconds[r] = (Environment.CpuUsage.TotalTime - cpuStart).TotalSeconds / threads;
         }
         var (ppMin, ppMedian) = Measure.MinMedian(ppSeconds);
         var (tgMin, tgMedian) = Measure.MinMedian(tgSeconds);
+        var (tgCpuMin, tgCpuMedian) = Measure.MinMedian(tgCpuSeconds);
         // The decode at position p attends to p + 1 cached positions; averaged over p = 0 .. tg-1.
         double bytesPerToken = decoder.WeightBytes + decoder.KvBytesPerPosition * (tg + 1) / 2.0;
-        return new Result(decoder.Name, decoder.Settings, threads, pp / ppMedian, pp / ppMin, tg / tgMedian, tg / tgMin, bytesPerToken);
+        return new Result(decoder.Name, decoder.Settings, threads, pp / ppMedian, pp / ppMin, tg / tgMedian, tg / tgMin, tg / tgCpuMedian, tg / tgCpuMin, bytesPerToken);
     }
 
     private static int[] RandomTokens(Random rng, IDecoderUnderTest decoder, int count)
