@@ -38,6 +38,9 @@ internal static class Program
                      in --source type; outputs are compared byte for byte and deleted
 
         tools:
+          gemv       [--threads 1,2] [--reps 20] [--type f16|f32|bf16]
+                     the decode matvec alone over every linear layer of the 100M Llama (random weights),
+                     tokens/s by wall clock and by CPU time per thread, and the weight read rate
           synth      --out FILE.gguf [--type f32|f16|bf16] [--arch llama|gpt2]
                      writes a random-weight model of about 100M parameters (llama: 12 layers, width 768,
                      12 query / 4 key-value heads, feed-forward 2048, vocabulary 32000, context 1024, tied output)
@@ -71,6 +74,9 @@ internal static class Program
                 case "llama":
                     RunSpeed(options);
                     break;
+                case "gemv":
+                    GemvBench.Run(options);
+                    break;
                 case "synth":
                     RunSynth(options);
                     break;
@@ -84,7 +90,7 @@ internal static class Program
                     TrainBench.RunStep(options);
                     return 0;
                 default:
-                    throw new UsageException($"unknown suite '{args[0]}' (expected bandwidth, flops, llama, quantize, synth or train).");
+                    throw new UsageException($"unknown suite '{args[0]}' (expected bandwidth, flops, gemv, llama, quantize, synth or train).");
             }
             AnsiConsole.MarkupLine($"[grey]{Markup.Escape(MachineLine())}[/]");
             return 0;
