@@ -25,9 +25,11 @@ internal static class Program
           flops      [--threads 1,2] [--reps 5] [--steps 200000000]
                      peak FP32 FMA throughput, 512- and 256-bit vectors, operands in registers
           llama      [MODEL.gguf] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128]
-                     [--kv f16|f32] [--fa auto|on|off] [--bandwidth-mib 1024 | --no-bandwidth] [--cpu-time]
+                     [--kv f16|f32] [--fa auto|on|off] [--bandwidth-mib 1024 | --no-bandwidth] [--cpu-time] [--paired]
                      prefill (pp, one batch) and decode (tg, one token per call) tokens/s, llama-bench style;
-                     MODEL defaults to models/stories260K.gguf; pp is capped at the model's context
+                     MODEL defaults to models/stories260K.gguf; pp is capped at the model's context;
+                     --cpu-time adds decode t/s by CPU time; --paired times only decode, the two engines
+                     alternating per repetition, and prints per-repetition speed ratios (for a busy machine)
           train      [--threads 1,2] [--reps 5] [--warmup 2] [--batch 4] [--seq 128] [--ranks 8,16]
                      training steps of a 10.6M-parameter Llama: full vs LoRA (all linear layers) at each rank;
                      step time min/median, tokens/s, MFU against the measured FMA peak, peak RSS
@@ -194,6 +196,7 @@ internal static class Program
         bool? flash = options.Choice("fa", "auto", ["auto", "on", "off"]) switch { "on" => true, "off" => false, _ => null };
         bool measureBandwidth = !options.Flag("no-bandwidth");
         bool cpuTime = options.Flag("cpu-time");
+        bool paired = options.Flag("paired");
         long bandwidthBytes = options.Int("bandwidth-mib", 1024) * (1L << 20);
         options.ThrowOnUnused();
         if (ppRequested < 1 || tg < 1)
@@ -229,6 +232,12 @@ internal static class Program
             }
         }
 
+        if (paired)
+        {
+            RunPaired(model, threads, context, tg, reps, decoders);
+            return;
+        }
+
         var results = new List<SpeedBench.Result>();
         foreach (int t in threads)
         {
@@ -248,6 +257,36 @@ internal static class Program
             "(above 100% means the working set lives in cache)." +
             (cpuTime ? " t/cpu-s: decode tokens per second of process CPU time per thread (threads × tokens ÷ CPU seconds), " +
                 "steadier than the wall clock on a busy machine; it counts spin-waiting as work." : "") + "[/]");
+    }
+
+    /// <summary>ModelSmith's decode against llama.cpp's in alternating repetitions (see <see cref="PairedDecodeBench"/>).</summary>
+    private static void RunPaired(string model, int[] threads, int context, int tg, int reps, List<DecoderFactory> decoders)
+    {
+        var table = new Table().Title($"{Path.GetFileName(model)}: tg{tg}, ModelSmith and llama.cpp alternating, {reps} repetitions after one warm-up");
+        table.AddColumn("threads");
+        table.AddColumn("t/cpu-s llama.cpp median (best)");
+        table.AddColumn("t/cpu-s ModelSmith median (best)");
+        table.AddColumn("speed ModelSmith/llama.cpp by CPU time: median (min..max)");
+        table.AddColumn("by wall clock: median (min..max)");
+        foreach (int t in threads)
+        {
+            using var reference = decoders[0](model, t);
+            using var ours = decoders[1](model, t);
+            var r = PairedDecodeBench.Run(reference, ours, t, tg, reps, seed: 1234);
+            var (cpuMin, cpuMedian) = Measure.MinMedian(r.CpuRatios);
+            var (wallMin, wallMedian) = Measure.MinMedian(r.WallRatios);
+            var (_, refMedian) = Measure.MinMedian(r.FirstCpuTps);
+            var (_, oursMedian) = Measure.MinMedian(r.SecondCpuTps);
+            table.AddRow(
+                t.ToString(CultureInfo.InvariantCulture),
+                $"{Tps(refMedian)} ({Tps(r.FirstCpuTps.Max())})",
+                $"{Tps(oursMedian)} ({Tps(r.SecondCpuTps.Max())})",
+                $"{cpuMedian:F2} ({cpuMin:F2}..{r.CpuRatios.Max():F2})",
+                $"{wallMedian:F2} ({wallMin:F2}..{r.WallRatios.Max():F2})");
+        }
+        AnsiConsole.Write(table);
+        AnsiConsole.MarkupLine("[grey]Each repetition decodes tg tokens with llama.cpp, then with ModelSmith, from empty caches; a ratio " +
+            "above 1 means ModelSmith is faster. t/cpu-s: threads × tokens ÷ process CPU seconds.[/]");
     }
 
     /// <summary>One row per thread count; per decoder pp and tg cells, ratio columns against the first

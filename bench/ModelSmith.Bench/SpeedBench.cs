@@ -85,3 +85,49 @@ internal static class SpeedBench
         return tokens;
     }
 }
+
+/// <summary>Decode speed of two decoders measured in alternation: each repetition times <c>tg</c> decodes
+/// of the first, then of the second, and the ratio is taken per repetition, so load from other processes
+/// that comes and goes falls on both sides of each ratio instead of on whichever ran at the time.</summary>
+internal static class PairedDecodeBench
+{
+    internal sealed record Result(int Threads, double[] WallRatios, double[] CpuRatios, double[] FirstCpuTps, double[] SecondCpuTps);
+
+    public static Result Run(IDecoderUnderTest first, IDecoderUnderTest second, int threads, int tg, int reps, int seed)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(reps, 1);
+        var rng = new Random(seed);
+        var generated = new int[tg]; // (tg,)
+        for (int i = 0; i < tg; i++) generated[i] = rng.Next(Math.Min(first.VocabSize, second.VocabSize));
+        if (first.Bos >= 0) generated[0] = first.Bos;
+        var wall = new double[reps];
+        var cpu = new double[reps];
+        var firstTps = new double[reps];
+        var secondTps = new double[reps];
+        Decode(first, generated);
+        Decode(second, generated);
+        for (int r = 0; r < reps; r++)
+        {
+            var (wa, ca) = Decode(first, generated);
+            var (wb, cb) = Decode(second, generated);
+            wall[r] = wa / wb;
+            cpu[r] = ca / cb;
+            firstTps[r] = tg * threads / ca;
+            secondTps[r] = tg * threads / cb;
+        }
+        return new Result(threads, wall, cpu, firstTps, secondTps);
+    }
+
+    // Seconds of wall clock and of process CPU time for one run of decodes from an empty cache.
+    private static (double Wall, double Cpu) Decode(IDecoderUnderTest decoder, int[] tokens)
+    {
+        decoder.Reset();
+        TimeSpan cpuStart = Environment.CpuUsage.TotalTime;
+        long start = Stopwatch.GetTimestamp();
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            decoder.Decode(tokens[i]);
+        }
+        return (Stopwatch.GetElapsedTime(start).TotalSeconds, (Environment.CpuUsage.TotalTime - cpuStart).TotalSeconds);
+    }
+}
