@@ -29,7 +29,7 @@ internal static class Program
                      prefill (pp, one batch) and decode (tg, one token per call) tokens/s, llama-bench style;
                      MODEL defaults to models/stories260K.gguf; pp is capped at the model's context;
                      --cpu-time adds decode t/s by CPU time; --paired times only decode, the two engines
-                     alternating per repetition, and prints per-repetition speed ratios (for a busy machine)
+                     alternating token by token, and prints per-repetition speed ratios (for a busy machine)
           train      [--threads 1,2] [--reps 5] [--warmup 2] [--batch 4] [--seq 128] [--ranks 8,16]
                      training steps of a 10.6M-parameter Llama: full vs LoRA (all linear layers) at each rank;
                      step time min/median, tokens/s, MFU against the measured FMA peak, peak RSS
@@ -262,7 +262,7 @@ internal static class Program
     /// <summary>ModelSmith's decode against llama.cpp's in alternating repetitions (see <see cref="PairedDecodeBench"/>).</summary>
     private static void RunPaired(string model, int[] threads, int context, int tg, int reps, List<DecoderFactory> decoders)
     {
-        var table = new Table().Title($"{Path.GetFileName(model)}: tg{tg}, ModelSmith and llama.cpp alternating, {reps} repetitions after one warm-up");
+        var table = new Table().Title($"{Path.GetFileName(model)}: tg{tg}, ModelSmith and llama.cpp alternating per token, {reps} repetitions after one warm-up");
         table.AddColumn("threads");
         table.AddColumn("t/cpu-s llama.cpp median (best)");
         table.AddColumn("t/cpu-s ModelSmith median (best)");
@@ -285,7 +285,7 @@ internal static class Program
                 $"{wallMedian:F2} ({wallMin:F2}..{r.WallRatios.Max():F2})");
         }
         AnsiConsole.Write(table);
-        AnsiConsole.MarkupLine("[grey]Each repetition decodes tg tokens with llama.cpp, then with ModelSmith, from empty caches; a ratio " +
+        AnsiConsole.MarkupLine("[grey]Each repetition decodes the same tg tokens with both engines from empty caches, alternating token by token; a ratio " +
             "above 1 means ModelSmith is faster. t/cpu-s: threads × tokens ÷ process CPU seconds.[/]");
     }
 

@@ -86,9 +86,11 @@ internal static class SpeedBench
     }
 }
 
-/// <summary>Decode speed of two decoders measured in alternation: each repetition times <c>tg</c> decodes
-/// of the first, then of the second, and the ratio is taken per repetition, so load from other processes
-/// that comes and goes falls on both sides of each ratio instead of on whichever ran at the time.</summary>
+/// <summary>Decode speed of two decoders measured in alternation: each repetition decodes the same
+/// <c>tg</c> tokens with both from empty caches, one token with the first, then that token with the
+/// second, and so on, and the ratio of their summed times is taken per repetition; load from other
+/// processes that comes and goes (it swings the wall clock by 2x here) then falls on both sides of each
+/// ratio instead of on whichever engine happened to run at the time.</summary>
 internal static class PairedDecodeBench
 {
     internal sealed record Result(int Threads, double[] WallRatios, double[] CpuRatios, double[] FirstCpuTps, double[] SecondCpuTps);
@@ -104,12 +106,21 @@ internal static class PairedDecodeBench
         var cpu = new double[reps];
         var firstTps = new double[reps];
         var secondTps = new double[reps];
-        Decode(first, generated);
-        Decode(second, generated);
-        for (int r = 0; r < reps; r++)
+        for (int r = -1; r < reps; r++)
         {
-            var (wa, ca) = Decode(first, generated);
-            var (wb, cb) = Decode(second, generated);
+            first.Reset();
+            second.Reset();
+            double wa = 0, wb = 0, ca = 0, cb = 0;
+            for (int i = 0; i < tg; i++)
+            {
+                var (w, c) = Decode(first, generated[i]);
+                wa += w;
+                ca += c;
+                (w, c) = Decode(second, generated[i]);
+                wb += w;
+                cb += c;
+            }
+            if (r < 0) continue; // warm-up
             wall[r] = wa / wb;
             cpu[r] = ca / cb;
             firstTps[r] = tg * threads / ca;
@@ -118,16 +129,12 @@ internal static class PairedDecodeBench
         return new Result(threads, wall, cpu, firstTps, secondTps);
     }
 
-    // Seconds of wall clock and of process CPU time for one run of decodes from an empty cache.
-    private static (double Wall, double Cpu) Decode(IDecoderUnderTest decoder, int[] tokens)
+    // Seconds of wall clock and of process CPU time for one decode.
+    private static (double Wall, double Cpu) Decode(IDecoderUnderTest decoder, int token)
     {
-        decoder.Reset();
         TimeSpan cpuStart = Environment.CpuUsage.TotalTime;
         long start = Stopwatch.GetTimestamp();
-        for (int i = 0; i < tokens.Length; i++)
-        {
-            decoder.Decode(tokens[i]);
-        }
+        decoder.Decode(token);
         return (Stopwatch.GetElapsedTime(start).TotalSeconds, (Environment.CpuUsage.TotalTime - cpuStart).TotalSeconds);
     }
 }
