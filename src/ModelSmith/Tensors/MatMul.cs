@@ -350,8 +350,8 @@ internal static unsafe class MatMul
     /// K % lanes tail uses the exact widening anyway.
     /// <para>Eight rows per pass share each x load, and the next eight rows are prefetched into L2 only
     /// (prefetcht2) while these are read, across work-item boundaries up to the matrix's end (so the first
-    /// rows of an item are not left to the hardware prefetcher). Measured on Zen 4 (bench gemv, CPU time,
-    /// alternating in one process): against four rows with a prefetch into L1 (prefetcht0) within the
+    /// rows of an item are not left to the hardware prefetcher). Measured on Zen 4 (the matvec of bench gemv,
+    /// by CPU time, variants alternating in one process): against four rows with a prefetch into L1 (prefetcht0) within the
     /// item, 1.2-1.35x on the decode matvec at one thread. Prefetching into L2 beats the non-temporal hint
     /// by 4-9% and prefetcht0 by more; prefetching 16 rows ahead is no better at one thread and 4% worse
     /// at two; moving the loop into its own method so that the JIT does not spill four row pointers to
