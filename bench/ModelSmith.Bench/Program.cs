@@ -25,9 +25,11 @@ internal static class Program
           flops      [--threads 1,2] [--reps 5] [--steps 200000000]
                      peak FP32 FMA throughput, 512- and 256-bit vectors, operands in registers
           llama      [MODEL.gguf] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128]
-                     [--kv f16|f32] [--fa auto|on|off] [--bandwidth-mib 1024 | --no-bandwidth]
+                     [--kv f16|f32] [--fa auto|on|off] [--bandwidth-mib 1024 | --no-bandwidth] [--cpu-time] [--paired]
                      prefill (pp, one batch) and decode (tg, one token per call) tokens/s, llama-bench style;
-                     MODEL defaults to models/stories260K.gguf; pp is capped at the model's context
+                     MODEL defaults to models/stories260K.gguf; pp is capped at the model's context;
+                     --cpu-time adds decode t/s by CPU time; --paired times only decode, the two engines
+                     alternating token by token, and prints per-repetition speed ratios (for a busy machine)
           train      [--threads 1,2] [--reps 5] [--warmup 2] [--batch 4] [--seq 128] [--ranks 8,16]
                      training steps of a 10.6M-parameter Llama: full vs LoRA (all linear layers) at each rank;
                      step time min/median, tokens/s, MFU against the measured FMA peak, peak RSS
@@ -38,6 +40,9 @@ internal static class Program
                      in --source type; outputs are compared byte for byte and deleted
 
         tools:
+          gemv       [--threads 1,2] [--reps 20] [--type f16|f32|bf16]
+                     the decode matvec alone over every linear layer of the 100M Llama (random weights),
+                     tokens/s by wall clock and by CPU time per thread, and the weight read rate
           synth      --out FILE.gguf [--type f32|f16|bf16] [--arch llama|gpt2]
                      writes a random-weight model of about 100M parameters (llama: 12 layers, width 768,
                      12 query / 4 key-value heads, feed-forward 2048, vocabulary 32000, context 1024, tied output)
@@ -71,6 +76,9 @@ internal static class Program
                 case "llama":
                     RunSpeed(options);
                     break;
+                case "gemv":
+                    GemvBench.Run(options);
+                    break;
                 case "synth":
                     RunSynth(options);
                     break;
@@ -84,7 +92,7 @@ internal static class Program
                     TrainBench.RunStep(options);
                     return 0;
                 default:
-                    throw new UsageException($"unknown suite '{args[0]}' (expected bandwidth, flops, llama, quantize, synth or train).");
+                    throw new UsageException($"unknown suite '{args[0]}' (expected bandwidth, flops, gemv, llama, quantize, synth or train).");
             }
             AnsiConsole.MarkupLine($"[grey]{Markup.Escape(MachineLine())}[/]");
             return 0;
@@ -187,6 +195,8 @@ internal static class Program
         bool f32Kv = options.Choice("kv", "f16", ["f16", "f32"]) == "f32";
         bool? flash = options.Choice("fa", "auto", ["auto", "on", "off"]) switch { "on" => true, "off" => false, _ => null };
         bool measureBandwidth = !options.Flag("no-bandwidth");
+        bool cpuTime = options.Flag("cpu-time");
+        bool paired = options.Flag("paired");
         long bandwidthBytes = options.Int("bandwidth-mib", 1024) * (1L << 20);
         options.ThrowOnUnused();
         if (ppRequested < 1 || tg < 1)
@@ -222,6 +232,12 @@ internal static class Program
             }
         }
 
+        if (paired)
+        {
+            RunPaired(model, threads, context, tg, reps, decoders);
+            return;
+        }
+
         var results = new List<SpeedBench.Result>();
         foreach (int t in threads)
         {
@@ -231,19 +247,51 @@ internal static class Program
                 results.Add(SpeedBench.Run(decoder, t, pp, tg, reps, seed: 1234));
             }
         }
-        AnsiConsole.Write(SpeedTable(Path.GetFileName(model), pp, tg, reps, threads, results, bandwidth));
+        AnsiConsole.Write(SpeedTable(Path.GetFileName(model), pp, tg, reps, threads, results, bandwidth, cpuTime));
         foreach (var name in results.Select(r => r.Decoder).Distinct())
         {
             AnsiConsole.MarkupLine($"[grey]{Markup.Escape(name)}: {Markup.Escape(results.First(r => r.Decoder == name).Settings)}[/]");
         }
         AnsiConsole.MarkupLine("[grey]t/s cells: median (best) over the repetitions. bytes/token: weights + KV cache read per decode step, " +
             "averaged over the tg positions. BW share: bytes/token × median tg t/s ÷ best measured read bandwidth at that thread count " +
-            "(above 100% means the working set lives in cache).[/]");
+            "(above 100% means the working set lives in cache)." +
+            (cpuTime ? " t/cpu-s: decode tokens per second of process CPU time per thread (threads × tokens ÷ CPU seconds), " +
+                "steadier than the wall clock on a busy machine; it counts spin-waiting as work." : "") + "[/]");
+    }
+
+    /// <summary>ModelSmith's decode against llama.cpp's in alternating repetitions (see <see cref="PairedDecodeBench"/>).</summary>
+    private static void RunPaired(string model, int[] threads, int context, int tg, int reps, List<DecoderFactory> decoders)
+    {
+        var table = new Table().Title($"{Path.GetFileName(model)}: tg{tg}, ModelSmith and llama.cpp alternating per token, {reps} repetitions after one warm-up");
+        table.AddColumn("threads");
+        table.AddColumn("t/cpu-s llama.cpp median (best)");
+        table.AddColumn("t/cpu-s ModelSmith median (best)");
+        table.AddColumn("speed ModelSmith/llama.cpp by CPU time: median (min..max)");
+        table.AddColumn("by wall clock: median (min..max)");
+        foreach (int t in threads)
+        {
+            using var reference = decoders[0](model, t);
+            using var ours = decoders[1](model, t);
+            var r = PairedDecodeBench.Run(reference, ours, t, tg, reps, seed: 1234);
+            var (cpuMin, cpuMedian) = Measure.MinMedian(r.CpuRatios);
+            var (wallMin, wallMedian) = Measure.MinMedian(r.WallRatios);
+            var (_, refMedian) = Measure.MinMedian(r.FirstCpuTps);
+            var (_, oursMedian) = Measure.MinMedian(r.SecondCpuTps);
+            table.AddRow(
+                t.ToString(CultureInfo.InvariantCulture),
+                $"{Tps(refMedian)} ({Tps(r.FirstCpuTps.Max())})",
+                $"{Tps(oursMedian)} ({Tps(r.SecondCpuTps.Max())})",
+                $"{cpuMedian:F2} ({cpuMin:F2}..{r.CpuRatios.Max():F2})",
+                $"{wallMedian:F2} ({wallMin:F2}..{r.WallRatios.Max():F2})");
+        }
+        AnsiConsole.Write(table);
+        AnsiConsole.MarkupLine("[grey]Each repetition decodes the same tg tokens with both engines from empty caches, alternating token by token; a ratio " +
+            "above 1 means ModelSmith is faster. t/cpu-s: threads × tokens ÷ process CPU seconds.[/]");
     }
 
     /// <summary>One row per thread count; per decoder pp and tg cells, ratio columns against the first
     /// decoder (llama.cpp) for every other one, and the decode bytes/token and bandwidth share.</summary>
-    private static Table SpeedTable(string model, int pp, int tg, int reps, int[] threads, List<SpeedBench.Result> results, Dictionary<int, double> bandwidth)
+    private static Table SpeedTable(string model, int pp, int tg, int reps, int[] threads, List<SpeedBench.Result> results, Dictionary<int, double> bandwidth, bool cpuTime)
     {
         var names = results.Select(r => r.Decoder).Distinct().ToList();
         var table = new Table().Title($"{model}: pp{pp} / tg{tg}, {reps} repetitions after one warm-up");
@@ -257,6 +305,17 @@ internal static class Program
         {
             table.AddColumn($"pp {name}/{names[0]}");
             table.AddColumn($"tg {name}/{names[0]}");
+        }
+        if (cpuTime)
+        {
+            foreach (var name in names)
+            {
+                table.AddColumn($"tg{tg} t/cpu-s {name}");
+            }
+            foreach (var name in names.Skip(1))
+            {
+                table.AddColumn($"tg cpu {name}/{names[0]}");
+            }
         }
         foreach (var name in names)
         {
@@ -285,6 +344,17 @@ internal static class Program
             {
                 row.Add((byName[name].PpMedian / reference.PpMedian).ToString("F2", CultureInfo.InvariantCulture));
                 row.Add((byName[name].TgMedian / reference.TgMedian).ToString("F2", CultureInfo.InvariantCulture));
+            }
+            if (cpuTime)
+            {
+                foreach (var name in names)
+                {
+                    row.Add($"{Tps(byName[name].TgCpuMedian)} ({Tps(byName[name].TgCpuBest)})");
+                }
+                foreach (var name in names.Skip(1))
+                {
+                    row.Add((byName[name].TgCpuMedian / reference.TgCpuMedian).ToString("F2", CultureInfo.InvariantCulture));
+                }
             }
             foreach (var name in names)
             {

@@ -158,11 +158,13 @@ public sealed class MatMulTests : IDisposable
     public void F16_decode_gives_the_bits_of_the_exact_widening_for_every_length_and_special_weight()
     {
         // Half subnormals and the largest halves in every matrix (the fast widening); infinities of both
-        // signs and NaN in every other one (the exact widening), in some group of four rows or in the
+        // signs and NaN in every other one (the exact widening), in some group of rows or in the
         // K % lanes tail; x with half subnormals and values near the half range.
         float[] finite = [3e-6f, -5.9604645e-8f, 65504f, -65504f];
         float[] nonfinite = [float.PositiveInfinity, float.NegativeInfinity, float.NaN];
-        const int rows = 13; // three groups of four (the first two prefetch their successors) and one leftover row
+        // Two work items of 16 and 13 rows: groups of eight (the first two prefetch their successors, the
+        // second across the item boundary), a group of four and one leftover row.
+        const int rows = 29;
         for (int cols = 0; cols <= 257; cols++)
         {
             float[] values = Uniform(rows * cols, cols + 100);
