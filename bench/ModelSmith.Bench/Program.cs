@@ -64,6 +64,8 @@ internal static class Program
                 Console.WriteLine(Usage);
                 return args.Length == 0 ? 2 : 0;
             }
+            // Piped output (a log, CI) keeps the tables whole instead of wrapping them at 80 columns.
+            if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 220);
             var options = Options.Parse(args.AsSpan(1));
             switch (args[0])
             {

@@ -56,11 +56,6 @@ internal static class QuantizeBench
                     results.Add(Measure(input, dir, type, t, reps));
                 }
             }
-            if (Console.IsOutputRedirected)
-            {
-                // Spectre assumes 80 columns when writing to a file or pipe; the table needs about 130.
-                AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 140);
-            }
             AnsiConsole.Write(Table(Path.GetFileName(model) ?? $"synthetic 100M Llama ({sourceType})", reps, results));
             AnsiConsole.MarkupLine("[grey]times: whole file, open to closed output, min / median seconds. ratio: llama.cpp median ÷ ours median " +
                 "(above 1 means ours is faster; min ratio in brackets). same tensor bytes: bytes equal at the same offset of the same tensor in both files (100% when the files are identical).[/]");

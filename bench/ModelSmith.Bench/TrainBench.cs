@@ -116,8 +116,6 @@ internal static class TrainBench
                     string.Create(CultureInfo.InvariantCulture, $"{r.FirstLoss:F2}→{r.LastLoss:F2}"));
             }
         }
-        // The table is wider than the 80 columns Spectre assumes for redirected output; keep its cells on one line.
-        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 140);
         AnsiConsole.Write(table);
         foreach (int t in threads)
             AnsiConsole.MarkupLine(string.Create(CultureInfo.InvariantCulture, $"peak Vector{bits} FMA, {t} thread(s): {peak[t] / 1e9:F1} GFLOP/s"));
