@@ -48,7 +48,8 @@ internal static class EstimateCommand
             Tokens/s is reported for 128 tokens from an empty cache, in the steady state the runtime reaches once it
             has recompiled the hot code (as `smith bench` measures after its warm-up), and for one token with the
             cache full. The machine is measured once per thread count (about 13 s on 2 cores; every probe keeps
-            its fastest repetition, as other processes only slow one down) and the result kept in {MachineProfile.DefaultCachePath()} ($MODELSMITH_CACHE or --machine move it).
+            its fastest repetition, as other processes only slow one down) and the result kept in
+            {MachineProfile.DefaultCachePath()} ($MODELSMITH_CACHE or --machine move it).
 
             Examples:
               smith estimate model.gguf
