@@ -493,21 +493,7 @@ public sealed record MachineProfile
     /// </summary>
     private static double MeasureEfficiency(MachineProfile profile, ComputePool pool, int threads)
     {
-        var config = new ModelConfig
-        {
-            Architecture = ModelArchitecture.Llama,
-            VocabSize = 2048,
-            ContextLength = 64,
-            EmbeddingLength = 1024,
-            BlockCount = 2,
-            FeedForwardLength = 2816,
-            HeadCount = 8,
-            KvHeadCount = 4,
-            HeadDim = 128,
-            NormEpsilon = 1e-5f,
-            RopeDims = 128,
-            TiedOutput = true,
-        };
+        ModelConfig config = ProbeLlama(vocab: 2048, context: 64, width: 1024, layers: 2, feedForward: 2816, heads: 8, kvHeads: 4);
         const int tokens = 16;
         ModelShape shape = ModelShape.FromConfig(config, GgmlType.F32, "efficiency probe");
         long bytes = ResourceEstimator.WeightBytesPerToken(shape);
@@ -556,19 +542,23 @@ public sealed record MachineProfile
     }
 
     /// <summary>The shape the per-type matmul cost is measured on: width 256 (a multiple of every block size), weights in cache.</summary>
-    internal static ModelConfig MatmulProbe { get; } = new()
+    internal static ModelConfig MatmulProbe { get; } =
+        ProbeLlama(vocab: 2048, context: 64, width: 256, layers: 2, feedForward: 768, heads: 4, kvHeads: 2);
+
+    /// <summary>A probe model's shape: a Llama with tied output and full-width RoPE, head size width / heads.</summary>
+    private static ModelConfig ProbeLlama(int vocab, int context, int width, int layers, int feedForward, int heads, int kvHeads) => new()
     {
         Architecture = ModelArchitecture.Llama,
-        VocabSize = 2048,
-        ContextLength = 64,
-        EmbeddingLength = 256,
-        BlockCount = 2,
-        FeedForwardLength = 768,
-        HeadCount = 4,
-        KvHeadCount = 2,
-        HeadDim = 64,
+        VocabSize = vocab,
+        ContextLength = context,
+        EmbeddingLength = width,
+        BlockCount = layers,
+        FeedForwardLength = feedForward,
+        HeadCount = heads,
+        KvHeadCount = kvHeads,
+        HeadDim = width / heads,
         NormEpsilon = 1e-5f,
-        RopeDims = 64,
+        RopeDims = width / heads,
         TiedOutput = true,
     };
 
@@ -597,21 +587,7 @@ public sealed record MachineProfile
 
     private static double OverheadOf(MachineProfile profile, int threads, int layers)
     {
-        var config = new ModelConfig
-        {
-            Architecture = ModelArchitecture.Llama,
-            VocabSize = 512,
-            ContextLength = 256,
-            EmbeddingLength = 64,
-            BlockCount = layers,
-            FeedForwardLength = 256,
-            HeadCount = 4,
-            KvHeadCount = 2,
-            HeadDim = 16,
-            NormEpsilon = 1e-5f,
-            RopeDims = 16,
-            TiedOutput = true,
-        };
+        ModelConfig config = ProbeLlama(vocab: 512, context: 256, width: 64, layers: layers, feedForward: 256, heads: 4, kvHeads: 2);
         const int tokens = 64;
         double measured = DecodeSecondsPerToken(config, threads, tokens);
         ModelShape shape = ModelShape.FromConfig(config, GgmlType.F32, "overhead probe");
