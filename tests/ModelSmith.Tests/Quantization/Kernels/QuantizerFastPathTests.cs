@@ -42,42 +42,12 @@ public sealed class QuantizerFastPathTests
     }
 
     [Fact]
-    public void Q8_0_vector_rows_equal_the_reference_for_every_length()
-    {
-        for (int blocks = 1; blocks <= 24; blocks++)
-        {
-            int cols = 32 * blocks;
-            float[] x = Rows(12, cols, (ulong)blocks);
-            for (int r = 0; r < 12; r++)
-            {
-                ReadOnlySpan<float> row = x.AsSpan(r * cols, cols);
-                var fast = new byte[blocks * Q8_0.TypeSize];
-                var reference = new byte[blocks * Q8_0.TypeSize];
-                Q8_0.QuantizeRow(row, fast);
-                Q8_0.QuantizeRowReference(row, reference);
-                Assert.True(fast.AsSpan().SequenceEqual(reference), $"Q8_0 row kind {r}, {cols} values");
-            }
-        }
-    }
+    public void Q8_0_vector_rows_equal_the_reference_for_every_length() =>
+        AssertRowsEqualReference("Q8_0", Q8_0.QuantizeRow, Q8_0.QuantizeRowReference, 32, Q8_0.TypeSize, maxBlocks: 24, seed: 0);
 
     [Fact]
-    public void Q4_0_vector_rows_equal_the_reference_for_every_length()
-    {
-        for (int blocks = 1; blocks <= 24; blocks++)
-        {
-            int cols = 32 * blocks;
-            float[] x = Rows(12, cols, 100 + (ulong)blocks);
-            for (int r = 0; r < 12; r++)
-            {
-                ReadOnlySpan<float> row = x.AsSpan(r * cols, cols);
-                var fast = new byte[blocks * Q4_0.TypeSize];
-                var reference = new byte[blocks * Q4_0.TypeSize];
-                Q4_0.QuantizeRow(row, fast);
-                Q4_0.QuantizeRowReference(row, reference);
-                Assert.True(fast.AsSpan().SequenceEqual(reference), $"Q4_0 row kind {r}, {cols} values");
-            }
-        }
-    }
+    public void Q4_0_vector_rows_equal_the_reference_for_every_length() =>
+        AssertRowsEqualReference("Q4_0", Q4_0.QuantizeRow, Q4_0.QuantizeRowReference, 32, Q4_0.TypeSize, maxBlocks: 24, seed: 100);
 
     [Theory]
     [InlineData(15, -1f, 0.1f, 20)] // Q4_K
@@ -149,20 +119,29 @@ public sealed class QuantizerFastPathTests
     }
 
     [Fact]
-    public void Q6_K_vector_rows_equal_the_reference_for_every_length()
+    public void Q6_K_vector_rows_equal_the_reference_for_every_length() =>
+        AssertRowsEqualReference("Q6_K", Q6_K.QuantizeRow, Q6_K.QuantizeRowReference, 256, Q6_K.TypeSize, maxBlocks: 6, seed: 200);
+
+    private delegate void RowQuantizer(ReadOnlySpan<float> row, Span<byte> output);
+
+    /// <summary>
+    /// For rows of 1..<paramref name="maxBlocks"/> blocks and every distribution kind, <paramref name="fast"/> writes the
+    /// bytes <paramref name="reference"/> writes.
+    /// </summary>
+    private static void AssertRowsEqualReference(string type, RowQuantizer fast, RowQuantizer reference, int blockSize, int typeSize, int maxBlocks, ulong seed)
     {
-        for (int blocks = 1; blocks <= 6; blocks++)
+        for (int blocks = 1; blocks <= maxBlocks; blocks++)
         {
-            int cols = 256 * blocks;
-            float[] x = Rows(12, cols, 200 + (ulong)blocks);
+            int cols = blockSize * blocks;
+            float[] x = Rows(12, cols, seed + (ulong)blocks);
             for (int r = 0; r < 12; r++)
             {
                 ReadOnlySpan<float> row = x.AsSpan(r * cols, cols);
-                var fast = new byte[blocks * Q6_K.TypeSize];
-                var reference = new byte[blocks * Q6_K.TypeSize];
-                Q6_K.QuantizeRow(row, fast);
-                Q6_K.QuantizeRowReference(row, reference);
-                Assert.True(fast.AsSpan().SequenceEqual(reference), $"Q6_K row kind {r}, {cols} values");
+                var fastBytes = new byte[blocks * typeSize];
+                var referenceBytes = new byte[blocks * typeSize];
+                fast(row, fastBytes);
+                reference(row, referenceBytes);
+                Assert.True(fastBytes.AsSpan().SequenceEqual(referenceBytes), $"{type} row kind {r}, {cols} values");
             }
         }
     }
