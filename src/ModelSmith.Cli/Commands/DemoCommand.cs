@@ -162,8 +162,7 @@ internal static class DemoCommand
                 w.WriteString("role", v.Role);
                 w.WriteString("kind", v.Kind);
                 w.WriteString("type", v.Type);
-                if (v.Parent != null) w.WriteString("parent", v.Parent);
-                else w.WriteNull("parent");
+                w.WriteString("parent", v.Parent);
                 w.WriteNumber("file_bytes", v.FileBytes);
                 WriteNumber(w, "ppl_general", v.GeneralPerplexity);
                 WriteNumber(w, "ppl_domain", v.DomainPerplexity);
@@ -182,10 +181,8 @@ internal static class DemoCommand
                 w.WriteNumber("memory_bytes", p.MemoryBytes);
                 w.WriteNumber("min_tps", p.MinTokensPerSecond);
                 w.WriteString("dataset", p.Dataset);
-                if (p.Choice != null) w.WriteString("choice", p.Choice);
-                else w.WriteNull("choice");
-                if (p.ChoiceId != null) w.WriteString("choice_id", p.ChoiceId);
-                else w.WriteNull("choice_id");
+                w.WriteString("choice", p.Choice);
+                w.WriteString("choice_id", p.ChoiceId);
                 WriteNumber(w, "choice_memory_bytes", p.ChoiceMemoryBytes);
                 WriteNumber(w, "choice_tps", p.ChoiceTokensPerSecond);
                 w.WriteStartArray("explanation");

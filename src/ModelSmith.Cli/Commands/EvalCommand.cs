@@ -302,8 +302,7 @@ internal static class EvalCommand
         using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
         w.WriteStartObject();
         w.WriteString("model", modelFile.FullName);
-        if (parentFile != null) w.WriteString("parent", parentFile.FullName);
-        else w.WriteNull("parent");
+        w.WriteString("parent", parentFile?.FullName);
         w.WriteNumber("context", context);
         w.WriteNumber("threads", lm.Threads);
         if (recorded != null) w.WriteString("variant_id", recorded.Id);
