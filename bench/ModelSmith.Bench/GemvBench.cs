@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using ModelSmith.Formats;
+using ModelSmith.Quantization;
 using ModelSmith.Tensors;
 using Spectre.Console;
 
@@ -18,10 +19,14 @@ internal static class GemvBench
     {
         int[] threads = options.Threads;
         int reps = options.Int("reps", 20);
-        var type = options.Choice("type", "f16", ["f32", "f16", "bf16"]) switch
+        var type = options.Choice("type", "f16", ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k"]) switch
         {
             "f32" => GgmlType.F32,
             "bf16" => GgmlType.BF16,
+            "q8_0" => GgmlType.Q8_0,
+            "q4_0" => GgmlType.Q4_0,
+            "q4_k" => GgmlType.Q4_K,
+            "q6_k" => GgmlType.Q6_K,
             _ => GgmlType.F16,
         };
         options.ThrowOnUnused();
@@ -38,7 +43,17 @@ internal static class GemvBench
             {
                 var values = new float[rows * cols];
                 for (int i = 0; i < values.Length; i++) values[i] = (float)(rng.NextDouble() - 0.5) * 0.1f;
-                var w = WeightMatrix.FromSingles(values, rows, cols, type);
+                WeightMatrix w;
+                if (GgmlTypeInfo.BlockSize(type) > 1)
+                {
+                    var packed = new byte[GgmlTypeInfo.ByteCount(type, (long)rows * cols)];
+                    BlockQuantizer.Quantize(type, values, rows, cols, packed);
+                    w = new WeightMatrix(type, rows, cols, packed);
+                }
+                else
+                {
+                    w = WeightMatrix.FromSingles(values, rows, cols, type);
+                }
                 matrices.Add(w);
                 bytes += w.Data.Length;
             }

@@ -24,11 +24,20 @@ internal interface IParallelJob
 /// </summary>
 /// <remarks>
 /// <para>The calling thread takes part as worker 0, so a pool of N threads starts N − 1 background threads
-/// and a pool of 1 runs every job inline. Items are handed out one at a time from a shared counter, so an
+/// and a pool of 1 runs every job inline. The items are cut into N contiguous ranges, one per worker; each
+/// worker takes its own range's items in order, then helps with what is left of the others' ranges. An
 /// item's result must depend only on the item, never on which worker runs it; kernels built this way give
 /// bit-identical results for every thread count.</para>
+/// <para>Why ranges: a matrix-vector product streams its weights from memory, and each core's hardware
+/// prefetcher follows one sequential stream. Handing out rows round-robin from one shared counter makes
+/// every core's stream jump every few kilobytes, and the prefetcher runs ahead into rows another core
+/// reads; on a 2-core machine that cut decode throughput at 2 threads by about 40% against the same
+/// work in contiguous halves. Each worker's claim counter sits on its own cache line, so claiming an
+/// item does not bounce a line between cores either.</para>
 /// <para>Between jobs the workers spin for a short while (a forward pass issues jobs microseconds apart) and
-/// then block, so an idle pool costs no CPU. <see cref="Run{TJob}"/> allocates nothing after the first call
+/// then block, so an idle pool costs no CPU. The spin is plain pause instructions: yielding to the
+/// scheduler there (as <see cref="SpinWait"/> does after a few rounds) delayed the next job's start by
+/// several microseconds in a virtual machine. <see cref="Run{TJob}"/> allocates nothing after the first call
 /// with a given job type. One caller at a time: calling Run from inside a job, or from two threads at once,
 /// throws.</para>
 /// </remarks>
@@ -36,6 +45,10 @@ internal sealed unsafe class ComputePool : IDisposable
 {
     // How long an idle worker spins for the next job before it blocks.
     private static readonly long SpinTicks = Stopwatch.Frequency / 5000; // 200 µs
+
+    // How long the caller spins on pause instructions for the workers to finish before it starts yielding
+    // its core (which matters only when the machine has more runnable threads than cores).
+    private static readonly long FinishSpinTicks = Stopwatch.Frequency / 20000; // 50 µs
 
     private readonly Thread[] _threads;
     private readonly object _gate = new();
@@ -47,7 +60,7 @@ internal sealed unsafe class ComputePool : IDisposable
     private delegate*<object, int, int, void> _invoke;
     private int _count;
 
-    private int _next;        // next unclaimed item
+    private readonly Cursor[] _cursors; // per worker: next unclaimed item of its range, and the range's end
     private int _epoch;       // bumped once per job (and once on Dispose)
     private int _finished;    // workers done with the current epoch
     private int _sleeping;    // workers blocked on _gate
@@ -62,6 +75,7 @@ internal sealed unsafe class ComputePool : IDisposable
             throw new ArgumentOutOfRangeException(nameof(threadCount), threadCount, "A compute pool needs between 1 and 1024 threads (1 runs everything on the caller).");
         ThreadCount = threadCount;
         _scratch = new Scratch[threadCount];
+        _cursors = new Cursor[threadCount];
         _threads = new Thread[threadCount - 1];
         for (int i = 0; i < _threads.Length; i++)
         {
@@ -104,7 +118,12 @@ internal sealed unsafe class ComputePool : IDisposable
             _invoke = &Invoke<TJob>;
             _count = count;
             _failure = null;
-            Volatile.Write(ref _next, 0);
+            int workers = ThreadCount;
+            for (int w = 0; w < workers; w++)
+            {
+                _cursors[w].Next = (int)((long)count * w / workers);
+                _cursors[w].End = (int)((long)count * (w + 1) / workers);
+            }
             Volatile.Write(ref _finished, 0);
             Interlocked.Increment(ref _epoch); // full fence: publishes the job before workers can see the epoch
             if (Volatile.Read(ref _sleeping) > 0)
@@ -114,8 +133,13 @@ internal sealed unsafe class ComputePool : IDisposable
 
             RunItems(0);
 
+            long start = Stopwatch.GetTimestamp();
             SpinWait wait = default;
-            while (Volatile.Read(ref _finished) != _threads.Length) wait.SpinOnce(sleep1Threshold: -1);
+            while (Volatile.Read(ref _finished) != _threads.Length)
+            {
+                if (Stopwatch.GetTimestamp() - start < FinishSpinTicks) Thread.SpinWait(1);
+                else wait.SpinOnce(sleep1Threshold: -1);
+            }
 
             _box = null;
             box.Value = default;
@@ -196,13 +220,12 @@ internal sealed unsafe class ComputePool : IDisposable
     private int WaitForJob(int seen)
     {
         long start = Stopwatch.GetTimestamp();
-        SpinWait spin = default;
         while (true)
         {
             int epoch = Volatile.Read(ref _epoch);
             if (epoch != seen) return epoch;
             if (Stopwatch.GetTimestamp() - start > SpinTicks) break;
-            spin.SpinOnce(sleep1Threshold: -1);
+            Thread.SpinWait(1);
         }
         lock (_gate)
         {
@@ -215,24 +238,30 @@ internal sealed unsafe class ComputePool : IDisposable
         }
     }
 
+    // The worker's own range first, then the rest of each other range, the next worker's first.
     private void RunItems(int worker)
     {
         object box = _box!;
         delegate*<object, int, int, void> invoke = _invoke;
-        int count = _count;
+        Cursor[] cursors = _cursors;
         try
         {
-            while (true)
+            for (int i = 0; i < cursors.Length; i++)
             {
-                int item = Interlocked.Increment(ref _next) - 1;
-                if (item >= count) return;
-                invoke(box, item, worker);
+                ref Cursor range = ref cursors[(worker + i) % cursors.Length];
+                int end = range.End;
+                while (true)
+                {
+                    int item = Interlocked.Increment(ref range.Next) - 1;
+                    if (item >= end) break;
+                    invoke(box, item, worker);
+                }
             }
         }
         catch (Exception e)
         {
             Interlocked.CompareExchange(ref _failure, ExceptionDispatchInfo.Capture(e), null);
-            Volatile.Write(ref _next, count); // the others stop taking items
+            for (int i = 0; i < cursors.Length; i++) Volatile.Write(ref cursors[i].Next, cursors[i].End); // the others stop taking items
         }
     }
 
@@ -240,5 +269,14 @@ internal sealed unsafe class ComputePool : IDisposable
     {
         public float* Pointer;
         public int Length;
+    }
+
+    // One worker's range [start, End) of the current job, Next the first item not yet claimed; 64 bytes so
+    // that no two workers' counters share a cache line.
+    [StructLayout(LayoutKind.Explicit, Size = 64)]
+    private struct Cursor
+    {
+        [FieldOffset(0)] public int Next;
+        [FieldOffset(4)] public int End;
     }
 }

@@ -60,6 +60,39 @@ public class ComputePoolTests
         }
     }
 
+    // Item 0 waits until item 2 has run, so worker 0 is held inside its own range while worker 1 starts.
+    private struct RangeJob : IParallelJob
+    {
+        public int[] RanOn;     // (count): the worker that ran each item, -1 before
+        public int[] FirstItem; // (threads): the first item each worker ran, -1 before
+
+        public readonly void Execute(int item, int worker)
+        {
+            Interlocked.CompareExchange(ref FirstItem[worker], item, -1);
+            if (item == 0)
+            {
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                while (Volatile.Read(ref RanOn[2]) < 0 && clock.ElapsedMilliseconds < 5000) Thread.Yield();
+            }
+            Volatile.Write(ref RanOn[item], worker);
+        }
+    }
+
+    [Fact]
+    public void Each_worker_starts_on_its_own_contiguous_range_of_items()
+    {
+        using var pool = new ComputePool(2);
+        for (int round = 0; round < 20; round++)
+        {
+            var job = new RangeJob { RanOn = [-1, -1, -1, -1], FirstItem = [-1, -1] };
+            pool.Run(ref job, 4);
+            // Four items on two workers: [0, 2) belongs to the caller, [2, 4) to worker 1, which takes item 2
+            // first (one shared counter would have handed it item 1).
+            Assert.Equal(2, job.FirstItem[1]);
+            Assert.All(job.RanOn, w => Assert.InRange(w, 0, 1));
+        }
+    }
+
     private struct ThrowingJob : IParallelJob
     {
         public readonly void Execute(int item, int worker)
