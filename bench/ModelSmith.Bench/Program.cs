@@ -40,7 +40,7 @@ internal static class Program
                      in --source type; outputs are compared byte for byte and deleted
 
         tools:
-          gemv       [--threads 1,2] [--reps 20] [--type f16|f32|bf16|q8_0|q4_0|q4_k|q6_k]
+          gemv       [--threads 1,2] [--reps 20] [--type f16|f32|bf16|q8_0|q4_0|q4_k|q6_k] [--resident]
                      the decode matvec alone over every linear layer of the 100M Llama (random weights),
                      tokens/s by wall clock and by CPU time per thread, and the weight read rate
           synth      --out FILE.gguf [--type f32|f16|bf16] [--arch llama|gpt2]

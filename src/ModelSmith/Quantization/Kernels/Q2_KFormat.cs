@@ -30,11 +30,13 @@ internal readonly unsafe struct Q2_KFormat : IKQuantFormat
         }
     }
 
+    public static int DOffset => 80;
+
+    public static int DMinOffset => 82;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Scales(byte* block, out Vector256<short> scales, out Vector256<short> mins, out float d, out float dmin)
+    public static void ScaleWords(byte* block, out Vector256<short> scales, out Vector256<short> mins)
     {
-        d = HalfScale.ToSingle(*(ushort*)(block + 80));
-        dmin = HalfScale.ToSingle(*(ushort*)(block + 82));
         Vector128<byte> v = Vector128.Load(block);
         scales = Avx2.ConvertToVector256Int16(v & Vector128.Create((byte)0x0F));
         mins = Avx2.ConvertToVector256Int16(Vector128.ShiftRightLogical(v, 4));

@@ -34,11 +34,13 @@ internal readonly unsafe struct Q3_KFormat : IKQuantFormat
         }
     }
 
+    public static int DOffset => 108;
+
+    public static int DMinOffset => -1;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Scales(byte* block, out Vector256<short> scales, out Vector256<short> mins, out float d, out float dmin)
+    public static void ScaleWords(byte* block, out Vector256<short> scales, out Vector256<short> mins)
     {
-        d = HalfScale.ToSingle(*(ushort*)(block + 108));
-        dmin = 0f;
         scales = Avx2.ConvertToVector256Int16(KScales.Q3Scales(block + 96)) - Vector256.Create((short)32);
         mins = Vector256<short>.Zero;
     }

@@ -26,11 +26,13 @@ internal readonly unsafe struct Q4_KFormat : IKQuantFormat
         KScales.ScaleMinK4(block + 4, scales, mins);
     }
 
+    public static int DOffset => 0;
+
+    public static int DMinOffset => 2;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Scales(byte* block, out Vector256<short> scales, out Vector256<short> mins, out float d, out float dmin)
+    public static void ScaleWords(byte* block, out Vector256<short> scales, out Vector256<short> mins)
     {
-        d = HalfScale.ToSingle(*(ushort*)block);
-        dmin = HalfScale.ToSingle(*(ushort*)(block + 2));
         KScales.ScaleMinK4(block + 4, out ulong sc, out ulong mn);
         scales = KScales.Twice(sc);
         mins = KScales.Twice(mn);

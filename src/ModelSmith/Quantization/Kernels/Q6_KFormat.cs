@@ -33,11 +33,13 @@ internal readonly unsafe struct Q6_KFormat : IKQuantFormat
         }
     }
 
+    public static int DOffset => 208;
+
+    public static int DMinOffset => -1;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Scales(byte* block, out Vector256<short> scales, out Vector256<short> mins, out float d, out float dmin)
+    public static void ScaleWords(byte* block, out Vector256<short> scales, out Vector256<short> mins)
     {
-        d = HalfScale.ToSingle(*(ushort*)(block + 208));
-        dmin = 0f;
         scales = Avx2.ConvertToVector256Int16((sbyte*)(block + 192));
         mins = Vector256<short>.Zero;
     }
