@@ -44,4 +44,19 @@ internal static class HalfScale
         bits = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(magnitude, Vector256.Create(0x7C00)), special, bits);
         return (bits | sign).AsSingle();
     }
+
+    /// <summary><see cref="ToSingle(ushort)"/> lane by lane on 16 lanes; the halves in the low 16 bits of each lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ToSingle(Vector512<int> halves)
+    {
+        Vector512<int> sign = (halves & Vector512.Create(0x8000)) << 16;
+        Vector512<int> magnitude = halves & Vector512.Create(0x7FFF);
+        Vector512<int> normal = (magnitude << 13) + Vector512.Create(112 << 23);
+        Vector512<int> special = Vector512.Create(0x7F800000) | ((magnitude & Vector512.Create(0x3FF)) << 13)
+            | (Vector512.GreaterThan(magnitude, Vector512.Create(0x7C00)) & Vector512.Create(0x00400000));
+        Vector512<int> subnormal = (Vector512.ConvertToSingle(magnitude) * Vector512.Create(TwoPowMinus24)).AsInt32();
+        Vector512<int> bits = Vector512.ConditionalSelect(Vector512.LessThan(magnitude, Vector512.Create(0x0400)), subnormal, normal);
+        bits = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(magnitude, Vector512.Create(0x7C00)), special, bits);
+        return (bits | sign).AsSingle();
+    }
 }

@@ -55,7 +55,8 @@ internal unsafe interface ILegacyFormat
 /// <para><b>Decode</b> (<see cref="DotPackedRows"/>) reads the stored blocks: each block's levels are unpacked
 /// in a register, vpdpbusd (or pmaddubsw+pmaddwd) gives 8 partial sums per block, and a transposing
 /// reduction leaves block i's sum in lane i. Four rows run together so their four add chains overlap,
-/// with the rows 8 ahead prefetched.</para>
+/// with the rows 8 ahead prefetched. Q4_0 on AVX-512 has its own four-row kernel
+/// (<see cref="DotPacked4Q4_0"/>, two blocks per 512-bit register: 1.2-1.5x the 256-bit one).</para>
 /// <para><b>Prefill</b> unpacks a row once (<see cref="Unpack"/>: the K levels as bytes with the format's
 /// offset, each full group of 8 blocks stored as the transpose of its 8×8 matrix of 4-byte words; then d
 /// and m per block as floats) against activations quantized in the same grouped order, so one 32-byte load
@@ -477,6 +478,10 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         int o = token * nb;
         bool vnni = path != QuantKernelPath.Avx2 && AvxVnni.IsSupported;
         int r = 0;
+        if (IsQ4_0 && path == QuantKernelPath.Avx512)
+        {
+            for (; r + 4 <= count; r += 4) DotPacked4Q4_0(rows + (long)r * rowBytes, rowBytes, q, a.Scales + o, a.BlockSums + o, nb, y + r);
+        }
         for (; r + 4 <= count; r += 4)
         {
             if (vnni) DotPacked4<VnniDot>(rows + (long)r * rowBytes, rowBytes, q, a.Scales + o, a.BlockSums + o, a.Offsets + o, nb, y + r);
@@ -545,6 +550,130 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         y[1] = s1;
         y[2] = s2;
         y[3] = s3;
+    }
+
+    private static bool IsQ4_0 => TF.TypeSize == 18 && TF.OffsetShift == 3 && !TF.HasMin && !TF.Signed;
+
+    /// <summary>
+    /// <see cref="DotPacked4{TD}"/> for Q4_0 on 512-bit registers, the same bits. Each register holds two
+    /// blocks' 32 levels: the 16 packed bytes of each block are picked out of the group's 144 bytes by a
+    /// byte permute (twice, so one variable shift by 0 or 4 and a mask yield the low and the high nibbles),
+    /// and the two blocks' activations are one 64-byte load, shared by the four rows. pmaddubsw then pmaddwd
+    /// by ones leave 8 partial sums per block (exact: levels ≤ 15, |q| ≤ 127), and two rounds of unpack-and-add
+    /// reduce four registers to the eight block sums, in the order 0, 2, 4, 6, 1, 3, 5, 7. The scales and the
+    /// activations' d and Σq are picked out in that order too, and the four rows' terms are added to their
+    /// running sums in block order, so every lane repeats the scalar float operations of its row.
+    /// rows: 4 rows of rowBytes, q: (K), dy and qsum: (K/32), y: (4).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DotPacked4Q4_0(byte* rows, int rowBytes, sbyte* q, float* dy, int* qsum, int nb, float* y)
+    {
+        byte* r0 = rows, r1 = rows + rowBytes, r2 = rows + 2 * rowBytes, r3 = rows + 3 * rowBytes;
+        // Byte j of a register holds packed byte j % 16 of the first block (j < 32) or the second: the group
+        // is read as three 64-byte loads at 0, 64 and 80, all inside its 144 bytes.
+        Vector512<byte> pick01 = Pick(2, 20);     // blocks 0, 1 from bytes [0, 64)
+        Vector512<byte> pick23 = Pick(38, 56);    // blocks 2, 3 from bytes [0, 128), two registers
+        Vector512<byte> pick45 = Pick(74 - 64, 92 - 64);   // blocks 4, 5 from bytes [64, 128)
+        Vector512<byte> pick67 = Pick(110 - 80, 128 - 80); // blocks 6, 7 from bytes [80, 144)
+        // Word 9i is block i's d; int lane j takes block order[j] = 0, 2, 4, 6, 1, 3, 5, 7.
+        Vector512<short> heads = Vector512.Create(
+            (short)0, 0, 18, 18, 36, 36, 54, 54, 9, 9, 27, 27, 45, 45, 63, 63,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        Vector256<int> order = Vector256.Create(0, 2, 4, 6, 1, 3, 5, 7);
+        Vector512<uint> nibbleShift = Vector512.Create(0u, 0, 0, 0, 4, 4, 4, 4, 0, 0, 0, 0, 4, 4, 4, 4);
+        Vector128<float> sums = Vector128<float>.Zero; // (4) row j's running sum in lane j
+        int b = 0;
+        for (; b + 8 <= nb; b += 8)
+        {
+            long offset = (long)b * 18;
+            byte* ahead = rows + 8L * rowBytes + offset;
+            for (int i = 0; i < 8 * 18 + 64; i += 64)
+            {
+                Sse.Prefetch0(ahead + i);
+                Sse.Prefetch0(ahead + rowBytes + i);
+                Sse.Prefetch0(ahead + 2 * rowBytes + i);
+                Sse.Prefetch0(ahead + 3 * rowBytes + i);
+            }
+            sbyte* yq = q + 32 * b;
+            Vector512<sbyte> y01 = Vector512.Load(yq), y23 = Vector512.Load(yq + 64), y45 = Vector512.Load(yq + 128), y67 = Vector512.Load(yq + 192);
+            Vector256<int> offsets = Avx2.PermuteVar8x32(Vector256.Load(qsum + b), order) << 3; // 8·Σq: the levels carry +8
+            Vector256<float> dyo = Avx2.PermuteVar8x32(Vector256.Load(dy + b), order);
+
+            Vector256<int> s0 = GroupSums(r0 + offset, y01, y23, y45, y67, pick01, pick23, pick45, pick67, nibbleShift, heads, out Vector256<int> h0) - offsets;
+            Vector256<int> s1 = GroupSums(r1 + offset, y01, y23, y45, y67, pick01, pick23, pick45, pick67, nibbleShift, heads, out Vector256<int> h1) - offsets;
+            Vector256<int> s2 = GroupSums(r2 + offset, y01, y23, y45, y67, pick01, pick23, pick45, pick67, nibbleShift, heads, out Vector256<int> h2) - offsets;
+            Vector256<int> s3 = GroupSums(r3 + offset, y01, y23, y45, y67, pick01, pick23, pick45, pick67, nibbleShift, heads, out Vector256<int> h3) - offsets;
+            Vector512<float> d01 = HalfScale.ToSingle(Vector512.Create(h0, h1));
+            Vector512<float> d23 = HalfScale.ToSingle(Vector512.Create(h2, h3));
+            // ggml: sumf += sumi·d_x·d_y, in that order.
+            Vector256<float> t0 = Vector256.ConvertToSingle(s0) * d01.GetLower() * dyo;
+            Vector256<float> t1 = Vector256.ConvertToSingle(s1) * d01.GetUpper() * dyo;
+            Vector256<float> t2 = Vector256.ConvertToSingle(s2) * d23.GetLower() * dyo;
+            Vector256<float> t3 = Vector256.ConvertToSingle(s3) * d23.GetUpper() * dyo;
+            // 4 × 8 → 8 × 4: c_i holds element i of the four rows (low half) and element i + 4 (high half),
+            // that is blocks 2i and 2i + 1.
+            Vector256<float> a01 = Avx.UnpackLow(t0, t1), b01 = Avx.UnpackHigh(t0, t1);
+            Vector256<float> a23 = Avx.UnpackLow(t2, t3), b23 = Avx.UnpackHigh(t2, t3);
+            Vector256<float> c0 = Avx.Shuffle(a01, a23, 0x44), c1 = Avx.Shuffle(a01, a23, 0xEE);
+            Vector256<float> c2 = Avx.Shuffle(b01, b23, 0x44), c3 = Avx.Shuffle(b01, b23, 0xEE);
+            sums += c0.GetLower();
+            sums += c0.GetUpper();
+            sums += c1.GetLower();
+            sums += c1.GetUpper();
+            sums += c2.GetLower();
+            sums += c2.GetUpper();
+            sums += c3.GetLower();
+            sums += c3.GetUpper();
+        }
+        float f0 = sums.GetElement(0), f1 = sums.GetElement(1), f2 = sums.GetElement(2), f3 = sums.GetElement(3);
+        for (; b < nb; b++)
+        {
+            long offset = (long)b * 18;
+            f0 += BlockTerm<MaddDot>(r0 + offset, q, dy, qsum, null, b);
+            f1 += BlockTerm<MaddDot>(r1 + offset, q, dy, qsum, null, b);
+            f2 += BlockTerm<MaddDot>(r2 + offset, q, dy, qsum, null, b);
+            f3 += BlockTerm<MaddDot>(r3 + offset, q, dy, qsum, null, b);
+        }
+        y[0] = f0;
+        y[1] = f1;
+        y[2] = f2;
+        y[3] = f3;
+    }
+
+    /// <summary>vpermb indices: bytes first..first+15 twice, then second..second+15 twice.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> Pick(byte first, byte second) =>
+        Vector512.Create(Vector256.Create(first), Vector256.Create(second)) + Vector512.Create(
+            (byte)0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+
+    /// <summary>
+    /// The integer sums Σ n·q (stored nibbles n = level + 8) of one row's group of 8 Q4_0 blocks, in the
+    /// order 0, 2, 4, 6, 1, 3, 5, 7, and the blocks' F16 d's in the same order (low 16 bits of each int).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> GroupSums(byte* w, Vector512<sbyte> y01, Vector512<sbyte> y23, Vector512<sbyte> y45, Vector512<sbyte> y67,
+        Vector512<byte> pick01, Vector512<byte> pick23, Vector512<byte> pick45, Vector512<byte> pick67, Vector512<uint> nibbleShift,
+        Vector512<short> heads, out Vector256<int> d)
+    {
+        Vector512<byte> lo = Vector512.Load(w), mid = Vector512.Load(w + 64), hi = Vector512.Load(w + 80);
+        d = Avx512BW.PermuteVar32x16x2(lo.AsInt16(), heads, mid.AsInt16()).GetLower().AsInt32();
+        Vector512<byte> mask = Vector512.Create((byte)0x0F);
+        Vector512<byte> l01 = Avx512F.ShiftRightLogicalVariable(Avx512Vbmi.PermuteVar64x8(lo, pick01).AsUInt32(), nibbleShift).AsByte() & mask;
+        Vector512<byte> l23 = Avx512F.ShiftRightLogicalVariable(Avx512Vbmi.PermuteVar64x8x2(lo, pick23, mid).AsUInt32(), nibbleShift).AsByte() & mask;
+        Vector512<byte> l45 = Avx512F.ShiftRightLogicalVariable(Avx512Vbmi.PermuteVar64x8(mid, pick45).AsUInt32(), nibbleShift).AsByte() & mask;
+        Vector512<byte> l67 = Avx512F.ShiftRightLogicalVariable(Avx512Vbmi.PermuteVar64x8(hi, pick67).AsUInt32(), nibbleShift).AsByte() & mask;
+        Vector512<short> ones = Vector512<short>.One;
+        Vector512<int> s01 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(l01, y01), ones); // block 0: lanes 0-1, block 1: lanes 2-3
+        Vector512<int> s23 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(l23, y23), ones);
+        Vector512<int> s45 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(l45, y45), ones);
+        Vector512<int> s67 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(l67, y67), ones);
+        // Per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3], then [Σa, Σb, Σc, Σd] of the lane's four ints.
+        Vector512<int> x0 = Avx512F.UnpackLow(s01, s23) + Avx512F.UnpackHigh(s01, s23);
+        Vector512<int> x1 = Avx512F.UnpackLow(s45, s67) + Avx512F.UnpackHigh(s45, s67);
+        Vector512<int> lanes = Avx512F.UnpackLow(x0.AsInt64(), x1.AsInt64()).AsInt32() + Avx512F.UnpackHigh(x0.AsInt64(), x1.AsInt64()).AsInt32(); // added as ints: no carries between them
+        // Lanes 0 + 1 hold the first block of each pair, lanes 2 + 3 the second.
+        return Avx512F.Shuffle4x128(lanes, lanes, 0b00_00_10_00).GetLower() + Avx512F.Shuffle4x128(lanes, lanes, 0b00_00_11_01).GetLower();
     }
 
     /// <summary><see cref="DotAvx2"/> straight from the stored blocks: levels unpacked in registers.</summary>

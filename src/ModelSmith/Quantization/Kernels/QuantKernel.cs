@@ -17,7 +17,8 @@ internal enum QuantKernelPath
     Avx2Vnni,
 
     /// <summary>512-bit AVX-512 BW + VBMI for the K-quants (vpermb reorders packed levels, vpermw expands
-    /// scales); the 32-blocks keep the 256-bit kernels, with VNNI where the CPU has it.</summary>
+    /// scales) and for Q4_0's decode (vpermb picks two blocks per register); the other 32-block kernels
+    /// stay 256-bit, with VNNI where the CPU has it.</summary>
     Avx512,
 }
 
