@@ -43,6 +43,9 @@ internal static class Program
           gemv       [--threads 1,2] [--reps 20] [--type f16|f32|bf16|q8_0|q4_0|q4_k|q6_k] [--resident]
                      the decode matvec alone over every linear layer of the 100M Llama (random weights),
                      tokens/s by wall clock and by CPU time per thread, and the weight read rate
+          residence  MODEL.gguf [--threads 1] [--reps 20]
+                     the decode matvec over the file's own matrices, held as the file's memory map, the
+                     private huge-page block a model loads into, and managed arrays, alternating per token
           synth      --out FILE.gguf [--type f32|f16|bf16] [--arch llama|gpt2]
                      writes a random-weight model of about 100M parameters (llama: 12 layers, width 768,
                      12 query / 4 key-value heads, feed-forward 2048, vocabulary 32000, context 1024, tied output)
@@ -81,6 +84,9 @@ internal static class Program
                 case "gemv":
                     GemvBench.Run(options);
                     break;
+                case "residence":
+                    ResidenceBench.Run(options);
+                    break;
                 case "synth":
                     RunSynth(options);
                     break;
@@ -94,7 +100,7 @@ internal static class Program
                     TrainBench.RunStep(options);
                     return 0;
                 default:
-                    throw new UsageException($"unknown suite '{args[0]}' (expected bandwidth, flops, gemv, llama, quantize, synth or train).");
+                    throw new UsageException($"unknown suite '{args[0]}' (expected bandwidth, flops, gemv, llama, quantize, residence, synth or train).");
             }
             AnsiConsole.MarkupLine($"[grey]{Markup.Escape(MachineLine())}[/]");
             return 0;
