@@ -16,10 +16,11 @@ namespace ModelSmith.Tensors;
 /// <para><b>Work split.</b> The weight's rows are cut into blocks (<see cref="RowBlock"/> rows for prefill,
 /// 16-64 for decode); each block is one pool work item, computed for all tokens by one thread.</para>
 /// <para><b>Decode (one token)</b> is bound by memory bandwidth: each weight row is streamed once, four
-/// rows at a time against the same x registers (eight for F16), 16-bit weights widened in registers (F16
-/// by three integer ops to w·2^-112 against an x scaled by 2^112, see <see cref="GemvHalf{TV, TS}"/>; BF16
-/// by a shift), so 2 bytes per weight are read from memory rather than 4; for 16-bit weights the next rows
-/// are prefetched in software while the current ones are read.</para>
+/// rows at a time against the same x registers (F32, BF16), or one row at a time (F16, whose single stream
+/// the hardware prefetcher follows best), 16-bit weights widened in registers (F16 by three integer ops to
+/// w·2^-112 against an x scaled by 2^112, see <see cref="GemvHalf{TV, TS}"/>; BF16 by a shift), so 2 bytes
+/// per weight are read from memory rather than 4; for BF16 the next rows are prefetched in software
+/// while the current ones are read.</para>
 /// <para><b>Prefill (many tokens)</b> is bound by arithmetic. The tokens are copied once per call into
 /// 64-byte-aligned rows, and each work item copies or widens its weight block once into an aligned
 /// float panel in the worker's scratch (RowBlock × Cols floats, 192 KiB at 3072 columns, which stays in
@@ -115,8 +116,8 @@ internal static unsafe class MatMul
         }
     }
 
-    // Prefill: RowBlock rows per item (the panel size). Decode: bigger items (whole 8-row passes of
-    // GemvHalf), fewer hand-offs, but still about four items per thread.
+    // Prefill: RowBlock rows per item (the panel size). Decode: bigger items (multiples of 8 rows), fewer
+    // hand-offs, but still about four items per thread.
     private static int RowsPerItem(int tokens, int rows, int threads)
     {
         if (tokens > 1) return RowBlock;
@@ -214,7 +215,7 @@ internal static unsafe class MatMul
                 switch (Kernel.Type)
                 {
                     case GgmlType.F32: Gemv<LoadF32>(X, k, rows, RowBytes, n, bias, y); return;
-                    case GgmlType.F16 when HalvesAreFinite: GemvHalf(X, k, rows, RowBytes, n, Rows - r0, bias, y); return;
+                    case GgmlType.F16 when HalvesAreFinite: GemvHalf(X, k, rows, RowBytes, n, bias, y); return;
                     case GgmlType.F16: Gemv<LoadF16Unbiased>(X, k, rows, RowBytes, n, bias, y); return;
                     case GgmlType.BF16: Gemv<LoadBF16>(X, k, rows, RowBytes, n, bias, y); return;
                 }
@@ -290,7 +291,7 @@ internal static unsafe class MatMul
 
     /// <summary>
     /// F16 weights times 2^-112, exactly (infinities and NaNs included), for decode's scaled activations:
-    /// matrices holding infinities or NaNs, the leftover rows of <see cref="GemvHalf"/> and its scalar tails.
+    /// matrices holding infinities or NaNs, and the scalar tails of <see cref="GemvHalf"/>.
     /// </summary>
     private readonly struct LoadF16Unbiased : IWeightLoad
     {
@@ -329,18 +330,17 @@ internal static unsafe class MatMul
         else Gemv<float, SimdScalar, TL>(x, k, rows, rowBytes, n, bias, y);
     }
 
-    private static void GemvHalf(float* x, int k, byte* rows, int rowBytes, int n, int ahead, float* bias, float* y)
+    private static void GemvHalf(float* x, int k, byte* rows, int rowBytes, int n, float* bias, float* y)
     {
-        if (Vector512.IsHardwareAccelerated) GemvHalf<Vector512<float>, Simd512>(x, k, rows, rowBytes, n, ahead, bias, y);
-        else if (Vector256.IsHardwareAccelerated) GemvHalf<Vector256<float>, Simd256>(x, k, rows, rowBytes, n, ahead, bias, y);
-        else if (Vector128.IsHardwareAccelerated) GemvHalf<Vector128<float>, Simd128>(x, k, rows, rowBytes, n, ahead, bias, y);
-        else GemvHalf<float, SimdScalar>(x, k, rows, rowBytes, n, ahead, bias, y);
+        if (Vector512.IsHardwareAccelerated) GemvHalf<Vector512<float>, Simd512>(x, k, rows, rowBytes, n, bias, y);
+        else if (Vector256.IsHardwareAccelerated) GemvHalf<Vector256<float>, Simd256>(x, k, rows, rowBytes, n, bias, y);
+        else if (Vector128.IsHardwareAccelerated) GemvHalf<Vector128<float>, Simd128>(x, k, rows, rowBytes, n, bias, y);
+        else GemvHalf<float, SimdScalar>(x, k, rows, rowBytes, n, bias, y);
     }
 
     /// <summary>
     /// y[r] = x · row r + bias[r] for F16 rows that hold no infinity or NaN, with x given times 2^112.
-    /// x: (K), rows: (ahead, rowBytes) of which the first n are computed (the rest, the matrix's later
-    /// rows, are only prefetched), bias: (n) or null, y: (n).
+    /// x: (K), rows: (n, rowBytes), bias: (n) or null, y: (n).
     /// </summary>
     /// <remarks>
     /// Each weight is widened to w·2^-112 (<see cref="ISimdFloat{TV}.LoadHalfUnbiased"/>: no multiply, no
@@ -348,79 +348,29 @@ internal static unsafe class MatMul
     /// rounds exactly as it does on the exact widening and the result is bit-identical to it. Infinities and
     /// NaNs would come out finite, hence the precondition (<see cref="WeightMatrix.HalvesAreFinite"/>); the
     /// K % lanes tail uses the exact widening anyway.
-    /// <para>Eight rows per pass share each x load, and the next eight rows are prefetched into L2 only
-    /// (prefetcht2) while these are read, across work-item boundaries up to the matrix's end (so the first
-    /// rows of an item are not left to the hardware prefetcher). Measured on Zen 4 (the matvec of bench gemv,
-    /// by CPU time, variants alternating in one process): against four rows with a prefetch into L1 (prefetcht0) within the
-    /// item, 1.2-1.35x on the decode matvec at one thread. Prefetching into L2 beats the non-temporal hint
-    /// by 4-9% and prefetcht0 by more; prefetching 16 rows ahead is no better at one thread and 4% worse
-    /// at two; moving the loop into its own method so that the JIT does not spill four row pointers to
-    /// the stack changed nothing (the loop waits on memory).</para>
+    /// <para>One row at a time, one sequential stream, no software prefetch: the hardware prefetcher follows
+    /// a single stream well and two or more interleaved ones badly. Measured on Zen 5 (bench gemv, variants
+    /// alternating per token in one process, three runs): one row 113-168 tokens/s at one thread against
+    /// 92-151 for eight rows sharing each x load with the next eight prefetched into L2 (the kernel before),
+    /// 136-161 for one row with a software prefetch 4 or 8 rows ahead, and 42-72 for two rows without one;
+    /// at two threads 293-296 against 268-273. (F32's four-row kernel is the other way round: 60 tokens/s
+    /// against 50 for one row.) A row's sum is the same chain of vector multiply-adds whichever way the rows
+    /// are grouped, so the results did not change.</para>
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void GemvHalf<TV, TS>(float* x, nint k, byte* rows, nint rowBytes, int n, int ahead, float* bias, float* y)
+    private static void GemvHalf<TV, TS>(float* x, nint k, byte* rows, nint rowBytes, int n, float* bias, float* y)
         where TV : unmanaged
         where TS : ISimdFloat<TV>
     {
         nint kv = k - k % TS.Lanes;
         TV mask = TS.HalfMask;
-        int r = 0;
-        for (; r + 8 <= n; r += 8)
+        for (int r = 0; r < n; r++)
         {
-            byte* b0 = rows + r * rowBytes;
-            ushort* w0 = (ushort*)b0, w1 = (ushort*)(b0 + rowBytes), w2 = (ushort*)(b0 + 2 * rowBytes), w3 = (ushort*)(b0 + 3 * rowBytes);
-            ushort* w4 = (ushort*)(b0 + 4 * rowBytes), w5 = (ushort*)(b0 + 5 * rowBytes), w6 = (ushort*)(b0 + 6 * rowBytes), w7 = (ushort*)(b0 + 7 * rowBytes);
-            // The next eight rows (contiguous after these, possibly past this work item) are prefetched at
-            // the pace these are read: 16 bytes of them per column.
-            byte* next = Sse.IsSupported && r + 16 <= ahead ? b0 + 8 * rowBytes : null;
-            TV c0 = TS.Zero, c1 = TS.Zero, c2 = TS.Zero, c3 = TS.Zero, c4 = TS.Zero, c5 = TS.Zero, c6 = TS.Zero, c7 = TS.Zero;
-            for (nint i = 0; i < kv; i += TS.Lanes)
-            {
-                if (next != null)
-                {
-                    byte* a = next + 16 * i;
-                    for (int b = 0; b < 16 * TS.Lanes; b += 64) Sse.Prefetch2(a + b);
-                }
-                TV xv = TS.Load(x + i);
-                c0 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w0 + i, mask), c0);
-                c1 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w1 + i, mask), c1);
-                c2 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w2 + i, mask), c2);
-                c3 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w3 + i, mask), c3);
-                c4 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w4 + i, mask), c4);
-                c5 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w5 + i, mask), c5);
-                c6 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w6 + i, mask), c6);
-                c7 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w7 + i, mask), c7);
-            }
-            float* br = bias == null ? null : bias + r;
-            y[r] = Finish<LoadF16Unbiased>(TS.Sum(c0), x, (byte*)w0, kv, k, br);
-            y[r + 1] = Finish<LoadF16Unbiased>(TS.Sum(c1), x, (byte*)w1, kv, k, br == null ? null : br + 1);
-            y[r + 2] = Finish<LoadF16Unbiased>(TS.Sum(c2), x, (byte*)w2, kv, k, br == null ? null : br + 2);
-            y[r + 3] = Finish<LoadF16Unbiased>(TS.Sum(c3), x, (byte*)w3, kv, k, br == null ? null : br + 3);
-            y[r + 4] = Finish<LoadF16Unbiased>(TS.Sum(c4), x, (byte*)w4, kv, k, br == null ? null : br + 4);
-            y[r + 5] = Finish<LoadF16Unbiased>(TS.Sum(c5), x, (byte*)w5, kv, k, br == null ? null : br + 5);
-            y[r + 6] = Finish<LoadF16Unbiased>(TS.Sum(c6), x, (byte*)w6, kv, k, br == null ? null : br + 6);
-            y[r + 7] = Finish<LoadF16Unbiased>(TS.Sum(c7), x, (byte*)w7, kv, k, br == null ? null : br + 7);
+            ushort* w = (ushort*)(rows + r * rowBytes);
+            TV c = TS.Zero;
+            for (nint i = 0; i < kv; i += TS.Lanes) c = TS.MultiplyAdd(TS.Load(x + i), TS.LoadHalfUnbiased(w + i, mask), c);
+            y[r] = Finish<LoadF16Unbiased>(TS.Sum(c), x, (byte*)w, kv, k, bias == null ? null : bias + r);
         }
-        for (; r + 4 <= n; r += 4)
-        {
-            byte* b0 = rows + r * rowBytes;
-            ushort* w0 = (ushort*)b0, w1 = (ushort*)(b0 + rowBytes), w2 = (ushort*)(b0 + 2 * rowBytes), w3 = (ushort*)(b0 + 3 * rowBytes);
-            TV c0 = TS.Zero, c1 = TS.Zero, c2 = TS.Zero, c3 = TS.Zero;
-            for (nint i = 0; i < kv; i += TS.Lanes)
-            {
-                TV xv = TS.Load(x + i);
-                c0 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w0 + i, mask), c0);
-                c1 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w1 + i, mask), c1);
-                c2 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w2 + i, mask), c2);
-                c3 = TS.MultiplyAdd(xv, TS.LoadHalfUnbiased(w3 + i, mask), c3);
-            }
-            float* br = bias == null ? null : bias + r;
-            y[r] = Finish<LoadF16Unbiased>(TS.Sum(c0), x, b0, kv, k, br);
-            y[r + 1] = Finish<LoadF16Unbiased>(TS.Sum(c1), x, (byte*)w1, kv, k, br == null ? null : br + 1);
-            y[r + 2] = Finish<LoadF16Unbiased>(TS.Sum(c2), x, (byte*)w2, kv, k, br == null ? null : br + 2);
-            y[r + 3] = Finish<LoadF16Unbiased>(TS.Sum(c3), x, (byte*)w3, kv, k, br == null ? null : br + 3);
-        }
-        if (r < n) Gemv<TV, TS, LoadF16Unbiased>(x, k, rows + r * rowBytes, rowBytes, n - r, bias == null ? null : bias + r, y + r);
     }
 
     /// <summary>y[r] = x · row r + bias[r] for r in [0, n). x: (K), rows: (n, rowBytes), bias: (n) or null, y: (n).</summary>
