@@ -58,7 +58,6 @@ internal sealed unsafe class ComputePool : IDisposable
     // The published job: read by workers after they observe a new epoch.
     private object? _box;
     private delegate*<object, int, int, void> _invoke;
-    private int _count;
 
     private readonly Cursor[] _cursors; // per worker: next unclaimed item of its range, and the range's end
     private int _epoch;       // bumped once per job (and once on Dispose)
@@ -116,7 +115,6 @@ internal sealed unsafe class ComputePool : IDisposable
             box.Value = job;
             _box = box;
             _invoke = &Invoke<TJob>;
-            _count = count;
             _failure = null;
             int workers = ThreadCount;
             for (int w = 0; w < workers; w++)
