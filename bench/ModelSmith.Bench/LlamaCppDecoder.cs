@@ -10,7 +10,6 @@ internal sealed class LlamaCppDecoder(string modelPath, int threads, int context
     : IDecoderUnderTest
 {
     private readonly LlamaCppModel _model = LlamaCppModel.WithLlamaBenchSettings(modelPath, threads, contextSize, f32KvCache, flashAttention, memoryMap: false);
-    private readonly int[] _one = new int[1];
 
     public string Name => "llama.cpp";
 
@@ -26,15 +25,9 @@ internal sealed class LlamaCppDecoder(string modelPath, int threads, int context
 
     public long KvBytesPerPosition => _model.KvBytesPerPosition;
 
-    public void Reset() => _model.Reset();
+    public void ClearCache() => _model.Reset();
 
-    public void Prefill(ReadOnlySpan<int> tokens) => _model.Append(tokens);
-
-    public void Decode(int token)
-    {
-        _one[0] = token;
-        _model.Append(_one);
-    }
+    public void Decode(ReadOnlySpan<int> tokens) => _model.Append(tokens);
 
     public void Dispose() => _model.Dispose();
 }
