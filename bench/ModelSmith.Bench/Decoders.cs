@@ -1,17 +1,17 @@
+using ModelSmith.Evaluation;
+
 namespace ModelSmith.Bench;
 
-/// <summary>An inference engine as the speed benchmark drives it: one sequence, a KV cache that
-/// <see cref="Reset"/> empties, a prompt evaluated in one call, then one token per call. Implementations
-/// compute logits for the last prompt token and for every decoded token, as a generator would.</summary>
-internal interface IDecoderUnderTest : IDisposable
+/// <summary>An inference engine as the speed benchmark drives it: the library's <see cref="ISpeedTestEngine"/>
+/// (one sequence, a KV cache that ClearCache empties, token ids decoded in batches with logits for the last one,
+/// as a generator would), plus what the benchmark's tables print about it.</summary>
+internal interface IDecoderUnderTest : ISpeedTestEngine, IDisposable
 {
     /// <summary>Column label, e.g. "llama.cpp".</summary>
     string Name { get; }
 
     /// <summary>Settings that matter for speed, shown under the table (e.g. "KV F16, flash attn auto").</summary>
     string Settings { get; }
-
-    int VocabSize { get; }
 
     /// <summary>Most tokens the cache holds.</summary>
     int ContextSize { get; }
@@ -24,15 +24,6 @@ internal interface IDecoderUnderTest : IDisposable
 
     /// <summary>KV-cache bytes per cached position (K and V, all layers); a decode step at position p reads p of them.</summary>
     long KvBytesPerPosition { get; }
-
-    /// <summary>Empties the KV cache.</summary>
-    void Reset();
-
-    /// <summary>Evaluates <paramref name="tokens"/> (T,) at the next T positions in one batch.</summary>
-    void Prefill(ReadOnlySpan<int> tokens);
-
-    /// <summary>Evaluates one token at the next position.</summary>
-    void Decode(int token);
 }
 
 /// <summary>Creates a decoder for a model file running on a given number of threads.</summary>

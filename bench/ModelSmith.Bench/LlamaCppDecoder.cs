@@ -2,14 +2,14 @@ using ModelSmith.LlamaCpp;
 
 namespace ModelSmith.Bench;
 
-/// <summary>llama.cpp through ModelSmith.LlamaCpp, with llama-bench's context settings by default
-/// (F16 KV cache, flash attention auto, n_ubatch 512) so its numbers match what llama-bench would print; weights are
-/// read into private memory (llama-bench's --mmap 0), as ModelSmithDecoder loads ours, so both stream the same kind of pages.</summary>
+/// <summary>llama.cpp through ModelSmith.LlamaCpp, loaded as <c>smith bench --vs-llama-cpp</c> loads it, with llama-bench's
+/// context settings (<see cref="LlamaCppModel.WithLlamaBenchSettings"/>), so its numbers match what llama-bench would print;
+/// --kv and --fa change the KV type and flash attention. Weights are read into private memory (llama-bench's --mmap 0),
+/// as ModelSmithDecoder loads ours, so both stream the same kind of pages.</summary>
 internal sealed class LlamaCppDecoder(string modelPath, int threads, int contextSize, bool f32KvCache, bool? flashAttention)
     : IDecoderUnderTest
 {
-    private readonly LlamaCppModel _model = new(modelPath, threads, contextSize, f32KvCache, flashAttention, microBatchSize: 512, memoryMap: false);
-    private readonly int[] _one = new int[1];
+    private readonly LlamaCppModel _model = LlamaCppModel.WithLlamaBenchSettings(modelPath, threads, contextSize, f32KvCache, flashAttention, memoryMap: false);
 
     public string Name => "llama.cpp";
 
@@ -25,15 +25,9 @@ internal sealed class LlamaCppDecoder(string modelPath, int threads, int context
 
     public long KvBytesPerPosition => _model.KvBytesPerPosition;
 
-    public void Reset() => _model.Reset();
+    public void ClearCache() => _model.Reset();
 
-    public void Prefill(ReadOnlySpan<int> tokens) => _model.Append(tokens);
-
-    public void Decode(int token)
-    {
-        _one[0] = token;
-        _model.Append(_one);
-    }
+    public void Decode(ReadOnlySpan<int> tokens) => _model.Append(tokens);
 
     public void Dispose() => _model.Dispose();
 }

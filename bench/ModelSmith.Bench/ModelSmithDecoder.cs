@@ -1,21 +1,21 @@
+using ModelSmith.Evaluation;
 using ModelSmith.Inference;
 using ModelSmith.Models;
 
 namespace ModelSmith.Bench;
 
-/// <summary>ModelSmith's engine as the speed benchmark drives it: the same calls a generator makes.</summary>
+/// <summary>ModelSmith's engine as the speed benchmark drives it: <c>smith bench</c>'s engine over the model
+/// loaded as the llama.cpp side is, with the weight bytes a decode step reads.</summary>
 internal sealed class ModelSmithDecoder : IDecoderUnderTest
 {
     private readonly LanguageModel _model;
-    private readonly KvCache _cache;
-    private readonly float[] _logits;
+    private readonly SpeedBenchmark.ModelEngine _engine;
 
     public ModelSmithDecoder(string path, int threads, int context)
     {
         // Weights in private memory, as the llama.cpp side loads them (no mmap), so both stream the same kind of pages.
         _model = LanguageModel.Load(path, threads, WeightResidence.Memory);
-        _cache = _model.CreateCache(context);
-        _logits = new float[_model.Config.VocabSize];
+        _engine = new SpeedBenchmark.ModelEngine(_model, context);
         long weights = 0;
         foreach (var t in _model.File!.Tensors)
         {
@@ -31,9 +31,9 @@ internal sealed class ModelSmithDecoder : IDecoderUnderTest
 
     public string Settings => $"KV F32, weights {_model.Residence}, batch ≤ {LanguageModel.MaxBatch}";
 
-    public int VocabSize => _model.Config.VocabSize;
+    public int VocabSize => _engine.VocabSize;
 
-    public int ContextSize => _cache.Capacity;
+    public int ContextSize => _engine.Capacity;
 
     public int Bos => 1;
 
@@ -41,11 +41,9 @@ internal sealed class ModelSmithDecoder : IDecoderUnderTest
 
     public long KvBytesPerPosition => 2L * _model.Config.BlockCount * _model.Config.KvDim * sizeof(float);
 
-    public void Reset() => _cache.Clear();
+    public void ClearCache() => _engine.ClearCache();
 
-    public void Prefill(ReadOnlySpan<int> tokens) => _model.Forward(tokens, _cache, _logits);
-
-    public void Decode(int token) => _model.Forward([token], _cache, _logits);
+    public void Decode(ReadOnlySpan<int> tokens) => _engine.Decode(tokens);
 
     public void Dispose() => _model.Dispose();
 }

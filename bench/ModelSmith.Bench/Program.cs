@@ -302,7 +302,7 @@ internal static class Program
     private static Table SpeedTable(string model, int pp, int tg, int reps, int[] threads, List<SpeedBench.Result> results, Dictionary<int, double> bandwidth, bool cpuTime)
     {
         var names = results.Select(r => r.Decoder).Distinct().ToList();
-        var table = new Table().Title($"{model}: pp{pp} / tg{tg}, {reps} repetitions after one warm-up");
+        var table = new Table().Title($"{model}: pp{pp} / tg{tg}, {reps} repetitions after warm-up");
         table.AddColumn("threads");
         foreach (var name in names)
         {

@@ -15,8 +15,8 @@ namespace ModelSmith.LlamaCpp;
 /// half precision and moves logits by ~1e-3), flash attention is off (its online softmax sums in a
 /// different order), and n_batch = n_ubatch = context size so that a batch is never split into
 /// micro-batches behind our back. The file is read into memory (no mmap) so that a file rewritten by
-/// a test between two loads is never seen half-old. A benchmark passes llama-bench's settings instead
-/// (F16 KV cache, flash attention auto, n_ubatch 512, mmap).
+/// a test between two loads is never seen half-old. A benchmark loads through <see cref="WithLlamaBenchSettings"/>
+/// instead, which gives llama-bench's settings (F16 KV cache, flash attention auto, n_ubatch 512, mmap).
 ///
 /// The native library is loaded by this type's static constructor, i.e. on the first use of the type and
 /// never before: code that must not load llama.cpp only has to not touch it.
@@ -51,7 +51,7 @@ internal sealed unsafe class LlamaCppModel : ISpeedTestEngine, IDisposable
     /// <paramref name="microBatchSize"/> = 0 makes n_ubatch the whole context (one batch is one graph), else
     /// llama.cpp splits a batch into graphs of that many tokens; <paramref name="memoryMap"/> maps the file
     /// instead of reading it.
-    /// The defaults are the exact settings; (false, null, 512, true) are llama-bench's.</summary>
+    /// The defaults are the exact settings; <see cref="WithLlamaBenchSettings"/> has llama-bench's.</summary>
     public LlamaCppModel(string path, int threads = 1, int contextSize = 0, bool f32KvCache = true, bool? flashAttention = false,
         int microBatchSize = 0, bool memoryMap = false)
     {
@@ -123,6 +123,17 @@ internal sealed unsafe class LlamaCppModel : ISpeedTestEngine, IDisposable
         MicroBatchSize = (int)_context.UBatchSize;
         MemoryMapped = memoryMap;
     }
+
+    /// <summary>llama-bench's default n_ubatch: a longer batch is computed as graphs of this many tokens.</summary>
+    private const int LlamaBenchMicroBatchSize = 512;
+
+    /// <summary>Loads <paramref name="path"/> for a speed test with llama-bench's context settings, so that its tokens/s
+    /// are what llama-bench would print: F16 KV cache, flash attention auto, n_ubatch 512, the file memory-mapped.
+    /// <paramref name="f32KvCache"/>, <paramref name="flashAttention"/> and <paramref name="memoryMap"/> change one of them
+    /// as llama-bench's -ctk/-ctv f32, -fa and -mmap do; <paramref name="contextSize"/> is the longest test's token count.</summary>
+    public static LlamaCppModel WithLlamaBenchSettings(string path, int threads, int contextSize, bool f32KvCache = false,
+        bool? flashAttention = null, bool memoryMap = true)
+        => new(path, threads, contextSize, f32KvCache, flashAttention, LlamaBenchMicroBatchSize, memoryMap);
 
     /// <summary>Which native build LLamaSharp picked (e.g. the avx512 libllama.so).</summary>
     public static string NativeLibraryDescription

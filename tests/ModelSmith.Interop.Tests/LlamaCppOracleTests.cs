@@ -92,6 +92,21 @@ public sealed class LlamaCppOracleTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Llama_bench_settings_are_f16_kv_flash_attention_auto_ubatch_512_and_mmap_unless_overridden()
+    {
+        using (var model = LlamaCppModel.WithLlamaBenchSettings(RepoPaths.Stories260K, threads: 1, contextSize: 512))
+        {
+            Assert.Equal("KV F16, flash attn auto, n_ubatch 512, mmap, " + LlamaCppModel.NativeLibraryVariant, model.SpeedSettings);
+            Assert.Equal(512, model.ContextSize);
+        }
+        using (var model = LlamaCppModel.WithLlamaBenchSettings(RepoPaths.Stories260K, threads: 1, contextSize: 64, f32KvCache: true, flashAttention: false, memoryMap: false))
+        {
+            // The context is padded to 256 cells and n_ubatch never exceeds it.
+            Assert.Equal("KV F32, flash attn off, n_ubatch 256, no mmap, " + LlamaCppModel.NativeLibraryVariant, model.SpeedSettings);
+        }
+    }
+
+    [Fact]
     public void Text_tokenizes_to_byte_fallback_because_the_vocabulary_has_only_placeholder_pieces()
     {
         // stories260K's 512 pieces are <unk>, <s>, </s>, the 256 byte tokens <0x00>..<0xFF> (ids 3..258) and

@@ -23,16 +23,13 @@ internal sealed record LlamaCppBenchResult(
 /// <summary>
 /// The llama.cpp half of `smith bench --vs-llama-cpp`: the same tests, timed by the same
 /// <see cref="SpeedBenchmark"/> loop (same warm-up, same kind of token ids), on llama.cpp with llama-bench's
-/// context settings (F16 KV cache, flash attention auto, n_ubatch 512, mmap).
+/// context settings (<see cref="LlamaCppModel.WithLlamaBenchSettings"/>: F16 KV cache, flash attention auto, n_ubatch 512, mmap).
 /// This is the only place smith touches <see cref="LlamaCppModel"/>, whose static constructor loads the native
 /// library; BenchCommand calls it only when the option is given, and it is never inlined into its caller, so a
 /// plain `smith bench` loads neither LLamaSharp nor libllama.
 /// </summary>
 internal static class LlamaCppBench
 {
-    /// <summary>llama-bench's default n_ubatch.</summary>
-    private const int MicroBatchSize = 512;
-
     /// <summary>Times <paramref name="tests"/> on llama.cpp with <paramref name="threads"/> threads.
     /// <paramref name="progress"/>(test name, repetitions) returns the progress sink of one test, or null.</summary>
     /// <exception cref="LlamaCppRefusedException">llama.cpp cannot load, or cannot run, the file (the message names it).</exception>
@@ -45,8 +42,7 @@ internal static class LlamaCppBench
         try
         {
             long loadStart = Stopwatch.GetTimestamp();
-            using var model = new LlamaCppModel(path, threads, context, f32KvCache: false, flashAttention: null,
-                microBatchSize: MicroBatchSize, memoryMap: true);
+            using var model = LlamaCppModel.WithLlamaBenchSettings(path, threads, context);
             TimeSpan loadTime = Stopwatch.GetElapsedTime(loadStart);
             int firstToken = model.AddsBos ? model.Bos : -1;
             var results = new List<SpeedTestResult>(tests.Count);

@@ -134,13 +134,16 @@ public static class SpeedBenchmark
         return new SpeedTestResult(kind, tokens, samples);
     }
 
-    /// <summary>Our model with a cache of <c>capacity</c> positions and a logits buffer.</summary>
-    private sealed class ModelEngine(LanguageModel model, int capacity) : ISpeedTestEngine
+    /// <summary>Our model with a cache of <c>capacity</c> positions and a logits buffer: the calls a generator makes.</summary>
+    internal sealed class ModelEngine(LanguageModel model, int capacity) : ISpeedTestEngine
     {
         private readonly KvCache _cache = model.CreateCache(capacity);
         private readonly float[] _logits = new float[model.Config.VocabSize]; // (V,)
 
         public int VocabSize => model.Config.VocabSize;
+
+        /// <summary>Most tokens the cache holds.</summary>
+        public int Capacity => _cache.Capacity;
 
         public void ClearCache() => _cache.Clear();
 
