@@ -325,20 +325,7 @@ internal sealed unsafe class KQuantKernel<TF> : QuantKernel where TF : struct, I
         }
         if (TF.Form != KQuantForm.TotalWithMins)
         {
-            // sumf += sums[0] + ... + sums[7], one lane at a time in that order: transpose so that column l
-            // holds lane l of the four rows.
-            Vector256<float> a01 = Avx.UnpackLow(sums0, sums1), b01 = Avx.UnpackHigh(sums0, sums1);
-            Vector256<float> a23 = Avx.UnpackLow(sums2, sums3), b23 = Avx.UnpackHigh(sums2, sums3);
-            Vector256<float> c04 = Avx.Shuffle(a01, a23, 0b01_00_01_00), c15 = Avx.Shuffle(a01, a23, 0b11_10_11_10);
-            Vector256<float> c26 = Avx.Shuffle(b01, b23, 0b01_00_01_00), c37 = Avx.Shuffle(b01, b23, 0b11_10_11_10);
-            sumf += c04.GetLower();
-            sumf += c15.GetLower();
-            sumf += c26.GetLower();
-            sumf += c37.GetLower();
-            sumf += c04.GetUpper();
-            sumf += c15.GetUpper();
-            sumf += c26.GetUpper();
-            sumf += c37.GetUpper();
+            sumf = FourRows.AddInOrder(sumf, sums0, sums1, sums2, sums3); // sumf += sums[0] + ... + sums[7], row by row
         }
         sumf.Store(y);
     }

@@ -511,31 +511,12 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
             // hardware prefetcher alone leaves DRAM idle (measured 12 GB/s without, 15-16 with, Q8_0, one
             // thread), and fetching 8 rows ahead rather than 4 gave Q4_0 another 15% (270 → 310 tokens/s on
             // the 100M model's matrices).
-            byte* ahead = rows + 8L * rowBytes + offset;
-            for (int i = 0; i < 8 * TF.TypeSize + 64; i += 64)
-            {
-                Sse.Prefetch0(ahead + i);
-                Sse.Prefetch0(ahead + rowBytes + i);
-                Sse.Prefetch0(ahead + 2 * rowBytes + i);
-                Sse.Prefetch0(ahead + 3 * rowBytes + i);
-            }
+            FourRows.Prefetch(rows + 8L * rowBytes + offset, rowBytes, 8 * TF.TypeSize + 64);
             Vector256<float> t0 = GroupTerms<TD>(r0 + offset, q, dy, qsum, sy, b);
             Vector256<float> t1 = GroupTerms<TD>(r1 + offset, q, dy, qsum, sy, b);
             Vector256<float> t2 = GroupTerms<TD>(r2 + offset, q, dy, qsum, sy, b);
             Vector256<float> t3 = GroupTerms<TD>(r3 + offset, q, dy, qsum, sy, b);
-            // 4 × 8 → 8 × 4: block i's four terms, one per row, in the low (i < 4) or high (i ≥ 4) half of c_{i % 4}.
-            Vector256<float> a01 = Avx.UnpackLow(t0, t1), b01 = Avx.UnpackHigh(t0, t1);
-            Vector256<float> a23 = Avx.UnpackLow(t2, t3), b23 = Avx.UnpackHigh(t2, t3);
-            Vector256<float> c0 = Avx.Shuffle(a01, a23, 0x44), c1 = Avx.Shuffle(a01, a23, 0xEE);
-            Vector256<float> c2 = Avx.Shuffle(b01, b23, 0x44), c3 = Avx.Shuffle(b01, b23, 0xEE);
-            sums += c0.GetLower();
-            sums += c1.GetLower();
-            sums += c2.GetLower();
-            sums += c3.GetLower();
-            sums += c0.GetUpper();
-            sums += c1.GetUpper();
-            sums += c2.GetUpper();
-            sums += c3.GetUpper();
+            sums = FourRows.AddInOrder(sums, t0, t1, t2, t3);
         }
         float s0 = sums.GetElement(0), s1 = sums.GetElement(1), s2 = sums.GetElement(2), s3 = sums.GetElement(3);
         for (; b < nb; b++)
@@ -586,14 +567,7 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         for (; b + 8 <= nb; b += 8)
         {
             long offset = (long)b * 18;
-            byte* ahead = rows + 8L * rowBytes + offset;
-            for (int i = 0; i < 8 * 18 + 64; i += 64)
-            {
-                Sse.Prefetch0(ahead + i);
-                Sse.Prefetch0(ahead + rowBytes + i);
-                Sse.Prefetch0(ahead + 2 * rowBytes + i);
-                Sse.Prefetch0(ahead + 3 * rowBytes + i);
-            }
+            FourRows.Prefetch(rows + 8L * rowBytes + offset, rowBytes, 8 * 18 + 64); // as in DotPacked4
             sbyte* yq = q + 32 * b;
             Vector512<sbyte> y01 = Vector512.Load(yq), y23 = Vector512.Load(yq + 64), y45 = Vector512.Load(yq + 128), y67 = Vector512.Load(yq + 192);
             Vector256<int> offsets = Avx2.PermuteVar8x32(Vector256.Load(qsum + b), order) << 3; // 8·Σq: the levels carry +8
@@ -610,20 +584,7 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
             Vector256<float> t1 = Vector256.ConvertToSingle(s1) * d01.GetUpper() * dyo;
             Vector256<float> t2 = Vector256.ConvertToSingle(s2) * d23.GetLower() * dyo;
             Vector256<float> t3 = Vector256.ConvertToSingle(s3) * d23.GetUpper() * dyo;
-            // 4 × 8 → 8 × 4: c_i holds element i of the four rows (low half) and element i + 4 (high half),
-            // that is blocks 2i and 2i + 1.
-            Vector256<float> a01 = Avx.UnpackLow(t0, t1), b01 = Avx.UnpackHigh(t0, t1);
-            Vector256<float> a23 = Avx.UnpackLow(t2, t3), b23 = Avx.UnpackHigh(t2, t3);
-            Vector256<float> c0 = Avx.Shuffle(a01, a23, 0x44), c1 = Avx.Shuffle(a01, a23, 0xEE);
-            Vector256<float> c2 = Avx.Shuffle(b01, b23, 0x44), c3 = Avx.Shuffle(b01, b23, 0xEE);
-            sums += c0.GetLower();
-            sums += c0.GetUpper();
-            sums += c1.GetLower();
-            sums += c1.GetUpper();
-            sums += c2.GetLower();
-            sums += c2.GetUpper();
-            sums += c3.GetLower();
-            sums += c3.GetUpper();
+            sums = FourRows.AddInOrderFromEvenOdd(sums, t0, t1, t2, t3);
         }
         float f0 = sums.GetElement(0), f1 = sums.GetElement(1), f2 = sums.GetElement(2), f3 = sums.GetElement(3);
         for (; b < nb; b++)
