@@ -53,17 +53,7 @@ internal static class Q4_0
     /// <summary>One block of <see cref="QuantizeRowReference"/>.</summary>
     private static void QuantizeBlock(ReadOnlySpan<float> xb /* (32) */, Span<byte> block /* (18) */)
     {
-        float amax = 0f;
-        float max = 0f;
-        for (int j = 0; j < BlockSize; j++)
-        {
-            float v = xb[j];
-            if (amax < MathF.Abs(v))
-            {
-                amax = MathF.Abs(v);
-                max = v;
-            }
-        }
+        float max = QuantMath.MaxMagnitude(xb, out _);
         float d = max / -8;
         float id = d != 0 ? 1.0f / d : 0.0f;
         QuantMath.WriteHalf(block, 0, d);

@@ -27,20 +27,7 @@ internal static class Q4_1
         {
             ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
             Span<byte> block = y.Slice(i * TypeSize, TypeSize);
-            float min = float.MaxValue;
-            float max = -float.MaxValue;
-            for (int j = 0; j < BlockSize; j++)
-            {
-                float v = xb[j];
-                if (v < min)
-                {
-                    min = v;
-                }
-                if (v > max)
-                {
-                    max = v;
-                }
-            }
+            QuantMath.MinMax(xb, out float min, out float max);
             float d = (max - min) / ((1 << 4) - 1);
             float id = d != 0 ? 1.0f / d : 0.0f;
             QuantMath.WriteHalf(block, 0, d);

@@ -30,24 +30,39 @@ internal static class Q4_K
     /// quantized to 6 bits against their maxima (d = max_scale/63, dmin = max_min/63), then every weight is
     /// re-rounded against the stored values: l = clamp(round((x + dmin·mn)/(d·sc)), 0, 15).
     /// </summary>
-    public static void QuantizeRow(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, Span<byte> y /* (k/256·144) */)
-    {
-        int nb = x.Length / BlockSize;
-        Span<byte> levels = stackalloc byte[BlockSize];
-        Span<byte> scratch = stackalloc byte[32];
-        Span<float> weights = stackalloc float[32];
-        Span<float> mins = stackalloc float[8];
-        Span<float> scales = stackalloc float[8];
-        Span<byte> scaleLevels = stackalloc byte[8];
-        Span<byte> minLevels = stackalloc byte[8];
-        for (int i = 0; i < nb; i++)
-        {
-            ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
-            Span<byte> block = y.Slice(i * TypeSize, TypeSize);
-            SubBlockScales(15, -1f, 0.1f, 20, xb, levels, scratch, weights, scales, mins, out float maxScale, out float maxMin);
-            float d = StoreScales(block, scales, mins, maxScale, maxMin, scaleLevels, minLevels, out float dmin);
-            Requantize(15, xb, block.Slice(ScalesOffset, 12), d, dmin, levels);
+    public static void QuantizeRow(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, Span<byte> y /* (k/256·144) */) =>
+        QuantizeSuperBlocks<Nibbles>(15, -1f, 0.1f, 20, x, y);
 
+    /// <summary>
+    /// quantize_row_q4_K_impl with an importance matrix. With σ² = 2·Σx²/256 over the super-block, each
+    /// weight gets w = q·sqrt(σ² + x²); each sub-block of 32 is fitted by make_qkx3_quants (nmax = 15,
+    /// squared error, 37 candidate iscales), and the 8 scales and 8 mins are quantized to 6 bits by
+    /// make_qp_quants weighted by each sub-block's Σw (d and dmin are the scales those return). Every weight
+    /// is then re-rounded against the stored values, as in the reference.
+    /// </summary>
+    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/256·144) */) =>
+        QuantizeSuperBlocksImportance<Nibbles>(15, clampTo63: false, x, importance, y);
+
+    /// <summary>
+    /// How a format with Q4_K's 16-byte header (d, dmin, 12 bytes of 6-bit scales and mins) stores its 256
+    /// levels in the rest of the super-block: Q4_K as nibbles, Q5_K as nibbles plus a plane of high bits.
+    /// </summary>
+    internal interface ILevelPacking
+    {
+        /// <summary>Bytes per super-block of 256 weights.</summary>
+        static abstract int TypeSize { get; }
+
+        /// <summary>Writes the levels (0..nmax) into the block after its header.</summary>
+        static abstract void Pack(ReadOnlySpan<byte> levels /* (256) */, Span<byte> block /* (TypeSize) */);
+    }
+
+    /// <summary>Q4_K's qs: for each 64 weights, 32 bytes with weight l in the low nibble and l+32 in the high.</summary>
+    private readonly struct Nibbles : ILevelPacking
+    {
+        public static int TypeSize => Q4_K.TypeSize;
+
+        public static void Pack(ReadOnlySpan<byte> levels /* (256) 0..15 */, Span<byte> block /* (144) */)
+        {
             Span<byte> q = block.Slice(QsOffset, 128);
             for (int j = 0; j < BlockSize; j += 64)
             {
@@ -60,13 +75,42 @@ internal static class Q4_K
     }
 
     /// <summary>
-    /// quantize_row_q4_K_impl with an importance matrix. With σ² = 2·Σx²/256 over the super-block, each
-    /// weight gets w = q·sqrt(σ² + x²); each sub-block of 32 is fitted by make_qkx3_quants (nmax = 15,
-    /// squared error, 37 candidate iscales), and the 8 scales and 8 mins are quantized to 6 bits by
-    /// make_qp_quants weighted by each sub-block's Σw (d and dmin are the scales those return). Every weight
-    /// is then re-rounded against the stored values, as in the reference.
+    /// The super-block loop of quantize_row_q4_K_ref and quantize_row_q5_K_ref, which differ only in nmax,
+    /// the make_qkx2_quants search (rmin, rdelta, nstep) and how the levels are stored
+    /// (<typeparamref name="TLevels"/>): <see cref="SubBlockScales"/>, <see cref="StoreScales"/>,
+    /// <see cref="Requantize"/>, then the packing.
     /// </summary>
-    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/256·144) */)
+    internal static void QuantizeSuperBlocks<TLevels>(int nmax, float rmin, float rdelta, int nstep,
+        ReadOnlySpan<float> x /* (k), k % 256 == 0 */, Span<byte> y /* (k/256·TypeSize) */)
+        where TLevels : struct, ILevelPacking
+    {
+        int nb = x.Length / BlockSize;
+        Span<byte> levels = stackalloc byte[BlockSize];
+        Span<byte> scratch = stackalloc byte[32];
+        Span<float> weights = stackalloc float[32];
+        Span<float> mins = stackalloc float[8];
+        Span<float> scales = stackalloc float[8];
+        Span<byte> scaleLevels = stackalloc byte[8];
+        Span<byte> minLevels = stackalloc byte[8];
+        for (int i = 0; i < nb; i++)
+        {
+            ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
+            Span<byte> block = y.Slice(i * TLevels.TypeSize, TLevels.TypeSize);
+            SubBlockScales(nmax, rmin, rdelta, nstep, xb, levels, scratch, weights, scales, mins, out float maxScale, out float maxMin);
+            float d = StoreScales(block, scales, mins, maxScale, maxMin, scaleLevels, minLevels, out float dmin);
+            Requantize(nmax, xb, block.Slice(ScalesOffset, 12), d, dmin, levels);
+            TLevels.Pack(levels, block);
+        }
+    }
+
+    /// <summary>
+    /// The super-block loop of quantize_row_q4_K_impl and quantize_row_q5_K_impl, which differ only in nmax,
+    /// whether the 6-bit scales and mins are clamped to 63 (<see cref="StoreScalesImportance"/>) and how the
+    /// levels are stored (<typeparamref name="TLevels"/>).
+    /// </summary>
+    internal static void QuantizeSuperBlocksImportance<TLevels>(int nmax, bool clampTo63,
+        ReadOnlySpan<float> x /* (k), k % 256 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/256·TypeSize) */)
+        where TLevels : struct, ILevelPacking
     {
         int nb = x.Length / BlockSize;
         Span<byte> levels = stackalloc byte[BlockSize];
@@ -80,19 +124,11 @@ internal static class Q4_K
         for (int i = 0; i < nb; i++)
         {
             ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
-            Span<byte> block = y.Slice(i * TypeSize, TypeSize);
-            SubBlockScalesImportance(15, xb, importance.Slice(i * BlockSize, BlockSize), levels, scratch, weights, scales, mins, sumWeights);
-            float d = StoreScalesImportance(block, scales, mins, sumWeights, scaleLevels, minLevels, clampTo63: false, out float dmin);
-            Requantize(15, xb, block.Slice(ScalesOffset, 12), d, dmin, levels);
-
-            Span<byte> q = block.Slice(QsOffset, 128);
-            for (int j = 0; j < BlockSize; j += 64)
-            {
-                for (int l = 0; l < 32; l++)
-                {
-                    q[j / 2 + l] = (byte)(levels[j + l] | (levels[j + l + 32] << 4));
-                }
-            }
+            Span<byte> block = y.Slice(i * TLevels.TypeSize, TLevels.TypeSize);
+            SubBlockScalesImportance(nmax, xb, importance.Slice(i * BlockSize, BlockSize), levels, scratch, weights, scales, mins, sumWeights);
+            float d = StoreScalesImportance(block, scales, mins, sumWeights, scaleLevels, minLevels, clampTo63, out float dmin);
+            Requantize(nmax, xb, block.Slice(ScalesOffset, 12), d, dmin, levels);
+            TLevels.Pack(levels, block);
         }
     }
 

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 
 namespace ModelSmith.Quantization;
 
@@ -29,28 +30,17 @@ internal static class Q5_0
         {
             ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
             Span<byte> block = y.Slice(i * TypeSize, TypeSize);
-            float amax = 0f;
-            float max = 0f;
-            for (int j = 0; j < BlockSize; j++)
-            {
-                float v = xb[j];
-                if (amax < MathF.Abs(v))
-                {
-                    amax = MathF.Abs(v);
-                    max = v;
-                }
-            }
+            float max = QuantMath.MaxMagnitude(xb, out _);
             float d = max / -16;
             float id = d != 0 ? 1.0f / d : 0.0f;
             QuantMath.WriteHalf(block, 0, d);
             uint qh = 0;
+            Span<byte> qs = block.Slice(6, BlockSize / 2);
             for (int j = 0; j < BlockSize / 2; j++)
             {
                 byte q0 = (byte)Math.Min(31, (int)(sbyte)QuantMath.TruncateLikeX86(xb[j] * id + 16.5f));
                 byte q1 = (byte)Math.Min(31, (int)(sbyte)QuantMath.TruncateLikeX86(xb[j + BlockSize / 2] * id + 16.5f));
-                block[6 + j] = (byte)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
-                qh |= (uint)((q0 & 0x10) >> 4) << j;
-                qh |= (uint)((q1 & 0x10) >> 4) << (j + BlockSize / 2);
+                PackPair(j, q0, q1, qs, ref qh);
             }
             BinaryPrimitives.WriteUInt32LittleEndian(block.Slice(2, 4), qh);
         }
@@ -74,16 +64,27 @@ internal static class Q5_0
             float d = WeightedQuantMath.MakeQxQuants(16, xb, weights, levels);
             QuantMath.WriteHalf(block, 0, d);
             uint qh = 0;
+            Span<byte> qs = block.Slice(6, BlockSize / 2);
             for (int j = 0; j < 16; j++)
             {
                 byte q0 = (byte)levels[j];
                 byte q1 = (byte)levels[j + 16];
-                block[6 + j] = (byte)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
-                qh |= (uint)((q0 & 0x10) >> 4) << j;
-                qh |= (uint)((q1 & 0x10) >> 4) << (j + BlockSize / 2);
+                PackPair(j, q0, q1, qs, ref qh);
             }
             BinaryPrimitives.WriteUInt32LittleEndian(block.Slice(2, 4), qh);
         }
+    }
+
+    /// <summary>
+    /// Stores the 5-bit levels of weights j and j+16 as Q5_0 and Q5_1 do: their low 4 bits in the low and high
+    /// nibble of qs[j], their bit 4 in bits j and j+16 of qh.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void PackPair(int j, byte q0 /* 0..31 */, byte q1 /* 0..31 */, Span<byte> qs /* (16) */, ref uint qh)
+    {
+        qs[j] = (byte)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
+        qh |= (uint)((q0 & 0x10) >> 4) << j;
+        qh |= (uint)((q1 & 0x10) >> 4) << (j + BlockSize / 2);
     }
 
     /// <summary>dequantize_row_q5_0: y = (q − 16)·d.</summary>

@@ -30,32 +30,18 @@ internal static class Q5_1
         {
             ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
             Span<byte> block = y.Slice(i * TypeSize, TypeSize);
-            float min = float.MaxValue;
-            float max = -float.MaxValue;
-            for (int j = 0; j < BlockSize; j++)
-            {
-                float v = xb[j];
-                if (v < min)
-                {
-                    min = v;
-                }
-                if (v > max)
-                {
-                    max = v;
-                }
-            }
+            QuantMath.MinMax(xb, out float min, out float max);
             float d = (max - min) / ((1 << 5) - 1);
             float id = d != 0 ? 1.0f / d : 0.0f;
             QuantMath.WriteHalf(block, 0, d);
             QuantMath.WriteHalf(block, 2, min);
             uint qh = 0;
+            Span<byte> qs = block.Slice(8, BlockSize / 2);
             for (int j = 0; j < BlockSize / 2; j++)
             {
                 byte q0 = (byte)QuantMath.TruncateLikeX86((xb[j] - min) * id + 0.5f);
                 byte q1 = (byte)QuantMath.TruncateLikeX86((xb[j + BlockSize / 2] - min) * id + 0.5f);
-                block[8 + j] = (byte)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
-                qh |= (uint)((q0 & 0x10) >> 4) << j;
-                qh |= (uint)((q1 & 0x10) >> 4) << (j + BlockSize / 2);
+                Q5_0.PackPair(j, q0, q1, qs, ref qh);
             }
             BinaryPrimitives.WriteUInt32LittleEndian(block.Slice(4, 4), qh);
         }
@@ -81,13 +67,12 @@ internal static class Q5_1
             QuantMath.WriteHalf(block, 0, d);
             QuantMath.WriteHalf(block, 2, -min);
             uint qh = 0;
+            Span<byte> qs = block.Slice(8, BlockSize / 2);
             for (int j = 0; j < 16; j++)
             {
                 byte q0 = levels[j];
                 byte q1 = levels[j + 16];
-                block[8 + j] = (byte)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
-                qh |= (uint)((q0 & 0x10) >> 4) << j;
-                qh |= (uint)((q1 & 0x10) >> 4) << (j + BlockSize / 2);
+                Q5_0.PackPair(j, q0, q1, qs, ref qh);
             }
             BinaryPrimitives.WriteUInt32LittleEndian(block.Slice(4, 4), qh);
         }

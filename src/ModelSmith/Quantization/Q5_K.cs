@@ -30,81 +30,49 @@ internal static class Q5_K
     /// quantize_row_q5_K_ref: as Q4_K's reference with nmax = 31 and 16 candidate iscales
     /// (31 − 0.5 + 0.1·is)/(max − min) in make_qkx2_quants.
     /// </summary>
-    public static void QuantizeRow(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, Span<byte> y /* (k/256·176) */)
-    {
-        int nb = x.Length / BlockSize;
-        Span<byte> levels = stackalloc byte[BlockSize];
-        Span<byte> scratch = stackalloc byte[32];
-        Span<float> weights = stackalloc float[32];
-        Span<float> mins = stackalloc float[8];
-        Span<float> scales = stackalloc float[8];
-        Span<byte> scaleLevels = stackalloc byte[8];
-        Span<byte> minLevels = stackalloc byte[8];
-        for (int i = 0; i < nb; i++)
-        {
-            ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
-            Span<byte> block = y.Slice(i * TypeSize, TypeSize);
-            Q4_K.SubBlockScales(31, -0.5f, 0.1f, 15, xb, levels, scratch, weights, scales, mins, out float maxScale, out float maxMin);
-            float d = Q4_K.StoreScales(block, scales, mins, maxScale, maxMin, scaleLevels, minLevels, out float dmin);
-            Q4_K.Requantize(31, xb, block.Slice(ScalesOffset, 12), d, dmin, levels);
-            PackLevels(levels, block);
-        }
-    }
+    public static void QuantizeRow(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, Span<byte> y /* (k/256·176) */) =>
+        Q4_K.QuantizeSuperBlocks<FiveBit>(31, -0.5f, 0.1f, 15, x, y);
 
     /// <summary>
     /// quantize_row_q5_K_impl with an importance matrix: as Q4_K's importance path with nmax = 31
     /// (make_qkx3_quants per sub-block, make_qp_quants for the 6-bit scales and mins, then re-rounding).
     /// </summary>
-    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/256·176) */)
-    {
-        int nb = x.Length / BlockSize;
-        Span<byte> levels = stackalloc byte[BlockSize];
-        Span<byte> scratch = stackalloc byte[32];
-        Span<float> weights = stackalloc float[32];
-        Span<float> mins = stackalloc float[8];
-        Span<float> scales = stackalloc float[8];
-        Span<float> sumWeights = stackalloc float[8];
-        Span<byte> scaleLevels = stackalloc byte[8];
-        Span<byte> minLevels = stackalloc byte[8];
-        for (int i = 0; i < nb; i++)
-        {
-            ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
-            Span<byte> block = y.Slice(i * TypeSize, TypeSize);
-            Q4_K.SubBlockScalesImportance(31, xb, importance.Slice(i * BlockSize, BlockSize), levels, scratch, weights, scales, mins, sumWeights);
-            float d = Q4_K.StoreScalesImportance(block, scales, mins, sumWeights, scaleLevels, minLevels, clampTo63: true, out float dmin);
-            Q4_K.Requantize(31, xb, block.Slice(ScalesOffset, 12), d, dmin, levels);
-            PackLevels(levels, block);
-        }
-    }
+    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 256 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/256·176) */) =>
+        Q4_K.QuantizeSuperBlocksImportance<FiveBit>(31, clampTo63: true, x, importance, y);
 
     /// <summary>Writes 256 five-bit levels: bit 4 to qh, the low 4 bits to qs (layout in the class comment).</summary>
-    private static void PackLevels(ReadOnlySpan<byte> levels /* (256) 0..31 */, Span<byte> block /* (176) */)
+    private readonly struct FiveBit : Q4_K.ILevelPacking
     {
-        Span<byte> qh = block.Slice(QhOffset, 32);
-        Span<byte> ql = block.Slice(QsOffset, 128);
-        qh.Clear();
-        byte m1 = 1;
-        byte m2 = 2;
-        for (int n = 0; n < BlockSize; n += 64)
+        public static int TypeSize => Q5_K.TypeSize;
+
+        public static void Pack(ReadOnlySpan<byte> levels /* (256) 0..31 */, Span<byte> block /* (176) */)
         {
-            for (int j = 0; j < 32; j++)
+            Span<byte> qh = block.Slice(QhOffset, 32);
+            Span<byte> ql = block.Slice(QsOffset, 128);
+            qh.Clear();
+            byte m1 = 1;
+            byte m2 = 2;
+            for (int n = 0; n < BlockSize; n += 64)
             {
-                int l1 = levels[n + j];
-                if (l1 > 15)
+                for (int j = 0; j < 32; j++)
                 {
-                    l1 -= 16;
-                    qh[j] |= m1;
+                    int l1 = levels[n + j];
+                    if (l1 > 15)
+                    {
+                        l1 -= 16;
+                        qh[j] |= m1;
+                    }
+                    int l2 = levels[n + j + 32];
+                    if (l2 > 15)
+                    {
+                        l2 -= 16;
+                        qh[j] |= m2;
+                    }
+                    ql[n / 2 + j] = (byte)(l1 | (l2 << 4));
                 }
-                int l2 = levels[n + j + 32];
-                if (l2 > 15)
-                {
-                    l2 -= 16;
-                    qh[j] |= m2;
-                }
-                ql[n / 2 + j] = (byte)(l1 | (l2 << 4));
+                m1 <<= 2;
+                m2 <<= 2;
             }
-            m1 <<= 2;
-            m2 <<= 2;
         }
     }
 

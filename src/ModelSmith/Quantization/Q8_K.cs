@@ -35,17 +35,7 @@ internal static class Q8_K
         {
             ReadOnlySpan<float> xb = x.Slice(i * BlockSize, BlockSize);
             Span<byte> block = y.Slice(i * TypeSize, TypeSize);
-            float max = 0;
-            float amax = 0;
-            for (int j = 0; j < BlockSize; j++)
-            {
-                float ax = MathF.Abs(xb[j]);
-                if (ax > amax)
-                {
-                    amax = ax;
-                    max = xb[j];
-                }
-            }
+            float max = QuantMath.MaxMagnitude(xb, out float amax);
             if (amax == 0)
             {
                 block.Clear();

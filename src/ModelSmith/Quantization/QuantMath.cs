@@ -88,6 +88,52 @@ internal static class QuantMath
         HalfBitsToFloat(BinaryPrimitives.ReadUInt16LittleEndian(block.Slice(offset, 2)));
 
     /// <summary>
+    /// The signed value of largest magnitude in <paramref name="x"/> (the first one where several share that
+    /// magnitude; 0 for an all-zero span), with the magnitude itself in <paramref name="amax"/>. This is the
+    /// max ggml's symmetric quantizers divide by, so that it maps exactly onto the end level −nmax.
+    /// NaN never replaces the running maximum (|NaN| &gt; amax is false), as in C.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float MaxMagnitude(ReadOnlySpan<float> x /* (n) */, out float amax)
+    {
+        float max = 0f;
+        amax = 0f;
+        for (int i = 0; i < x.Length; i++)
+        {
+            float ax = MathF.Abs(x[i]);
+            if (ax > amax)
+            {
+                amax = ax;
+                max = x[i];
+            }
+        }
+        return max;
+    }
+
+    /// <summary>
+    /// The smallest and largest value of <paramref name="x"/> as quantize_row_q4_1_ref / q5_1_ref find them:
+    /// starting from min = FLT_MAX, max = −FLT_MAX with strict comparisons, so NaN is never taken.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void MinMax(ReadOnlySpan<float> x /* (n) */, out float min, out float max)
+    {
+        min = float.MaxValue;
+        max = -float.MaxValue;
+        for (int i = 0; i < x.Length; i++)
+        {
+            float v = x[i];
+            if (v < min)
+            {
+                min = v;
+            }
+            if (v > max)
+            {
+                max = v;
+            }
+        }
+    }
+
+    /// <summary>
     /// make_qx_quants with rmse_type = 1 and no importance weights (the form Q6_K's reference quantizer
     /// uses): symmetric quants l ∈ [-nmax, nmax-1] of <paramref name="x"/>, stored as l + nmax in
     /// <paramref name="levels"/>, and the scale s minimising Σ w·(x − s·l)² with w = x².
@@ -100,17 +146,7 @@ internal static class QuantMath
     public static float MakeQxQuants(int nmax, ReadOnlySpan<float> x /* (n) */, Span<sbyte> levels /* (n) */)
     {
         int n = x.Length;
-        float max = 0;
-        float amax = 0;
-        for (int i = 0; i < n; i++)
-        {
-            float ax = MathF.Abs(x[i]);
-            if (ax > amax)
-            {
-                amax = ax;
-                max = x[i];
-            }
-        }
+        float max = MaxMagnitude(x, out float amax);
         if (amax < GroupMaxEps)
         {
             levels[..n].Clear();
@@ -169,17 +205,7 @@ internal static class QuantMath
     public static float MakeQ3Quants(int nmax, ReadOnlySpan<float> x /* (n) */, Span<sbyte> levels /* (n) */)
     {
         int n = x.Length;
-        float max = 0;
-        float amax = 0;
-        for (int i = 0; i < n; i++)
-        {
-            float ax = MathF.Abs(x[i]);
-            if (ax > amax)
-            {
-                amax = ax;
-                max = x[i];
-            }
-        }
+        float max = MaxMagnitude(x, out float amax);
         if (amax < GroupMaxEps)
         {
             levels[..n].Clear();

@@ -17,17 +17,7 @@ internal static class WeightedQuantMath
     public static float MakeQxQuants(int nmax, ReadOnlySpan<float> x /* (n) */, ReadOnlySpan<float> weights /* (n) */, Span<sbyte> levels /* (n) */)
     {
         int n = x.Length;
-        float max = 0;
-        float amax = 0;
-        for (int i = 0; i < n; i++)
-        {
-            float ax = MathF.Abs(x[i]);
-            if (ax > amax)
-            {
-                amax = ax;
-                max = x[i];
-            }
-        }
+        float max = QuantMath.MaxMagnitude(x, out float amax);
         if (amax < QuantMath.GroupMaxEps)
         {
             levels[..n].Clear();
