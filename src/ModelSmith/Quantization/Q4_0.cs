@@ -123,22 +123,20 @@ internal static class Q4_0
     /// whole row, each weight gets w = q·sqrt(σ² + x²) and each block make_qx_quants (nmax = 8, levels
     /// q ∈ [0, 15] = l + 8); d is that fit's least-squares scale, stored as F16 without re-rounding the levels.
     /// </summary>
-    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 32 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/32·18) */)
+    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 32 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/32·18) */) =>
+        LegacyImportance.QuantizeRowSymmetric<ImportanceBlock>(8, x, importance, y);
+
+    /// <summary>d, then the levels 0..15 as in <see cref="QuantizeBlock"/>.</summary>
+    private readonly struct ImportanceBlock : LegacyImportance.IBlock
     {
-        Span<float> weights = stackalloc float[BlockSize];
-        Span<sbyte> levels = stackalloc sbyte[BlockSize];
-        float sigma2 = LegacyImportance.RowSigma2(x);
-        int nb = x.Length / BlockSize;
-        for (int ib = 0; ib < nb; ib++)
+        public static int TypeSize => Q4_0.TypeSize;
+
+        public static void Store(float d, float m, ReadOnlySpan<byte> levels /* (32) 0..15 */, Span<byte> block /* (18) */)
         {
-            ReadOnlySpan<float> xb = x.Slice(ib * BlockSize, BlockSize);
-            Span<byte> block = y.Slice(ib * TypeSize, TypeSize);
-            LegacyImportance.Weights(xb, importance.Slice(ib * BlockSize, BlockSize), sigma2, weights);
-            float d = WeightedQuantMath.MakeQxQuants(8, xb, weights, levels);
             QuantMath.WriteHalf(block, 0, d);
-            for (int j = 0; j < 16; j++)
+            for (int j = 0; j < BlockSize / 2; j++)
             {
-                block[2 + j] = (byte)((byte)levels[j] | ((byte)levels[j + 16] << 4));
+                block[2 + j] = (byte)(levels[j] | (levels[j + BlockSize / 2] << 4));
             }
         }
     }

@@ -45,24 +45,21 @@ internal static class Q4_1
     /// quantize_row_q4_1_impl with an importance matrix: weights w = q·sqrt(σ² + x²) with σ² = Σx²/k over the
     /// row, each block fitted by make_qkx3_quants (nmax = 15); d is its scale and m = −(its min), both F16.
     /// </summary>
-    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 32 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/32·20) */)
+    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 32 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/32·20) */) =>
+        LegacyImportance.QuantizeRowAsymmetric<ImportanceBlock>(15, x, importance, y);
+
+    /// <summary>d, m, then the levels 0..15 as in <see cref="QuantizeRow"/>.</summary>
+    private readonly struct ImportanceBlock : LegacyImportance.IBlock
     {
-        Span<float> weights = stackalloc float[BlockSize];
-        Span<byte> levels = stackalloc byte[BlockSize];
-        Span<byte> scratch = stackalloc byte[BlockSize];
-        float sigma2 = LegacyImportance.RowSigma2(x);
-        int nb = x.Length / BlockSize;
-        for (int ib = 0; ib < nb; ib++)
+        public static int TypeSize => Q4_1.TypeSize;
+
+        public static void Store(float d, float m, ReadOnlySpan<byte> levels /* (32) 0..15 */, Span<byte> block /* (20) */)
         {
-            ReadOnlySpan<float> xb = x.Slice(ib * BlockSize, BlockSize);
-            Span<byte> block = y.Slice(ib * TypeSize, TypeSize);
-            LegacyImportance.Weights(xb, importance.Slice(ib * BlockSize, BlockSize), sigma2, weights);
-            float d = WeightedQuantMath.MakeQkx3Quants(15, xb, weights, levels, out float min, scratch, -0.9f, 0.05f, 36, false);
             QuantMath.WriteHalf(block, 0, d);
-            QuantMath.WriteHalf(block, 2, -min);
-            for (int j = 0; j < 16; j++)
+            QuantMath.WriteHalf(block, 2, m);
+            for (int j = 0; j < BlockSize / 2; j++)
             {
-                block[4 + j] = (byte)(levels[j] | (levels[j + 16] << 4));
+                block[4 + j] = (byte)(levels[j] | (levels[j + BlockSize / 2] << 4));
             }
         }
     }

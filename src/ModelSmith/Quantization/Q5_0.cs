@@ -50,26 +50,22 @@ internal static class Q5_0
     /// quantize_row_q5_0_impl with an importance matrix: weights w = q·sqrt(σ² + x²) with σ² = Σx²/k over the
     /// row, each block fitted by make_qx_quants (nmax = 16, levels q ∈ [0, 31] = l + 16), d its scale.
     /// </summary>
-    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 32 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/32·22) */)
+    public static void QuantizeRowImportance(ReadOnlySpan<float> x /* (k), k % 32 == 0 */, ReadOnlySpan<float> importance /* (k) */, Span<byte> y /* (k/32·22) */) =>
+        LegacyImportance.QuantizeRowSymmetric<ImportanceBlock>(16, x, importance, y);
+
+    /// <summary>d, then the levels 0..31 as in <see cref="QuantizeRow"/>.</summary>
+    private readonly struct ImportanceBlock : LegacyImportance.IBlock
     {
-        Span<float> weights = stackalloc float[BlockSize];
-        Span<sbyte> levels = stackalloc sbyte[BlockSize];
-        float sigma2 = LegacyImportance.RowSigma2(x);
-        int nb = x.Length / BlockSize;
-        for (int ib = 0; ib < nb; ib++)
+        public static int TypeSize => Q5_0.TypeSize;
+
+        public static void Store(float d, float m, ReadOnlySpan<byte> levels /* (32) 0..31 */, Span<byte> block /* (22) */)
         {
-            ReadOnlySpan<float> xb = x.Slice(ib * BlockSize, BlockSize);
-            Span<byte> block = y.Slice(ib * TypeSize, TypeSize);
-            LegacyImportance.Weights(xb, importance.Slice(ib * BlockSize, BlockSize), sigma2, weights);
-            float d = WeightedQuantMath.MakeQxQuants(16, xb, weights, levels);
             QuantMath.WriteHalf(block, 0, d);
             uint qh = 0;
             Span<byte> qs = block.Slice(6, BlockSize / 2);
-            for (int j = 0; j < 16; j++)
+            for (int j = 0; j < BlockSize / 2; j++)
             {
-                byte q0 = (byte)levels[j];
-                byte q1 = (byte)levels[j + 16];
-                PackPair(j, q0, q1, qs, ref qh);
+                PackPair(j, levels[j], levels[j + BlockSize / 2], qs, ref qh);
             }
             BinaryPrimitives.WriteUInt32LittleEndian(block.Slice(2, 4), qh);
         }

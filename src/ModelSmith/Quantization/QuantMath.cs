@@ -276,28 +276,7 @@ internal static class QuantMath
         Span<byte> levels /* (n) */, out float theMin, Span<byte> scratch /* (n) */, float rmin, float rdelta, int nstep, bool useMad)
     {
         int n = x.Length;
-        float min = x[0];
-        float max = x[0];
-        float sumW = weights[0];
-        float sumX = sumW * x[0];
-        for (int i = 1; i < n; i++)
-        {
-            if (x[i] < min)
-            {
-                min = x[i];
-            }
-            if (x[i] > max)
-            {
-                max = x[i];
-            }
-            float w = weights[i];
-            sumW += w;
-            sumX += w * x[i];
-        }
-        if (min > 0)
-        {
-            min = 0;
-        }
+        float min = RangeAndSums(x, weights, out float max, out float sumW, out float sumX);
         if (max == min)
         {
             levels[..n].Clear();
@@ -332,6 +311,40 @@ internal static class QuantMath
         }
         theMin = -min;
         return scale;
+    }
+
+    /// <summary>
+    /// The first pass of make_qkx2_quants and make_qkx3_quants: max = max(x), Σw and Σwx (summed in order
+    /// from element 0), and the returned min = min(min(x), 0), since those fits allow only a non-positive
+    /// offset. Strict comparisons from x[0], so a NaN at x[0] stays and a later one is never taken, as in C.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float RangeAndSums(ReadOnlySpan<float> x /* (n) */, ReadOnlySpan<float> weights /* (n) */,
+        out float max, out float sumW, out float sumX)
+    {
+        float min = x[0];
+        max = x[0];
+        sumW = weights[0];
+        sumX = sumW * x[0];
+        for (int i = 1; i < x.Length; i++)
+        {
+            if (x[i] < min)
+            {
+                min = x[i];
+            }
+            if (x[i] > max)
+            {
+                max = x[i];
+            }
+            float w = weights[i];
+            sumW += w;
+            sumX += w * x[i];
+        }
+        if (min > 0)
+        {
+            min = 0;
+        }
+        return min;
     }
 
     /// <summary>

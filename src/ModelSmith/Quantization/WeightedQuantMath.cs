@@ -78,28 +78,7 @@ internal static class WeightedQuantMath
         Span<byte> levels /* (n) */, out float theMin, Span<byte> scratch /* (n) */, float rmin, float rdelta, int nstep, bool useMad)
     {
         int n = x.Length;
-        float min = x[0];
-        float max = x[0];
-        float sumW = weights[0];
-        float sumX = sumW * x[0];
-        for (int i = 1; i < n; i++)
-        {
-            if (x[i] < min)
-            {
-                min = x[i];
-            }
-            if (x[i] > max)
-            {
-                max = x[i];
-            }
-            float w = weights[i];
-            sumW += w;
-            sumX += w * x[i];
-        }
-        if (min > 0)
-        {
-            min = 0;
-        }
+        float min = QuantMath.RangeAndSums(x, weights, out float max, out float sumW, out float sumX);
         if (max <= min)
         {
             levels[..n].Clear();
