@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace ModelSmith.Tensors;
@@ -31,7 +29,8 @@ internal static class LayerNorm
         int c = x.Length;
         y = y[..c];
         float mean = (float)VectorOps.SumDouble(x) / c;
-        float variance = (float)(CenterAndSumSquares(x, mean, y) / c);
+        Elementwise.Map(x, y, new Subtract(mean));
+        float variance = (float)(VectorOps.SumOfSquaresDouble(y) / c); // ggml_vec_cvar_f32: Σ (float)(y²) in double
         float scale = 1.0f / MathF.Sqrt(variance + eps);
         if (weight.IsEmpty && bias.IsEmpty) VectorOps.Scale(y, scale, y);
         else if (bias.IsEmpty) Elementwise.Map(y, weight, y, new ScaleMultiply(scale));
@@ -39,60 +38,15 @@ internal static class LayerNorm
         else Elementwise.Map(y, weight, bias, y, new ScaleMultiplyAdd(scale));
     }
 
-    // y = x − mean; returns Σ (float)(y²) in double (ggml_vec_cvar_f32 before its division).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static double CenterAndSumSquares(ReadOnlySpan<float> x, float mean, Span<float> y)
+    // y = x − shift, the row centred before the variance sum.
+    private readonly struct Subtract(float shift) : IUnaryOperator
     {
-        ref float xs = ref MemoryMarshal.GetReference(x);
-        ref float ys = ref MemoryMarshal.GetReference(y);
-        nint n = x.Length, i = 0;
-        double sum = 0;
-        if (Vector512.IsHardwareAccelerated && n >= 16)
-        {
-            Vector512<double> s = Vector512<double>.Zero;
-            Vector512<float> m = Vector512.Create(mean);
-            for (; i <= n - 16; i += 16)
-            {
-                Vector512<float> v = Vector512.LoadUnsafe(ref xs, (nuint)i) - m;
-                v.StoreUnsafe(ref ys, (nuint)i);
-                v *= v;
-                s += Vector512.WidenLower(v) + Vector512.WidenUpper(v);
-            }
-            sum = Vector512.Sum(s);
-        }
-        if (Vector256.IsHardwareAccelerated && n - i >= 8)
-        {
-            Vector256<double> s = Vector256<double>.Zero;
-            Vector256<float> m = Vector256.Create(mean);
-            for (; i <= n - 8; i += 8)
-            {
-                Vector256<float> v = Vector256.LoadUnsafe(ref xs, (nuint)i) - m;
-                v.StoreUnsafe(ref ys, (nuint)i);
-                v *= v;
-                s += Vector256.WidenLower(v) + Vector256.WidenUpper(v);
-            }
-            sum += Vector256.Sum(s);
-        }
-        if (Vector128.IsHardwareAccelerated && n - i >= 4)
-        {
-            Vector128<double> s = Vector128<double>.Zero;
-            Vector128<float> m = Vector128.Create(mean);
-            for (; i <= n - 4; i += 4)
-            {
-                Vector128<float> v = Vector128.LoadUnsafe(ref xs, (nuint)i) - m;
-                v.StoreUnsafe(ref ys, (nuint)i);
-                v *= v;
-                s += Vector128.WidenLower(v) + Vector128.WidenUpper(v);
-            }
-            sum += Vector128.Sum(s);
-        }
-        for (; i < n; i++)
-        {
-            float v = Unsafe.Add(ref xs, i) - mean;
-            Unsafe.Add(ref ys, i) = v;
-            sum += v * v;
-        }
-        return sum;
+        private readonly float _shift = shift;
+
+        public float Invoke(float x) => x - _shift;
+        public Vector128<float> Invoke(Vector128<float> x) => x - Vector128.Create(_shift);
+        public Vector256<float> Invoke(Vector256<float> x) => x - Vector256.Create(_shift);
+        public Vector512<float> Invoke(Vector512<float> x) => x - Vector512.Create(_shift);
     }
 
     // The norm output rounded to float, then the weight multiply, then the bias add (three ggml ops).

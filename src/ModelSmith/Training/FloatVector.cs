@@ -9,7 +9,7 @@ namespace ModelSmith.Training;
 /// specialises it for Vector512, Vector256, Vector128 and plain floats (the scalar tail of every loop).
 /// </summary>
 /// <remarks>
-/// <see cref="Exp"/> is one algorithm at every width (Cephes' expf: 2ⁿ·p(r) with r = x − n·ln 2 in two
+/// <see cref="Exp"/> is one algorithm at every width (<see cref="FloatExp"/>, Cephes' expf: 2ⁿ·p(r) with r = x − n·ln 2 in two
 /// fused steps and a degree-6 polynomial, ≤ 2 ulp on its range), so an element's result does not depend on
 /// which path of a loop computed it. It is ~20× faster than <see cref="Vector512.Exp(Vector512{float})"/> on
 /// .NET 10, which dominated the non-matmul time of a training step.
@@ -34,11 +34,18 @@ internal unsafe interface IFloatVector<TV> where TV : unmanaged
 
     static abstract TV Max(TV a, TV b);
 
+    /// <summary>min(max(x, low), high), NaN kept. Takes the bounds as floats so the JIT sees constant
+    /// vectors and emits plain vmaxps/vminps instead of the general IEEE max/min sequence.</summary>
+    static abstract TV Clamp(TV x, float low, float high);
+
     /// <summary>Correctly rounded square root.</summary>
     static abstract TV Sqrt(TV x);
 
     /// <summary>a·b + c, one rounding.</summary>
     static abstract TV FusedMultiplyAdd(TV a, TV b, TV c);
+
+    /// <summary>2ⁿ for integral-valued n in [−126, 127]: n + 127 written into the exponent bits.</summary>
+    static abstract TV Pow2(TV n);
 
     /// <summary>eˣ for x in [−87.3, 88]; inputs outside are clamped (so e^−∞ gives ~1e−38, not 0).</summary>
     static abstract TV Exp(TV x);
@@ -50,21 +57,43 @@ internal unsafe interface IFloatVector<TV> where TV : unmanaged
     static abstract float MaxAcross(TV v);
 }
 
-/// <summary>The constants of the shared exp algorithm.</summary>
-internal static class ExpConstants
+/// <summary>The exp algorithm every width runs, written once over <see cref="IFloatVector{TV}"/>.</summary>
+internal static class FloatExp
 {
-    public const float Low = -87.33654f;  // e^Low ≈ 2^−126, the smallest normal float
-    public const float High = 88f;        // keeps 2ⁿ with n ≤ 127 representable
-    public const float Log2E = 1.44269504088896341f;
-    public const float RoundMagic = 12582912f; // 1.5·2²³: adding and subtracting it rounds to an integer
-    public const float Ln2High = -0.693359375f;
-    public const float Ln2Low = 2.12194440e-4f;
-    public const float P0 = 1.9875691500e-4f;
-    public const float P1 = 1.3981999507e-3f;
-    public const float P2 = 8.3334519073e-3f;
-    public const float P3 = 4.1665795894e-2f;
-    public const float P4 = 1.6666665459e-1f;
-    public const float P5 = 5.0000001201e-1f;
+    private const float Low = -87.33654f;  // e^Low ≈ 2^−126, the smallest normal float
+    private const float High = 88f;        // keeps 2ⁿ with n ≤ 127 representable
+    private const float Log2E = 1.44269504088896341f;
+    private const float RoundMagic = 12582912f; // 1.5·2²³: adding and subtracting it rounds to an integer
+    private const float Ln2High = -0.693359375f;
+    private const float Ln2Low = 2.12194440e-4f;
+    private const float P0 = 1.9875691500e-4f;
+    private const float P1 = 1.3981999507e-3f;
+    private const float P2 = 8.3334519073e-3f;
+    private const float P3 = 4.1665795894e-2f;
+    private const float P4 = 1.6666665459e-1f;
+    private const float P5 = 5.0000001201e-1f;
+
+    /// <summary>
+    /// eˣ = 2ⁿ·e^r with n = round(x·log₂e) and r = x − n·ln 2 (ln 2 split in two so n·Ln2High is exact),
+    /// e^r ≈ 1 + r + r²·p(r). Each step is one operation of <typeparamref name="TS"/>, in the same order at
+    /// every width, so a lane and the scalar tail round identically.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Exp<TV, TS>(TV x) where TV : unmanaged where TS : IFloatVector<TV>
+    {
+        x = TS.Clamp(x, Low, High);
+        TV n = TS.Subtract(TS.Add(TS.Multiply(x, TS.Create(Log2E)), TS.Create(RoundMagic)), TS.Create(RoundMagic));
+        TV r = TS.FusedMultiplyAdd(n, TS.Create(Ln2High), x);
+        r = TS.FusedMultiplyAdd(n, TS.Create(Ln2Low), r);
+        TV p = TS.Create(P0);
+        p = TS.FusedMultiplyAdd(p, r, TS.Create(P1));
+        p = TS.FusedMultiplyAdd(p, r, TS.Create(P2));
+        p = TS.FusedMultiplyAdd(p, r, TS.Create(P3));
+        p = TS.FusedMultiplyAdd(p, r, TS.Create(P4));
+        p = TS.FusedMultiplyAdd(p, r, TS.Create(P5));
+        TV e = TS.Add(TS.FusedMultiplyAdd(p, TS.Multiply(r, r), r), TS.Create(1f));
+        return TS.Multiply(e, TS.Pow2(n));
+    }
 }
 
 internal readonly unsafe struct F512 : IFloatVector<Vector512<float>>
@@ -79,28 +108,14 @@ internal readonly unsafe struct F512 : IFloatVector<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Divide(Vector512<float> a, Vector512<float> b) => a / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Clamp(Vector512<float> x, float low, float high) => Vector512.Min(Vector512.Max(x, Vector512.Create(low)), Vector512.Create(high));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Sqrt(Vector512<float> x) => Vector512.Sqrt(x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> FusedMultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> v) => Vector512.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector512<float> v) => F256.MaxAcross(Vector256.Max(v.GetLower(), v.GetUpper()));
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Exp(Vector512<float> x)
-    {
-        x = Vector512.Min(Vector512.Max(x, Vector512.Create(ExpConstants.Low)), Vector512.Create(ExpConstants.High));
-        Vector512<float> n = x * ExpConstants.Log2E + Vector512.Create(ExpConstants.RoundMagic) - Vector512.Create(ExpConstants.RoundMagic);
-        Vector512<float> r = Vector512.FusedMultiplyAdd(n, Vector512.Create(ExpConstants.Ln2High), x);
-        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(ExpConstants.Ln2Low), r);
-        Vector512<float> p = Vector512.Create(ExpConstants.P0);
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpConstants.P1));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpConstants.P2));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpConstants.P3));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpConstants.P4));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(ExpConstants.P5));
-        Vector512<float> e = Vector512.FusedMultiplyAdd(p, r * r, r) + Vector512<float>.One;
-        Vector512<int> scale = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23);
-        return e * scale.AsSingle();
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Pow2(Vector512<float> n) => Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Exp(Vector512<float> x) => FloatExp.Exp<Vector512<float>, F512>(x);
 }
 
 internal readonly unsafe struct F256 : IFloatVector<Vector256<float>>
@@ -115,28 +130,14 @@ internal readonly unsafe struct F256 : IFloatVector<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Divide(Vector256<float> a, Vector256<float> b) => a / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Clamp(Vector256<float> x, float low, float high) => Vector256.Min(Vector256.Max(x, Vector256.Create(low)), Vector256.Create(high));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Sqrt(Vector256<float> x) => Vector256.Sqrt(x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> FusedMultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> v) => Vector256.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(Vector256<float> v) => F128.MaxAcross(Vector128.Max(v.GetLower(), v.GetUpper()));
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Exp(Vector256<float> x)
-    {
-        x = Vector256.Min(Vector256.Max(x, Vector256.Create(ExpConstants.Low)), Vector256.Create(ExpConstants.High));
-        Vector256<float> n = x * ExpConstants.Log2E + Vector256.Create(ExpConstants.RoundMagic) - Vector256.Create(ExpConstants.RoundMagic);
-        Vector256<float> r = Vector256.FusedMultiplyAdd(n, Vector256.Create(ExpConstants.Ln2High), x);
-        r = Vector256.FusedMultiplyAdd(n, Vector256.Create(ExpConstants.Ln2Low), r);
-        Vector256<float> p = Vector256.Create(ExpConstants.P0);
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpConstants.P1));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpConstants.P2));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpConstants.P3));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpConstants.P4));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(ExpConstants.P5));
-        Vector256<float> e = Vector256.FusedMultiplyAdd(p, r * r, r) + Vector256<float>.One;
-        Vector256<int> scale = Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23);
-        return e * scale.AsSingle();
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Pow2(Vector256<float> n) => Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Exp(Vector256<float> x) => FloatExp.Exp<Vector256<float>, F256>(x);
 }
 
 internal readonly unsafe struct F128 : IFloatVector<Vector128<float>>
@@ -151,6 +152,7 @@ internal readonly unsafe struct F128 : IFloatVector<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Multiply(Vector128<float> a, Vector128<float> b) => a * b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Divide(Vector128<float> a, Vector128<float> b) => a / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Clamp(Vector128<float> x, float low, float high) => Vector128.Min(Vector128.Max(x, Vector128.Create(low)), Vector128.Create(high));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Sqrt(Vector128<float> x) => Vector128.Sqrt(x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> FusedMultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.FusedMultiplyAdd(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> v) => Vector128.Sum(v);
@@ -158,23 +160,8 @@ internal readonly unsafe struct F128 : IFloatVector<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float MaxAcross(Vector128<float> v) => MathF.Max(MathF.Max(v[0], v[1]), MathF.Max(v[2], v[3]));
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> Exp(Vector128<float> x)
-    {
-        x = Vector128.Min(Vector128.Max(x, Vector128.Create(ExpConstants.Low)), Vector128.Create(ExpConstants.High));
-        Vector128<float> n = x * ExpConstants.Log2E + Vector128.Create(ExpConstants.RoundMagic) - Vector128.Create(ExpConstants.RoundMagic);
-        Vector128<float> r = Vector128.FusedMultiplyAdd(n, Vector128.Create(ExpConstants.Ln2High), x);
-        r = Vector128.FusedMultiplyAdd(n, Vector128.Create(ExpConstants.Ln2Low), r);
-        Vector128<float> p = Vector128.Create(ExpConstants.P0);
-        p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpConstants.P1));
-        p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpConstants.P2));
-        p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpConstants.P3));
-        p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpConstants.P4));
-        p = Vector128.FusedMultiplyAdd(p, r, Vector128.Create(ExpConstants.P5));
-        Vector128<float> e = Vector128.FusedMultiplyAdd(p, r * r, r) + Vector128<float>.One;
-        Vector128<int> scale = Vector128.ShiftLeft(Vector128.ConvertToInt32(n) + Vector128.Create(127), 23);
-        return e * scale.AsSingle();
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Pow2(Vector128<float> n) => Vector128.ShiftLeft(Vector128.ConvertToInt32(n) + Vector128.Create(127), 23).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Exp(Vector128<float> x) => FloatExp.Exp<Vector128<float>, F128>(x);
 }
 
 /// <summary>One float per "register": the tail of every loop, computing exactly what a vector lane computes.</summary>
@@ -190,25 +177,12 @@ internal readonly unsafe struct F1 : IFloatVector<float>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Multiply(float a, float b) => a * b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Divide(float a, float b) => a / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Max(float a, float b) => MathF.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Clamp(float x, float low, float high) => MathF.Min(MathF.Max(x, low), high);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sqrt(float x) => MathF.Sqrt(x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float FusedMultiplyAdd(float a, float b, float c) => MathF.FusedMultiplyAdd(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(float v) => v;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(float v) => v;
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Exp(float x)
-    {
-        x = MathF.Min(MathF.Max(x, ExpConstants.Low), ExpConstants.High);
-        float n = x * ExpConstants.Log2E + ExpConstants.RoundMagic - ExpConstants.RoundMagic;
-        float r = MathF.FusedMultiplyAdd(n, ExpConstants.Ln2High, x);
-        r = MathF.FusedMultiplyAdd(n, ExpConstants.Ln2Low, r);
-        float p = ExpConstants.P0;
-        p = MathF.FusedMultiplyAdd(p, r, ExpConstants.P1);
-        p = MathF.FusedMultiplyAdd(p, r, ExpConstants.P2);
-        p = MathF.FusedMultiplyAdd(p, r, ExpConstants.P3);
-        p = MathF.FusedMultiplyAdd(p, r, ExpConstants.P4);
-        p = MathF.FusedMultiplyAdd(p, r, ExpConstants.P5);
-        float e = MathF.FusedMultiplyAdd(p, r * r, r) + 1f;
-        return e * BitConverter.Int32BitsToSingle(((int)n + 127) << 23);
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Pow2(float n) => BitConverter.Int32BitsToSingle(((int)n + 127) << 23);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Exp(float x) => FloatExp.Exp<float, F1>(x);
 }
