@@ -72,7 +72,7 @@ public class ComputePoolTests
             if (item == 0)
             {
                 var clock = System.Diagnostics.Stopwatch.StartNew();
-                while (Volatile.Read(ref RanOn[2]) < 0 && clock.ElapsedMilliseconds < 5000) Thread.Yield();
+                while (Volatile.Read(ref RanOn[2]) < 0 && clock.ElapsedMilliseconds < 30000) Thread.Yield();
             }
             Volatile.Write(ref RanOn[item], worker);
         }
