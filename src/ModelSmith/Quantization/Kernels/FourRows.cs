@@ -12,10 +12,11 @@ internal static unsafe class FourRows
 {
     /// <summary>
     /// 4 × 8 → 8 × 4: element i of t0..t3 (one per lane, rows in order) lands in the low half of c_{i % 4}
-    /// for i &lt; 4 and in its high half for i ≥ 4.
+    /// for i &lt; 4 and in its high half for i ≥ 4. Two of these and a swap of 128-bit halves make an 8 × 8
+    /// transpose.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Columns(Vector256<float> t0, Vector256<float> t1, Vector256<float> t2, Vector256<float> t3,
+    public static void Columns(Vector256<float> t0, Vector256<float> t1, Vector256<float> t2, Vector256<float> t3,
         out Vector256<float> c0, out Vector256<float> c1, out Vector256<float> c2, out Vector256<float> c3)
     {
         Vector256<float> a01 = Avx.UnpackLow(t0, t1), b01 = Avx.UnpackHigh(t0, t1);

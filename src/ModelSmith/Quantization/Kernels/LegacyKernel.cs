@@ -328,15 +328,9 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
         Vector256<float> t0, Vector256<float> t1, Vector256<float> t2, Vector256<float> t3,
         Vector256<float> t4, Vector256<float> t5, Vector256<float> t6, Vector256<float> t7)
     {
-        Vector256<float> a01 = Avx.UnpackLow(t0, t1), b01 = Avx.UnpackHigh(t0, t1);
-        Vector256<float> a23 = Avx.UnpackLow(t2, t3), b23 = Avx.UnpackHigh(t2, t3);
-        Vector256<float> a45 = Avx.UnpackLow(t4, t5), b45 = Avx.UnpackHigh(t4, t5);
-        Vector256<float> a67 = Avx.UnpackLow(t6, t7), b67 = Avx.UnpackHigh(t6, t7);
         // c_i: blocks i (low half) and i + 4 (high half) of pairs 0..3; h_i: the same for pairs 4..7.
-        Vector256<float> c0 = Avx.Shuffle(a01, a23, 0x44), c1 = Avx.Shuffle(a01, a23, 0xEE);
-        Vector256<float> c2 = Avx.Shuffle(b01, b23, 0x44), c3 = Avx.Shuffle(b01, b23, 0xEE);
-        Vector256<float> h0 = Avx.Shuffle(a45, a67, 0x44), h1 = Avx.Shuffle(a45, a67, 0xEE);
-        Vector256<float> h2 = Avx.Shuffle(b45, b67, 0x44), h3 = Avx.Shuffle(b45, b67, 0xEE);
+        FourRows.Columns(t0, t1, t2, t3, out Vector256<float> c0, out Vector256<float> c1, out Vector256<float> c2, out Vector256<float> c3);
+        FourRows.Columns(t4, t5, t6, t7, out Vector256<float> h0, out Vector256<float> h1, out Vector256<float> h2, out Vector256<float> h3);
         sums += Avx.Permute2x128(c0, h0, 0x20);
         sums += Avx.Permute2x128(c1, h1, 0x20);
         sums += Avx.Permute2x128(c2, h2, 0x20);
@@ -518,6 +512,18 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
             Vector256<float> t3 = GroupTerms<TD>(r3 + offset, q, dy, qsum, sy, b);
             sums = FourRows.AddInOrder(sums, t0, t1, t2, t3);
         }
+        FinishRows<TD>(sums, rows, rowBytes, q, dy, qsum, sy, b, nb, y);
+    }
+
+    /// <summary>
+    /// The four-row kernels' ending: each row's running sum (lane j of <paramref name="sums"/>) plus the terms
+    /// of blocks [b, nb) that do not fill a group of 8, one block at a time. rows: 4 rows of rowBytes, y: (4).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FinishRows<TD>(Vector128<float> sums, byte* rows, int rowBytes, sbyte* q, float* dy, int* qsum, float* sy, int b, int nb, float* y)
+        where TD : struct, IByteDot
+    {
+        byte* r0 = rows, r1 = rows + rowBytes, r2 = rows + 2 * rowBytes, r3 = rows + 3 * rowBytes;
         float s0 = sums.GetElement(0), s1 = sums.GetElement(1), s2 = sums.GetElement(2), s3 = sums.GetElement(3);
         for (; b < nb; b++)
         {
@@ -586,19 +592,7 @@ internal sealed unsafe class LegacyKernel<TF> : QuantKernel where TF : struct, I
             Vector256<float> t3 = Vector256.ConvertToSingle(s3) * d23.GetUpper() * dyo;
             sums = FourRows.AddInOrderFromEvenOdd(sums, t0, t1, t2, t3);
         }
-        float f0 = sums.GetElement(0), f1 = sums.GetElement(1), f2 = sums.GetElement(2), f3 = sums.GetElement(3);
-        for (; b < nb; b++)
-        {
-            long offset = (long)b * 18;
-            f0 += BlockTerm<MaddDot>(r0 + offset, q, dy, qsum, null, b);
-            f1 += BlockTerm<MaddDot>(r1 + offset, q, dy, qsum, null, b);
-            f2 += BlockTerm<MaddDot>(r2 + offset, q, dy, qsum, null, b);
-            f3 += BlockTerm<MaddDot>(r3 + offset, q, dy, qsum, null, b);
-        }
-        y[0] = f0;
-        y[1] = f1;
-        y[2] = f2;
-        y[3] = f3;
+        FinishRows<MaddDot>(sums, rows, rowBytes, q, dy, qsum, null, b, nb, y);
     }
 
     /// <summary>vpermb indices: bytes first..first+15 twice, then second..second+15 twice.</summary>

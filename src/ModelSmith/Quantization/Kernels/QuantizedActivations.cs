@@ -138,15 +138,9 @@ internal sealed unsafe class QuantizedActivations
     {
         Vector256<float> r0 = Avx.LoadVector256(m), r1 = Avx.LoadVector256(m + 8), r2 = Avx.LoadVector256(m + 16), r3 = Avx.LoadVector256(m + 24);
         Vector256<float> r4 = Avx.LoadVector256(m + 32), r5 = Avx.LoadVector256(m + 40), r6 = Avx.LoadVector256(m + 48), r7 = Avx.LoadVector256(m + 56);
-        Vector256<float> a01 = Avx.UnpackLow(r0, r1), b01 = Avx.UnpackHigh(r0, r1);
-        Vector256<float> a23 = Avx.UnpackLow(r2, r3), b23 = Avx.UnpackHigh(r2, r3);
-        Vector256<float> a45 = Avx.UnpackLow(r4, r5), b45 = Avx.UnpackHigh(r4, r5);
-        Vector256<float> a67 = Avx.UnpackLow(r6, r7), b67 = Avx.UnpackHigh(r6, r7);
         // c_j: columns j (low half) and j + 4 (high half) of rows 0..3; h_j: the same of rows 4..7.
-        Vector256<float> c0 = Avx.Shuffle(a01, a23, 0x44), c1 = Avx.Shuffle(a01, a23, 0xEE);
-        Vector256<float> c2 = Avx.Shuffle(b01, b23, 0x44), c3 = Avx.Shuffle(b01, b23, 0xEE);
-        Vector256<float> h0 = Avx.Shuffle(a45, a67, 0x44), h1 = Avx.Shuffle(a45, a67, 0xEE);
-        Vector256<float> h2 = Avx.Shuffle(b45, b67, 0x44), h3 = Avx.Shuffle(b45, b67, 0xEE);
+        FourRows.Columns(r0, r1, r2, r3, out Vector256<float> c0, out Vector256<float> c1, out Vector256<float> c2, out Vector256<float> c3);
+        FourRows.Columns(r4, r5, r6, r7, out Vector256<float> h0, out Vector256<float> h1, out Vector256<float> h2, out Vector256<float> h3);
         Avx.Store(m, Avx.Permute2x128(c0, h0, 0x20));
         Avx.Store(m + 8, Avx.Permute2x128(c1, h1, 0x20));
         Avx.Store(m + 16, Avx.Permute2x128(c2, h2, 0x20));
