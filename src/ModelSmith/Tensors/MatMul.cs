@@ -15,10 +15,11 @@ namespace ModelSmith.Tensors;
 /// <remarks>
 /// <para><b>Work split.</b> The weight's rows are cut into blocks (<see cref="RowBlock"/> rows for prefill,
 /// 16-64 for decode); each block is one pool work item, computed for all tokens by one thread.</para>
-/// <para><b>Decode (one token)</b> is bound by memory bandwidth: each weight row is streamed once, four
-/// rows at a time against the same x registers (F32, BF16), or one row at a time (F16, whose single stream
-/// the hardware prefetcher follows best), 16-bit weights widened in registers (F16 by three integer ops to
-/// w·2^-112 against an x scaled by 2^112, see <see cref="GemvHalf{TV, TS}"/>; BF16 by a shift), so 2 bytes
+/// <para><b>Decode (one token)</b> is bound by memory bandwidth: each weight row is streamed once, one row
+/// at a time (F16, and F32 on 64-byte boundaries: a single stream, which the hardware prefetcher follows
+/// best) or four rows at a time against the same x registers (BF16, F32 otherwise), 16-bit weights widened
+/// in registers (F16 by three integer ops to w·2^-112 against an x scaled by 2^112, see
+/// <see cref="LoadF16Finite"/>; BF16 by a shift), so 2 bytes
 /// per weight are read from memory rather than 4; for BF16 the next rows are prefetched in software
 /// while the current ones are read.</para>
 /// <para><b>Prefill (many tokens)</b> is bound by arithmetic. The tokens are copied once per call into
@@ -89,7 +90,7 @@ internal static unsafe class MatMul
                     if (round) RoundToWeightType(source, w.Type, packed);
                     else source.CopyTo(packed);
                 }
-                // F16 decode widens weights without re-biasing their exponent (w·2^-112, see GemvHalf), so x
+                // F16 decode widens weights without re-biasing their exponent (w·2^-112, see LoadF16Finite), so x
                 // carries the 2^112 instead: exact, as |x| ≤ 65504 after rounding to half.
                 if (tokens == 1 && w.Type == GgmlType.F16)
                     TensorPrimitives.Multiply(new ReadOnlySpan<float>(xs, k), RowConvert.TwoPow112, new Span<float>(xs, k));
@@ -214,8 +215,9 @@ internal static unsafe class MatMul
                 // Decode: stream each weight row once, widening 16-bit weights in registers.
                 switch (Kernel.Type)
                 {
+                    case GgmlType.F32 when ((nint)W | RowBytes) % 64 == 0: GemvRowByRow<LoadF32>(X, k, rows, RowBytes, n, bias, y); return;
                     case GgmlType.F32: Gemv<LoadF32>(X, k, rows, RowBytes, n, bias, y); return;
-                    case GgmlType.F16 when HalvesAreFinite: GemvHalf(X, k, rows, RowBytes, n, bias, y); return;
+                    case GgmlType.F16 when HalvesAreFinite: GemvRowByRow<LoadF16Finite>(X, k, rows, RowBytes, n, bias, y); return;
                     case GgmlType.F16: Gemv<LoadF16Unbiased>(X, k, rows, RowBytes, n, bias, y); return;
                     case GgmlType.BF16: Gemv<LoadBF16>(X, k, rows, RowBytes, n, bias, y); return;
                 }
@@ -291,7 +293,7 @@ internal static unsafe class MatMul
 
     /// <summary>
     /// F16 weights times 2^-112, exactly (infinities and NaNs included), for decode's scaled activations:
-    /// matrices holding infinities or NaNs, and the scalar tails of <see cref="GemvHalf"/>.
+    /// matrices holding infinities or NaNs, and the scalar tails of <see cref="LoadF16Finite"/>.
     /// </summary>
     private readonly struct LoadF16Unbiased : IWeightLoad
     {
@@ -307,6 +309,28 @@ internal static unsafe class MatMul
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float LoadScalar(byte* row, nint i) => RowConvert.HalfToSingle(((ushort*)row)[i]) * TwoPowMinus112;
+    }
+
+    /// <summary>
+    /// F16 weights that hold no infinity or NaN, times 2^-112, widened by three integer operations
+    /// (<see cref="ISimdFloat{TV}.LoadHalfUnbiased"/>: no multiply, no infinity fix-up), for decode's
+    /// scaled activations. x·2^112 · w·2^-112 is the same real number as x·w, so every fused multiply-add
+    /// rounds exactly as it does on the exact widening and the result is bit-identical to it. Infinities
+    /// and NaNs would come out finite, hence the precondition (<see cref="WeightMatrix.HalvesAreFinite"/>).
+    /// The K % lanes tail takes the exact widening.
+    /// </summary>
+    private readonly struct LoadF16Finite : IWeightLoad
+    {
+        public static int ElementBytes => 2;
+
+        public static bool Prefetch => false;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Load<TV, TS>(byte* row, nint i) where TV : unmanaged where TS : ISimdFloat<TV> =>
+            TS.LoadHalfUnbiased((ushort*)row + i, TS.HalfMask);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float LoadScalar(byte* row, nint i) => LoadF16Unbiased.LoadScalar(row, i);
     }
 
     private readonly struct LoadBF16 : IWeightLoad
@@ -330,46 +354,46 @@ internal static unsafe class MatMul
         else Gemv<float, SimdScalar, TL>(x, k, rows, rowBytes, n, bias, y);
     }
 
-    private static void GemvHalf(float* x, int k, byte* rows, int rowBytes, int n, float* bias, float* y)
+    private static void GemvRowByRow<TL>(float* x, int k, byte* rows, int rowBytes, int n, float* bias, float* y) where TL : IWeightLoad
     {
-        if (Vector512.IsHardwareAccelerated) GemvHalf<Vector512<float>, Simd512>(x, k, rows, rowBytes, n, bias, y);
-        else if (Vector256.IsHardwareAccelerated) GemvHalf<Vector256<float>, Simd256>(x, k, rows, rowBytes, n, bias, y);
-        else if (Vector128.IsHardwareAccelerated) GemvHalf<Vector128<float>, Simd128>(x, k, rows, rowBytes, n, bias, y);
-        else GemvHalf<float, SimdScalar>(x, k, rows, rowBytes, n, bias, y);
+        if (Vector512.IsHardwareAccelerated) GemvRowByRow<Vector512<float>, Simd512, TL>(x, k, rows, rowBytes, n, bias, y);
+        else if (Vector256.IsHardwareAccelerated) GemvRowByRow<Vector256<float>, Simd256, TL>(x, k, rows, rowBytes, n, bias, y);
+        else if (Vector128.IsHardwareAccelerated) GemvRowByRow<Vector128<float>, Simd128, TL>(x, k, rows, rowBytes, n, bias, y);
+        else GemvRowByRow<float, SimdScalar, TL>(x, k, rows, rowBytes, n, bias, y);
     }
 
     /// <summary>
-    /// y[r] = x · row r + bias[r] for F16 rows that hold no infinity or NaN, with x given times 2^112.
-    /// x: (K), rows: (n, rowBytes), bias: (n) or null, y: (n).
+    /// y[r] = x · row r + bias[r] for r in [0, n), one row at a time. x: (K), rows: (n, rowBytes),
+    /// bias: (n) or null, y: (n).
     /// </summary>
     /// <remarks>
-    /// Each weight is widened to w·2^-112 (<see cref="ISimdFloat{TV}.LoadHalfUnbiased"/>: no multiply, no
-    /// infinity fix-up), and x·2^112 · w·2^-112 is the same real number as x·w, so every fused multiply-add
-    /// rounds exactly as it does on the exact widening and the result is bit-identical to it. Infinities and
-    /// NaNs would come out finite, hence the precondition (<see cref="WeightMatrix.HalvesAreFinite"/>); the
-    /// K % lanes tail uses the exact widening anyway.
-    /// <para>One row at a time, one sequential stream, no software prefetch: the hardware prefetcher follows
-    /// a single stream well and two or more interleaved ones badly. Measured on Zen 5 (bench gemv, variants
-    /// alternating per token in one process, three runs): one row 113-168 tokens/s at one thread against
-    /// 92-151 for eight rows sharing each x load with the next eight prefetched into L2 (the kernel before),
-    /// 136-161 for one row with a software prefetch 4 or 8 rows ahead, and 42-72 for two rows without one;
-    /// at two threads 293-296 against 268-273. (F32's four-row kernel is the other way round: 60 tokens/s
-    /// against 50 for one row.) A row's sum is the same chain of vector multiply-adds whichever way the rows
-    /// are grouped, so the results did not change.</para>
+    /// One row at a time is one sequential stream with no software prefetch: the hardware prefetcher follows
+    /// a single stream well and several interleaved ones badly. It is used for F16 (finite) and for F32 rows
+    /// that start on 64-byte boundaries. Measured on Zen 5, variants alternating per token in one process:
+    /// <list type="bullet">
+    /// <item>F16, one thread: one row 113-168 tokens/s; eight rows sharing each x load with the next eight
+    /// prefetched into L2, 92-151; one row with a software prefetch 4 or 8 rows ahead, 136-161; two rows
+    /// without one, 42-72. Two threads: 293-296 against 268-273 for eight rows.</item>
+    /// <item>F32 rows on 64-byte boundaries: one row 71 tokens/s at one thread and 128 at two, against 67
+    /// and 120 for four rows sharing each x load (<see cref="Gemv{TV, TS, TL}"/>). On rows that are not, every
+    /// 64-byte load spans two cache lines and four rows are faster (62 against 54), so those keep them.</item>
+    /// </list>
+    /// A row's sum is the same chain of vector multiply-adds however the rows are grouped, so both kernels
+    /// give the same bits.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void GemvHalf<TV, TS>(float* x, nint k, byte* rows, nint rowBytes, int n, float* bias, float* y)
+    private static void GemvRowByRow<TV, TS, TL>(float* x, nint k, byte* rows, nint rowBytes, int n, float* bias, float* y)
         where TV : unmanaged
         where TS : ISimdFloat<TV>
+        where TL : IWeightLoad
     {
         nint kv = k - k % TS.Lanes;
-        TV mask = TS.HalfMask;
         for (int r = 0; r < n; r++)
         {
-            ushort* w = (ushort*)(rows + r * rowBytes);
+            byte* w = rows + r * rowBytes;
             TV c = TS.Zero;
-            for (nint i = 0; i < kv; i += TS.Lanes) c = TS.MultiplyAdd(TS.Load(x + i), TS.LoadHalfUnbiased(w + i, mask), c);
-            y[r] = Finish<LoadF16Unbiased>(TS.Sum(c), x, (byte*)w, kv, k, bias == null ? null : bias + r);
+            for (nint i = 0; i < kv; i += TS.Lanes) c = TS.MultiplyAdd(TS.Load(x + i), TL.Load<TV, TS>(w, i), c);
+            y[r] = Finish<TL>(TS.Sum(c), x, w, kv, k, bias == null ? null : bias + r);
         }
     }
 

@@ -48,13 +48,17 @@ internal static class KernelTestData
 /// <summary>Bytes in unmanaged memory behind a <see cref="MemoryManager{T}"/>, as a memory-mapped file is.</summary>
 internal sealed unsafe class NativeBytes : MemoryManager<byte>
 {
+    private readonly byte* _block;
     private readonly byte* _pointer;
     private readonly int _length;
 
-    public NativeBytes(ReadOnlySpan<byte> contents)
+    /// <param name="contents">The bytes to hold.</param>
+    /// <param name="offsetFrom64">Where they start relative to a 64-byte (cache-line) boundary.</param>
+    public NativeBytes(ReadOnlySpan<byte> contents, int offsetFrom64 = 0)
     {
         _length = contents.Length;
-        _pointer = (byte*)NativeMemory.Alloc((nuint)Math.Max(1, _length));
+        _block = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(1, _length + offsetFrom64), 64);
+        _pointer = _block + offsetFrom64;
         contents.CopyTo(new Span<byte>(_pointer, _length));
     }
 
@@ -66,5 +70,5 @@ internal sealed unsafe class NativeBytes : MemoryManager<byte>
     {
     }
 
-    protected override void Dispose(bool disposing) => NativeMemory.Free(_pointer);
+    protected override void Dispose(bool disposing) => NativeMemory.AlignedFree(_block);
 }

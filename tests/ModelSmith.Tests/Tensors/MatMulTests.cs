@@ -102,6 +102,30 @@ public sealed class MatMulTests : IDisposable
     }
 
     [Fact]
+    public void Decoding_gives_the_bits_of_a_batch_whether_rows_start_on_cache_lines_or_not()
+    {
+        // F32 decode reads rows that start on 64-byte boundaries one at a time and other rows four at a
+        // time; the two kernels must agree with each other and with prefill, for every row count and tail.
+        const int tokens = 3;
+        foreach ((int rows, int cols) in new[] { (1, 16), (3, 48), (7, 64), (9, 768), (5, 1104), (6, 33) })
+        foreach (GgmlType type in Types)
+        foreach (int offset in new[] { 0, 32, 4 })
+        {
+            WeightMatrix inArray = WeightMatrix.FromSingles(Uniform(rows * cols, rows * cols + offset), rows, cols, type);
+            using var native = new NativeBytes(inArray.Data.Span, offset);
+            var w = new WeightMatrix(type, rows, cols, native.Memory);
+            float[] bias = Uniform(rows, 11);
+            float[] x = Uniform(tokens * cols, 12);
+            float[] batch = Run(_pools[1], x, w, bias, tokens);
+            for (int t = 0; t < tokens; t++)
+            {
+                float[] single = Run(_pools[1], x.AsSpan(t * cols, cols).ToArray(), w, bias, 1);
+                AssertBitEqual(batch.AsSpan(t * rows, rows), single, $"{type} {rows}x{cols}, rows at 64·n + {offset}, token {t}");
+            }
+        }
+    }
+
+    [Fact]
     public void Matmul_handles_more_tokens_than_one_accumulator_chunk()
     {
         const int rows = 9, cols = 40, tokens = 131;
