@@ -24,10 +24,12 @@ internal static class Program
                      memory read bandwidth: a buffer summed with 512-bit loads
           flops      [--threads 1,2] [--reps 5] [--steps 200000000]
                      peak FP32 FMA throughput, 512- and 256-bit vectors, operands in registers
-          llama      [MODEL.gguf] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128]
+          llama      [MODEL.gguf] [--threads 1,2] [--reps 5] [--pp 512] [--tg 128] [--rounds 1]
                      [--kv f16|f32] [--fa auto|on|off] [--bandwidth-mib 1024 | --no-bandwidth] [--cpu-time] [--paired]
                      prefill (pp, one batch) and decode (tg, one token per call) tokens/s, llama-bench style;
                      MODEL defaults to models/stories260K.gguf; pp is capped at the model's context;
+                     --rounds N repeats the whole comparison N times, the engines' order swapped every other round,
+                     and ends with each speed ratio's median and range over the rounds;
                      --cpu-time adds decode t/s by CPU time; --paired times only decode, the two engines
                      alternating token by token, and prints per-repetition speed ratios (for a busy machine)
           train      [--threads 1,2] [--reps 5] [--warmup 2] [--batch 4] [--seq 128] [--ranks 8,16]
@@ -205,11 +207,16 @@ internal static class Program
         bool measureBandwidth = !options.Flag("no-bandwidth");
         bool cpuTime = options.Flag("cpu-time");
         bool paired = options.Flag("paired");
+        int roundCount = options.Int("rounds", 1);
         long bandwidthBytes = options.Int("bandwidth-mib", 1024) * (1L << 20);
         options.ThrowOnUnused();
         if (ppRequested < 1 || tg < 1)
         {
             throw new UsageException("--pp and --tg must be at least 1.");
+        }
+        if (roundCount < 1)
+        {
+            throw new UsageException("--rounds must be at least 1.");
         }
 
         int trainContext;
@@ -246,19 +253,35 @@ internal static class Program
             return;
         }
 
-        var results = new List<SpeedBench.Result>();
-        foreach (int t in threads)
+        var rounds = new List<List<SpeedBench.Result>>();
+        for (int round = 0; round < roundCount; round++)
         {
-            foreach (var factory in decoders)
+            // Odd rounds run the engines in the opposite order, so a machine that speeds up or slows down
+            // during a round favours neither.
+            var results = new List<SpeedBench.Result>();
+            foreach (int t in threads)
             {
-                using var decoder = factory(model, t);
-                results.Add(SpeedBench.Run(decoder, t, pp, tg, reps, seed: 1234));
+                var byIndex = new SpeedBench.Result[decoders.Count];
+                for (int i = 0; i < decoders.Count; i++)
+                {
+                    int d = round % 2 == 0 ? i : decoders.Count - 1 - i;
+                    using var decoder = decoders[d](model, t);
+                    byIndex[d] = SpeedBench.Run(decoder, t, pp, tg, reps, seed: 1234);
+                }
+                results.AddRange(byIndex);
             }
+            rounds.Add(results);
+            string title = roundCount > 1 ? $"round {round + 1} of {roundCount}, " : "";
+            AnsiConsole.Write(SpeedTable(title + Path.GetFileName(model), pp, tg, reps, threads, results, bandwidth, cpuTime));
         }
-        AnsiConsole.Write(SpeedTable(Path.GetFileName(model), pp, tg, reps, threads, results, bandwidth, cpuTime));
-        foreach (var name in results.Select(r => r.Decoder).Distinct())
+        if (roundCount > 1)
         {
-            AnsiConsole.MarkupLine($"[grey]{Markup.Escape(name)}: {Markup.Escape(results.First(r => r.Decoder == name).Settings)}[/]");
+            AnsiConsole.Write(RoundsTable(Path.GetFileName(model), pp, tg, threads, rounds));
+        }
+        var first = rounds[0];
+        foreach (var name in first.Select(r => r.Decoder).Distinct())
+        {
+            AnsiConsole.MarkupLine($"[grey]{Markup.Escape(name)}: {Markup.Escape(first.First(r => r.Decoder == name).Settings)}[/]");
         }
         AnsiConsole.MarkupLine("[grey]t/s cells: median (best) over the repetitions. bytes/token: weights + KV cache read per decode step, " +
             "averaged over the tg positions. BW share: bytes/token × median tg t/s ÷ best measured read bandwidth at that thread count " +
@@ -295,6 +318,49 @@ internal static class Program
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine("[grey]Each repetition decodes the same tg tokens with both engines from empty caches, alternating token by token; a ratio " +
             "above 1 means ModelSmith is faster. t/cpu-s: threads × tokens ÷ process CPU seconds.[/]");
+    }
+
+    /// <summary>
+    /// The speed ratios of every decoder against the first (llama.cpp) over the rounds, each round's ratio
+    /// taken from its two medians: on a machine whose memory speed drifts over minutes, the ratio of two runs
+    /// made seconds apart is far steadier than either speed.
+    /// </summary>
+    private static Table RoundsTable(string model, int pp, int tg, int[] threads, List<List<SpeedBench.Result>> rounds)
+    {
+        var names = rounds[0].Select(r => r.Decoder).Distinct().ToList();
+        var table = new Table().Title($"{model}: ratios over {rounds.Count} rounds, median (min..max)");
+        table.AddColumn("threads");
+        foreach (var name in names.Skip(1))
+        {
+            table.AddColumn($"pp{pp} {name}/{names[0]}");
+            table.AddColumn($"tg{tg} {name}/{names[0]}");
+        }
+        foreach (int t in threads)
+        {
+            var row = new List<string> { t.ToString(CultureInfo.InvariantCulture) };
+            foreach (var name in names.Skip(1))
+            {
+                var pps = new double[rounds.Count];
+                var tgs = new double[rounds.Count];
+                for (int r = 0; r < rounds.Count; r++)
+                {
+                    var reference = rounds[r].First(x => x.Threads == t && x.Decoder == names[0]);
+                    var other = rounds[r].First(x => x.Threads == t && x.Decoder == name);
+                    pps[r] = other.PpMedian / reference.PpMedian;
+                    tgs[r] = other.TgMedian / reference.TgMedian;
+                }
+                row.Add(Spread(pps));
+                row.Add(Spread(tgs));
+            }
+            table.AddRow(row.ToArray());
+        }
+        return table;
+
+        static string Spread(double[] values)
+        {
+            var (min, median) = Measure.MinMedian(values);
+            return string.Create(CultureInfo.InvariantCulture, $"{median:F2} ({min:F2}..{values.Max():F2})");
+        }
     }
 
     /// <summary>One row per thread count; per decoder pp and tg cells, ratio columns against the first

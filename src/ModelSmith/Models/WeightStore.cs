@@ -28,6 +28,7 @@ internal sealed unsafe class WeightStore : IDisposable
 {
     private const nuint HugePage = 2 << 20;
     private const int MadviseHugePage = 14; // MADV_HUGEPAGE
+    private const int MadviseDontNeed = 4; // MADV_DONTNEED
 
     private readonly GgufFile _file;
     private readonly byte* _copy;
@@ -51,6 +52,23 @@ internal sealed unsafe class WeightStore : IDisposable
             source.CopyTo(new Span<byte>(_copy + offset, source.Length));
             _copies[t.Name] = new UnmanagedMemory(_copy + offset, source.Length).Memory;
             offset += GgufFile.AlignUp(t.ByteSize, 64);
+            if (OperatingSystem.IsLinux()) ReleaseMappedPages(source);
+        }
+    }
+
+    /// <summary>
+    /// Drops the file map's pages of a tensor just copied from this process's resident set (MADV_DONTNEED on
+    /// the whole pages inside it; they stay in the OS file cache), so a private copy does not count the
+    /// weights twice: peak resident memory is then the copy plus one tensor, as with llama.cpp's --no-mmap.
+    /// </summary>
+    private static void ReleaseMappedPages(ReadOnlySpan<byte> source)
+    {
+        fixed (byte* p = source)
+        {
+            nuint page = (nuint)Environment.SystemPageSize;
+            nuint start = ((nuint)p + page - 1) / page * page;
+            nuint end = ((nuint)p + (nuint)source.Length) / page * page;
+            if (end > start) _ = Madvise((void*)start, end - start, MadviseDontNeed);
         }
     }
 

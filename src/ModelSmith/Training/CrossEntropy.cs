@@ -55,7 +55,7 @@ internal static unsafe class CrossEntropy
             for (int t = start; t < end; t++)
             {
                 float* z = Logits + (long)t * V;
-                float max = RowMath.Max(z, V);
+                float max = VectorOps.Max(new ReadOnlySpan<float>(z, V));
                 float l = max + (float)Math.Log(RowMath.SumExp(z, V, max, 1f, null));
                 Lse[t] = l;
                 Losses[t] = Mask != null && !Mask[t] ? 0f : l - z[Targets[t]];

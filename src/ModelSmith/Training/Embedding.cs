@@ -54,11 +54,11 @@ internal static unsafe class Embedding
             {
                 float* d = Dx + (long)t * C + j0;
                 float* row = Dwte + (long)Tokens[t] * C + j0;
-                RowMath.Add(row, d, row, w);
+                VectorOps.Add(new ReadOnlySpan<float>(row, w), new ReadOnlySpan<float>(d, w), new Span<float>(row, w));
                 if (Dwpe != null)
                 {
                     float* p = Dwpe + (long)(t % SeqLen) * C + j0;
-                    RowMath.Add(p, d, p, w);
+                    VectorOps.Add(new ReadOnlySpan<float>(p, w), new ReadOnlySpan<float>(d, w), new Span<float>(p, w));
                 }
             }
         }

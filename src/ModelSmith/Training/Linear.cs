@@ -52,7 +52,7 @@ internal static unsafe class Linear
                 else
                 {
                     if (Residual != Y) new ReadOnlySpan<float>(Residual + (long)t * Out, Out).CopyTo(new Span<float>(row, Out));
-                    if (Bias != null) RowMath.Add(row, Bias, row, Out);
+                    if (Bias != null) VectorOps.Add(new ReadOnlySpan<float>(row, Out), new ReadOnlySpan<float>(Bias, Out), new Span<float>(row, Out));
                 }
             }
         }

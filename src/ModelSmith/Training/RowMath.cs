@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using ModelSmith.Tensors;
 
 namespace ModelSmith.Training;
 
@@ -12,15 +13,6 @@ internal static unsafe class RowMath
 {
     private const float GeluC1 = -2f * 0.79788456080286535587989211986876f; // −2√(2/π)
     private const float GeluC3 = GeluC1 * 0.044715f;
-
-    /// <summary>Largest element of x (n ≥ 1). Exact, so the same at every width.</summary>
-    public static float Max(float* x, int n)
-    {
-        if (Vector512.IsHardwareAccelerated && n >= 16) return Max<Vector512<float>, F512>(x, n);
-        if (Vector256.IsHardwareAccelerated && n >= 8) return Max<Vector256<float>, F256>(x, n);
-        if (Vector128.IsHardwareAccelerated && n >= 4) return Max<Vector128<float>, F128>(x, n);
-        return Max<float, F1>(x, n);
-    }
 
     /// <summary>
     /// Σ exp((x − shift)·scale) over x: (n), writing each exponential to y: (n) when y is not null (y may be x).
@@ -47,7 +39,7 @@ internal static unsafe class RowMath
     /// </summary>
     public static void SoftmaxPrefix(float* row, int length, int n, float scale)
     {
-        float max = Max(row, length);
+        float max = VectorOps.Max(new ReadOnlySpan<float>(row, length));
         float inv = (float)(1.0 / SumExp(row, length, max, scale, row));
         Map(row, length, new Scale(inv));
         new Span<float>(row + length, n - length).Clear();
@@ -106,16 +98,6 @@ internal static unsafe class RowMath
         Normalize<float, F1>(x, shift, scale, w, b, y, i, n);
     }
 
-    /// <summary>y = a + b. a, b, y: (n); y may be a or b.</summary>
-    public static void Add(float* a, float* b, float* y, int n)
-    {
-        int i = 0;
-        if (Vector512.IsHardwareAccelerated) i = Add<Vector512<float>, F512>(a, b, y, 0, n);
-        else if (Vector256.IsHardwareAccelerated) i = Add<Vector256<float>, F256>(a, b, y, 0, n);
-        else if (Vector128.IsHardwareAccelerated) i = Add<Vector128<float>, F128>(a, b, y, 0, n);
-        Add<float, F1>(a, b, y, i, n);
-    }
-
     /// <summary>x[i] = exp(x[i] − shift)·scale, in place. x: (n).</summary>
     public static void ExpShiftScale(float* x, int n, float shift, float scale) => Map(x, n, new ExpShift(shift, scale));
 
@@ -160,21 +142,6 @@ internal static unsafe class RowMath
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Max<TV, TS>(float* x, int n) where TV : unmanaged where TS : IFloatVector<TV>
-    {
-        int l = TS.Lanes, i = 0;
-        float m = float.NegativeInfinity;
-        if (n >= l)
-        {
-            TV acc = TS.Load(x);
-            for (i = l; i <= n - l; i += l) acc = TS.Max(acc, TS.Load(x + i));
-            m = TS.MaxAcross(acc);
-        }
-        for (; i < n; i++) m = MathF.Max(m, x[i]);
-        return m;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static (int End, float Dot) Dot<TV, TS>(float* a, float* b, int n) where TV : unmanaged where TS : IFloatVector<TV>
     {
         int l = TS.Lanes, i = 0;
@@ -194,14 +161,6 @@ internal static unsafe class RowMath
             if (b != null) v = TS.Add(v, TS.Load(b + i));
             TS.Store(v, y + i);
         }
-        return i;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int Add<TV, TS>(float* a, float* b, float* y, int i, int n) where TV : unmanaged where TS : IFloatVector<TV>
-    {
-        int l = TS.Lanes;
-        for (; i <= n - l; i += l) TS.Store(TS.Add(TS.Load(a + i), TS.Load(b + i)), y + i);
         return i;
     }
 

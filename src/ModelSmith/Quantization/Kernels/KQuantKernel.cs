@@ -51,10 +51,19 @@ internal unsafe interface IKQuantFormat
 
     /// <summary>
     /// One super-block's levels in the interleaved order of <see cref="QuantizedActivations.Interleave"/>,
-    /// two 32-element chunks per register in chunk order, with AVX-512 VBMI (every K-quant stores element
-    /// 32c + l of a chunk at byte l of some 32-byte array, so reordering the packed bytes reorders the levels).
+    /// two 32-element chunks per register, with AVX-512 VBMI (every K-quant stores element 32c + l of a
+    /// chunk at byte l of some 32-byte array, so reordering the packed bytes reorders the levels). The
+    /// registers hold chunks (0, 1), (2, 3), (4, 5), (6, 7), or (0, 2), (1, 3), (4, 6), (5, 7) where
+    /// <see cref="NibblePairs"/>.
     /// </summary>
-    static abstract void Levels512(byte* block, out Vector512<byte> l01, out Vector512<byte> l23, out Vector512<byte> l45, out Vector512<byte> l67);
+    static abstract void Levels512(byte* block, out Vector512<byte> l0, out Vector512<byte> l1, out Vector512<byte> l2, out Vector512<byte> l3);
+
+    /// <summary>
+    /// Whether <see cref="Levels512"/> pairs chunks c and c + 2: the low and high nibbles of the same 64
+    /// packed bytes (Q4_K, Q5_K), so no shuffle regroups them; the kernels arrange the activations and the
+    /// scales to match instead, once per super-block for every row.
+    /// </summary>
+    static abstract bool NibblePairs { get; }
 
     /// <summary>The interleaved levels with AVX2, stored. levels: (256).</summary>
     static abstract void UnpackLevels256(byte* block, byte* levels);
@@ -129,11 +138,18 @@ internal sealed unsafe class KQuantKernel<TF> : QuantKernel where TF : struct, I
             mn.Store(mins + 16 * i);
             if (path == QuantKernelPath.Avx512)
             {
-                TF.Levels512(block, out Vector512<byte> l01, out Vector512<byte> l23, out Vector512<byte> l45, out Vector512<byte> l67);
-                l01.Store(levels);
-                l23.Store(levels + 64);
-                l45.Store(levels + 128);
-                l67.Store(levels + 192);
+                // Stored in chunk order, whichever way the registers pair the chunks.
+                TF.Levels512(block, out Vector512<byte> l0, out Vector512<byte> l1, out Vector512<byte> l2, out Vector512<byte> l3);
+                int second = TF.NibblePairs ? 64 : 32; // where each register's high half goes, after its low half
+                int next = TF.NibblePairs ? 32 : 64;   // where the next register starts
+                l0.GetLower().Store(levels);
+                l0.GetUpper().Store(levels + second);
+                l1.GetLower().Store(levels + next);
+                l1.GetUpper().Store(levels + next + second);
+                l2.GetLower().Store(levels + 128);
+                l2.GetUpper().Store(levels + 128 + second);
+                l3.GetLower().Store(levels + 128 + next);
+                l3.GetUpper().Store(levels + 128 + next + second);
             }
             else
             {
@@ -161,7 +177,7 @@ internal sealed unsafe class KQuantKernel<TF> : QuantKernel where TF : struct, I
             sbyte* y = q + 256 * i;
             Vector256<short> sc = Vector256.Load(scales + 16 * i);
             Vector256<int> aux = path == QuantKernelPath.Avx512
-                ? Lanes512(Vector512.Load(w), Vector512.Load(w + 64), Vector512.Load(w + 128), Vector512.Load(w + 192), y, sc)
+                ? Unpacked512(w, y, sc)
                 : Lanes256(w, y, sc, path == QuantKernelPath.Avx2Vnni);
             acc.Add(aux, dx[i], dmx[i], dy[i], Vector256.Load(bsums + 16 * i), Vector256.Load(mins + 16 * i));
         }
@@ -209,8 +225,8 @@ internal sealed unsafe class KQuantKernel<TF> : QuantKernel where TF : struct, I
             Vector256<int> aux;
             if (path == QuantKernelPath.Avx512)
             {
-                TF.Levels512(block, out Vector512<byte> l01, out Vector512<byte> l23, out Vector512<byte> l45, out Vector512<byte> l67);
-                aux = Lanes512(l01, l23, l45, l67, y, sc);
+                TF.Levels512(block, out Vector512<byte> l0, out Vector512<byte> l1, out Vector512<byte> l2, out Vector512<byte> l3);
+                aux = Lanes512(l0, l1, l2, l3, y, sc);
             }
             else
             {
@@ -286,7 +302,7 @@ internal sealed unsafe class KQuantKernel<TF> : QuantKernel where TF : struct, I
             Vector128<float> dx = scales.GetLower();  // (4)
             Vector128<float> dmx = scales.GetUpper(); // (4)
 
-            Vector512<sbyte> y01 = Vector512.Load(yq), y23 = Vector512.Load(yq + 64), y45 = Vector512.Load(yq + 128), y67 = Vector512.Load(yq + 192);
+            Activations512(yq, out Vector512<sbyte> y01, out Vector512<sbyte> y23, out Vector512<sbyte> y45, out Vector512<sbyte> y67);
             Offsets o = default;
             if (TF.Offset != 0)
             {
@@ -342,7 +358,7 @@ internal sealed unsafe class KQuantKernel<TF> : QuantKernel where TF : struct, I
     {
         TF.ScaleWords(block, out Vector256<short> sc, out mins);
         TF.Levels512(block, out Vector512<byte> l01, out Vector512<byte> l23, out Vector512<byte> l45, out Vector512<byte> l67);
-        ScalePairs(sc, out Vector512<int> p01, out Vector512<int> p23, out Vector512<int> p45, out Vector512<int> p67);
+        ScalePairs(sc, TF.NibblePairs, out Vector512<int> p01, out Vector512<int> p23, out Vector512<int> p45, out Vector512<int> p67);
         Vector512<short> t01 = Avx512BW.MultiplyAddAdjacent(l01, y01);
         Vector512<short> t23 = Avx512BW.MultiplyAddAdjacent(l23, y23);
         Vector512<short> t45 = Avx512BW.MultiplyAddAdjacent(l45, y45);
@@ -460,32 +476,82 @@ internal sealed unsafe class KQuantKernel<TF> : QuantKernel where TF : struct, I
         return sumf;
     }
 
-    /// <summary>aux[l] of one super-block: four registers of two interleaved chunks each, y: (256), scales: (16).</summary>
+    /// <summary>
+    /// aux[l] of one super-block: four registers of two interleaved chunks each, paired as
+    /// <see cref="IKQuantFormat.Levels512"/> pairs them; y: (256), scales: (16).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Lanes512(Vector512<byte> l01, Vector512<byte> l23, Vector512<byte> l45, Vector512<byte> l67, sbyte* y, Vector256<short> scales)
+    private static Vector256<int> Lanes512(Vector512<byte> l0, Vector512<byte> l1, Vector512<byte> l2, Vector512<byte> l3, sbyte* y, Vector256<short> scales)
     {
-        ScalePairs(scales, out Vector512<int> p01, out Vector512<int> p23, out Vector512<int> p45, out Vector512<int> p67);
-        return Lanes512(l01, l23, l45, l67, p01, p23, p45, p67, y);
+        ScalePairs(scales, TF.NibblePairs, out Vector512<int> p0, out Vector512<int> p1, out Vector512<int> p2, out Vector512<int> p3);
+        Activations512(y, out Vector512<sbyte> y0, out Vector512<sbyte> y1, out Vector512<sbyte> y2, out Vector512<sbyte> y3);
+        return Lanes512(l0, l1, l2, l3, p0, p1, p2, p3, y0, y1, y2, y3);
     }
 
-    /// <summary>Int c of the scales is the pair (s_2c, s_2c+1) that chunk c multiplies by; vpermd spreads it over the chunk.</summary>
+    /// <summary>
+    /// One super-block's activations y: (256) in four registers, chunks paired as <see cref="IKQuantFormat.Levels512"/>
+    /// pairs the levels: (0, 1), (2, 3), ... as stored, or (0, 2), (1, 3), ... (two shuffles per 128 bytes,
+    /// shared by every row that meets them).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ScalePairs(Vector256<short> scales, out Vector512<int> p01, out Vector512<int> p23, out Vector512<int> p45, out Vector512<int> p67)
+    private static void Activations512(sbyte* y, out Vector512<sbyte> y0, out Vector512<sbyte> y1, out Vector512<sbyte> y2, out Vector512<sbyte> y3)
+    {
+        Vector512<sbyte> a = Vector512.Load(y), b = Vector512.Load(y + 64), c = Vector512.Load(y + 128), d = Vector512.Load(y + 192);
+        if (!TF.NibblePairs)
+        {
+            (y0, y1, y2, y3) = (a, b, c, d);
+            return;
+        }
+        y0 = Avx512F.Shuffle4x128(a.AsInt64(), b.AsInt64(), 0b01_00_01_00).AsSByte();
+        y1 = Avx512F.Shuffle4x128(a.AsInt64(), b.AsInt64(), 0b11_10_11_10).AsSByte();
+        y2 = Avx512F.Shuffle4x128(c.AsInt64(), d.AsInt64(), 0b01_00_01_00).AsSByte();
+        y3 = Avx512F.Shuffle4x128(c.AsInt64(), d.AsInt64(), 0b11_10_11_10).AsSByte();
+    }
+
+    /// <summary>
+    /// Int c of the scales is the pair (s_2c, s_2c+1) that chunk c multiplies by; vpermd spreads it over the
+    /// chunk, for registers pairing chunks (0, 1), (2, 3), ... or, with <paramref name="nibblePairs"/>, (0, 2), (1, 3), ...
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScalePairs(Vector256<short> scales, bool nibblePairs, out Vector512<int> p0, out Vector512<int> p1, out Vector512<int> p2, out Vector512<int> p3)
     {
         Vector512<int> pairs = scales.AsInt32().ToVector512Unsafe();
-        p01 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
-        p23 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
-        p45 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5));
-        p67 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7));
+        if (nibblePairs)
+        {
+            p0 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2));
+            p1 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3));
+            p2 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6));
+            p3 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7));
+            return;
+        }
+        p0 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+        p1 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+        p2 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5));
+        p3 = Avx512F.PermuteVar16x32(pairs, Vector512.Create(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7));
     }
+
+    /// <summary>aux[l] of one super-block of unpacked levels w: (256), stored in chunk order, y: (256), scales: (16).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Unpacked512(byte* w, sbyte* y, Vector256<short> scales)
+    {
+        ScalePairs(scales, false, out Vector512<int> p0, out Vector512<int> p1, out Vector512<int> p2, out Vector512<int> p3);
+        return Lanes512(Vector512.Load(w), Vector512.Load(w + 64), Vector512.Load(w + 128), Vector512.Load(w + 192), p0, p1, p2, p3, y);
+    }
+
+    /// <summary>aux[l] against activations y: (256) in stored chunk order, as the prefill's unpacked levels are stored.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Lanes512(
+        Vector512<byte> l0, Vector512<byte> l1, Vector512<byte> l2, Vector512<byte> l3,
+        Vector512<int> p0, Vector512<int> p1, Vector512<int> p2, Vector512<int> p3, sbyte* y) =>
+        Lanes512(l0, l1, l2, l3, p0, p1, p2, p3, Vector512.Load(y), Vector512.Load(y + 64), Vector512.Load(y + 128), Vector512.Load(y + 192));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Lanes512(
-        Vector512<byte> l01, Vector512<byte> l23, Vector512<byte> l45, Vector512<byte> l67,
-        Vector512<int> p01, Vector512<int> p23, Vector512<int> p45, Vector512<int> p67, sbyte* y)
+        Vector512<byte> l0, Vector512<byte> l1, Vector512<byte> l2, Vector512<byte> l3,
+        Vector512<int> p0, Vector512<int> p1, Vector512<int> p2, Vector512<int> p3,
+        Vector512<sbyte> y0, Vector512<sbyte> y1, Vector512<sbyte> y2, Vector512<sbyte> y3)
     {
-        Vector512<int> acc = Chunks(l01, Vector512.Load(y), p01) + Chunks(l23, Vector512.Load(y + 64), p23)
-            + Chunks(l45, Vector512.Load(y + 128), p45) + Chunks(l67, Vector512.Load(y + 192), p67);
+        Vector512<int> acc = Chunks(l0, y0, p0) + Chunks(l1, y1, p1) + Chunks(l2, y2, p2) + Chunks(l3, y3, p3);
         return acc.GetLower() + acc.GetUpper();
     }
 
@@ -521,7 +587,7 @@ internal sealed unsafe class KQuantKernel<TF> : QuantKernel where TF : struct, I
         {
             byte* w = unpacked + 256 * i;
             Vector512<byte> l01 = Vector512.Load(w), l23 = Vector512.Load(w + 64), l45 = Vector512.Load(w + 128), l67 = Vector512.Load(w + 192);
-            ScalePairs(Vector256.Load(scales + 16 * i), out Vector512<int> p01, out Vector512<int> p23, out Vector512<int> p45, out Vector512<int> p67);
+            ScalePairs(Vector256.Load(scales + 16 * i), false, out Vector512<int> p01, out Vector512<int> p23, out Vector512<int> p45, out Vector512<int> p67);
             Vector256<short> mn = Vector256.Load(mins + 16 * i);
             sbyte* yq = q0 + 256 * i;
             acc0.Add(Lanes512(l01, l23, l45, l67, p01, p23, p45, p67, yq), dx[i], dmx[i], dy[i], Vector256.Load(bsums + 16 * i), mn);

@@ -30,6 +30,8 @@ internal readonly unsafe struct Q2_KFormat : IKQuantFormat
         }
     }
 
+    public static bool NibblePairs => false;
+
     public static int DOffset => 80;
 
     public static int DMinOffset => 82;

@@ -34,6 +34,8 @@ internal readonly unsafe struct Q3_KFormat : IKQuantFormat
         }
     }
 
+    public static bool NibblePairs => false;
+
     public static int DOffset => 108;
 
     public static int DMinOffset => -1;

@@ -51,24 +51,24 @@ internal readonly unsafe struct Q4_KFormat : IKQuantFormat
         }
     }
 
+    public static bool NibblePairs => true;
+
+    /// <summary>Chunks (0, 2), (1, 3), (4, 6), (5, 7): the low and the high nibbles of bytes 16..79, then 80..143.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Levels512(byte* block, out Vector512<byte> l01, out Vector512<byte> l23, out Vector512<byte> l45, out Vector512<byte> l67)
+    public static void Levels512(byte* block, out Vector512<byte> l0, out Vector512<byte> l1, out Vector512<byte> l2, out Vector512<byte> l3)
     {
-        Pair(block + 16, out l01, out l23);
-        Pair(block + 80, out l45, out l67);
+        Nibbles(block + 16, out l0, out l1);
+        Nibbles(block + 80, out l2, out l3);
     }
 
-    // 64 packed bytes (chunks c..c+3): low nibbles hold chunks c | c+2, high nibbles c+1 | c+3, regrouped
-    // into (c, c+1) and (c+2, c+3) by 256-bit halves.
+    // 64 packed bytes (chunks c..c+3): the low nibbles hold chunks c | c+2, the high nibbles c+1 | c+3.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Pair(byte* qs, out Vector512<byte> first, out Vector512<byte> second)
+    private static void Nibbles(byte* qs, out Vector512<byte> low, out Vector512<byte> high)
     {
         Vector512<byte> mask = Vector512.Create((byte)0x0F);
         Vector512<byte> v = InterleaveBytes.Halves(Vector512.Load(qs));
-        Vector512<long> low = (v & mask).AsInt64();
-        Vector512<long> high = (Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask).AsInt64();
-        first = Avx512F.Shuffle4x128(low, high, 0b01_00_01_00).AsByte();
-        second = Avx512F.Shuffle4x128(low, high, 0b11_10_11_10).AsByte();
+        low = v & mask;
+        high = Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -52,27 +52,28 @@ internal readonly unsafe struct Q5_KFormat : IKQuantFormat
         }
     }
 
+    public static bool NibblePairs => true;
+
+    /// <summary>Chunks (0, 2), (1, 3), (4, 6), (5, 7): the low and the high nibbles of bytes 48..111, then 112..175, each with its qh bit.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Levels512(byte* block, out Vector512<byte> l01, out Vector512<byte> l23, out Vector512<byte> l45, out Vector512<byte> l67)
+    public static void Levels512(byte* block, out Vector512<byte> l0, out Vector512<byte> l1, out Vector512<byte> l2, out Vector512<byte> l3)
     {
         Vector512<byte> qh = InterleaveBytes.Twice(Vector256.Load(block + 16));
-        Pair(block + 48, qh, Vector512.Create((byte)1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4), out l01, out l23);
-        Pair(block + 112, qh, Vector512.Create((byte)16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64), out l45, out l67);
+        Nibbles(block + 48, qh, Vector512.Create((byte)1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4), out l0, out l1);
+        Nibbles(block + 112, qh, Vector512.Create((byte)16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64), out l2, out l3);
     }
 
-    // Chunks c..c+3 from 64 packed bytes: low nibbles c | c+2 (qh bits c | c+2: lowBit), high nibbles
+    // 64 packed bytes (chunks c..c+3): low nibbles c | c+2 (qh bits c | c+2: lowBit), high nibbles
     // c+1 | c+3 (the next bits), each with its qh bit as bit 4.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Pair(byte* qs, Vector512<byte> qh, Vector512<byte> lowBit, out Vector512<byte> first, out Vector512<byte> second)
+    private static void Nibbles(byte* qs, Vector512<byte> qh, Vector512<byte> lowBit, out Vector512<byte> low, out Vector512<byte> high)
     {
         Vector512<byte> mask = Vector512.Create((byte)0x0F);
         Vector512<byte> sixteen = Vector512.Create((byte)0x10);
         Vector512<byte> v = InterleaveBytes.Halves(Vector512.Load(qs));
         Vector512<byte> highBit = lowBit + lowBit;
-        Vector512<long> low = ((v & mask) | (Vector512.Equals(qh & lowBit, lowBit) & sixteen)).AsInt64();
-        Vector512<long> high = ((Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask) | (Vector512.Equals(qh & highBit, highBit) & sixteen)).AsInt64();
-        first = Avx512F.Shuffle4x128(low, high, 0b01_00_01_00).AsByte();
-        second = Avx512F.Shuffle4x128(low, high, 0b11_10_11_10).AsByte();
+        low = (v & mask) | (Vector512.Equals(qh & lowBit, lowBit) & sixteen);
+        high = (Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask) | (Vector512.Equals(qh & highBit, highBit) & sixteen);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

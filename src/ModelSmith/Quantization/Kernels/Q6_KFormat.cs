@@ -33,6 +33,8 @@ internal readonly unsafe struct Q6_KFormat : IKQuantFormat
         }
     }
 
+    public static bool NibblePairs => false;
+
     public static int DOffset => 208;
 
     public static int DMinOffset => -1;
