@@ -504,7 +504,7 @@ public sealed record MachineProfile
             try
             {
                 double before = MatrixRate(pool, buffer, bytes);
-                measured = DecodeSecondsPerToken(config, threads, tokens);
+                measured = DecodeSecondsPerToken(config, threads, tokens, repetitions: 5);
                 matrixRate = Math.Max(before, MatrixRate(pool, buffer, bytes));
             }
             finally
@@ -563,18 +563,20 @@ public sealed record MachineProfile
     };
 
     /// <summary>
-    /// The fastest of 5 repetitions (other processes only ever slow one down) of decode seconds per token of a synthetic model of <paramref name="config"/> with
+    /// The fastest of <paramref name="repetitions"/> repetitions (other processes only ever slow one down) of decode seconds per token of a synthetic model of <paramref name="config"/> with
     /// matrices in <paramref name="weightType"/> (written to a temp file and memory-mapped, as bench runs it), timed by
-    /// <see cref="Evaluation.SpeedBenchmark"/> after its warm-up, so in the runtime's steady state.
+    /// <see cref="Evaluation.SpeedBenchmark"/> after its warm-up, so in the runtime's steady state. The small probes
+    /// take 25 repetitions of a few milliseconds each, so that one stall of the machine cannot cover them all (with 5,
+    /// one such stall once put Q4_0's fixed cost per matmul at 28 µs against its usual 1).
     /// </summary>
-    private static double DecodeSecondsPerToken(ModelConfig config, int threads, int tokens, GgmlType weightType = GgmlType.F32)
+    private static double DecodeSecondsPerToken(ModelConfig config, int threads, int tokens, GgmlType weightType = GgmlType.F32, int repetitions = 25)
     {
         string path = Path.Combine(Path.GetTempPath(), $"modelsmith-probe-{Environment.ProcessId}-{config.BlockCount}-{config.EmbeddingLength}-{weightType}.gguf");
         try
         {
             SyntheticModel.Write(path, config, weightType);
             using LanguageModel model = LanguageModel.Load(path, threads);
-            Evaluation.SpeedTestResult result = Evaluation.SpeedBenchmark.Run(model, Evaluation.SpeedTestKind.Generation, tokens, 5);
+            Evaluation.SpeedTestResult result = Evaluation.SpeedBenchmark.Run(model, Evaluation.SpeedTestKind.Generation, tokens, repetitions);
             double fastest = double.PositiveInfinity;
             foreach (TimeSpan sample in result.Samples) fastest = Math.Min(fastest, sample.TotalSeconds / tokens);
             return fastest;
