@@ -302,21 +302,21 @@ internal sealed unsafe class KQuantKernel<TF> : QuantKernel where TF : struct, I
             Vector128<float> dx = scales.GetLower();  // (4)
             Vector128<float> dmx = scales.GetUpper(); // (4)
 
-            Activations512(yq, out Vector512<sbyte> y01, out Vector512<sbyte> y23, out Vector512<sbyte> y45, out Vector512<sbyte> y67);
+            Activations512(yq, out Vector512<sbyte> y0, out Vector512<sbyte> y1, out Vector512<sbyte> y2, out Vector512<sbyte> y3);
             Offsets o = default;
             if (TF.Offset != 0)
             {
                 Vector512<byte> offset = Vector512.Create(TF.Offset);
-                o.O01 = Avx512BW.MultiplyAddAdjacent(offset, y01);
-                o.O23 = Avx512BW.MultiplyAddAdjacent(offset, y23);
-                o.O45 = Avx512BW.MultiplyAddAdjacent(offset, y45);
-                o.O67 = Avx512BW.MultiplyAddAdjacent(offset, y67);
+                o.O0 = Avx512BW.MultiplyAddAdjacent(offset, y0);
+                o.O1 = Avx512BW.MultiplyAddAdjacent(offset, y1);
+                o.O2 = Avx512BW.MultiplyAddAdjacent(offset, y2);
+                o.O3 = Avx512BW.MultiplyAddAdjacent(offset, y3);
             }
 
-            Vector256<int> aux0 = RowLanes(b0, y01, y23, y45, y67, in o, out Vector256<short> mn0);
-            Vector256<int> aux1 = RowLanes(b1, y01, y23, y45, y67, in o, out Vector256<short> mn1);
-            Vector256<int> aux2 = RowLanes(b2, y01, y23, y45, y67, in o, out Vector256<short> mn2);
-            Vector256<int> aux3 = RowLanes(b3, y01, y23, y45, y67, in o, out Vector256<short> mn3);
+            Vector256<int> aux0 = RowLanes(b0, y0, y1, y2, y3, in o, out Vector256<short> mn0);
+            Vector256<int> aux1 = RowLanes(b1, y0, y1, y2, y3, in o, out Vector256<short> mn1);
+            Vector256<int> aux2 = RowLanes(b2, y0, y1, y2, y3, in o, out Vector256<short> mn2);
+            Vector256<int> aux3 = RowLanes(b3, y0, y1, y2, y3, in o, out Vector256<short> mn3);
 
             Vector128<float> dyv = Vector128.Create(dy);
             if (TF.Form == KQuantForm.TotalWithMins)
@@ -346,32 +346,32 @@ internal sealed unsafe class KQuantKernel<TF> : QuantKernel where TF : struct, I
         sumf.Store(y);
     }
 
-    /// <summary>The offset term of the signed formats for the four registers of activations, shared by the rows.</summary>
+    /// <summary>The offset term of the signed formats for the four registers of activations (<see cref="Activations512"/>), shared by the rows.</summary>
     private struct Offsets
     {
-        public Vector512<short> O01, O23, O45, O67;
+        public Vector512<short> O0, O1, O2, O3;
     }
 
     /// <summary>aux[l] of one stored super-block against loaded activations; the mins come out for the min term.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> RowLanes(byte* block, Vector512<sbyte> y01, Vector512<sbyte> y23, Vector512<sbyte> y45, Vector512<sbyte> y67, in Offsets o, out Vector256<short> mins)
+    private static Vector256<int> RowLanes(byte* block, Vector512<sbyte> y0, Vector512<sbyte> y1, Vector512<sbyte> y2, Vector512<sbyte> y3, in Offsets o, out Vector256<short> mins)
     {
         TF.ScaleWords(block, out Vector256<short> sc, out mins);
-        TF.Levels512(block, out Vector512<byte> l01, out Vector512<byte> l23, out Vector512<byte> l45, out Vector512<byte> l67);
-        ScalePairs(sc, TF.NibblePairs, out Vector512<int> p01, out Vector512<int> p23, out Vector512<int> p45, out Vector512<int> p67);
-        Vector512<short> t01 = Avx512BW.MultiplyAddAdjacent(l01, y01);
-        Vector512<short> t23 = Avx512BW.MultiplyAddAdjacent(l23, y23);
-        Vector512<short> t45 = Avx512BW.MultiplyAddAdjacent(l45, y45);
-        Vector512<short> t67 = Avx512BW.MultiplyAddAdjacent(l67, y67);
+        TF.Levels512(block, out Vector512<byte> l0, out Vector512<byte> l1, out Vector512<byte> l2, out Vector512<byte> l3);
+        ScalePairs(sc, TF.NibblePairs, out Vector512<int> p0, out Vector512<int> p1, out Vector512<int> p2, out Vector512<int> p3);
+        Vector512<short> t0 = Avx512BW.MultiplyAddAdjacent(l0, y0);
+        Vector512<short> t1 = Avx512BW.MultiplyAddAdjacent(l1, y1);
+        Vector512<short> t2 = Avx512BW.MultiplyAddAdjacent(l2, y2);
+        Vector512<short> t3 = Avx512BW.MultiplyAddAdjacent(l3, y3);
         if (TF.Offset != 0)
         {
-            t01 -= o.O01;
-            t23 -= o.O23;
-            t45 -= o.O45;
-            t67 -= o.O67;
+            t0 -= o.O0;
+            t1 -= o.O1;
+            t2 -= o.O2;
+            t3 -= o.O3;
         }
-        Vector512<int> acc = Avx512BW.MultiplyAddAdjacent(t01, p01.AsInt16()) + Avx512BW.MultiplyAddAdjacent(t23, p23.AsInt16())
-            + Avx512BW.MultiplyAddAdjacent(t45, p45.AsInt16()) + Avx512BW.MultiplyAddAdjacent(t67, p67.AsInt16());
+        Vector512<int> acc = Avx512BW.MultiplyAddAdjacent(t0, p0.AsInt16()) + Avx512BW.MultiplyAddAdjacent(t1, p1.AsInt16())
+            + Avx512BW.MultiplyAddAdjacent(t2, p2.AsInt16()) + Avx512BW.MultiplyAddAdjacent(t3, p3.AsInt16());
         return acc.GetLower() + acc.GetUpper();
     }
 
