@@ -42,7 +42,7 @@ namespace ModelSmith.Selection;
 public sealed record MachineProfile
 {
     /// <summary>Bumped when what is measured changes, so older cached profiles are measured again.</summary>
-    public const int Version = 7;
+    public const int Version = 8;
 
     public required string Machine { get; init; }
 
