@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
+using ModelSmith.Tensors;
 
 namespace ModelSmith.Bench;
 
@@ -52,9 +52,9 @@ internal sealed unsafe class Bandwidth : IDisposable
     }
 
     /// <summary>Sum of <paramref name="n"/> floats (n a multiple of 128); eight independent accumulators so
-    /// that the add latency never limits the load rate, and one software prefetch per 4 KiB page, a page
-    /// ahead, as the decode kernels issue it: the hardware prefetcher stops at every page, and without it
-    /// one thread reads about a quarter less.</summary>
+    /// that the add latency never limits the load rate, and one software prefetch per 4 KiB page
+    /// (<see cref="StreamPrefetch.PageAhead"/>, as the decode kernels issue it): the hardware prefetcher
+    /// stops at every page, and without it one thread reads about a quarter less.</summary>
     private static float Sum(float* x, long n)
     {
         var a0 = Vector512<float>.Zero;
@@ -67,8 +67,7 @@ internal sealed unsafe class Bandwidth : IDisposable
         var a7 = Vector512<float>.Zero;
         for (long i = 0; i < n; i += 128)
         {
-            byte* ahead = (byte*)(x + i) + 4096;
-            if (Sse.IsSupported && ((nint)ahead & 4095) < 512) Sse.Prefetch0(ahead);
+            StreamPrefetch.PageAhead((byte*)(x + i), 512);
             a0 += Vector512.LoadAligned(x + i);
             a1 += Vector512.LoadAligned(x + i + 16);
             a2 += Vector512.LoadAligned(x + i + 32);

@@ -17,10 +17,10 @@ namespace ModelSmith.Tensors;
 /// 16-64 for decode); each block is one pool work item, computed for all tokens by one thread.</para>
 /// <para><b>Decode (one token)</b> is bound by memory bandwidth: each weight row is streamed once, one row
 /// at a time (F16, and F32 on 64-byte boundaries: a single stream, which the hardware prefetcher follows
-/// best, helped across 4 KiB page boundaries by one software prefetch per page) or four rows at a time against the same x registers (BF16, F32 otherwise), 16-bit weights widened
-/// in registers (F16 by three integer ops to w·2^-112 against an x scaled by 2^112, see
-/// <see cref="LoadF16Finite"/>; BF16 by a shift), so 2 bytes
-/// per weight are read from memory rather than 4; for BF16 the next rows are prefetched in software
+/// best, helped across 4 KiB pages by <see cref="StreamPrefetch"/>) or four rows at a time against the
+/// same x registers (BF16, F32 otherwise). 16-bit weights are widened in registers (F16 by three integer
+/// ops to w·2^-112 against an x scaled by 2^112, see <see cref="LoadF16Finite"/>; BF16 by a shift), so 2
+/// bytes per weight are read from memory rather than 4; for BF16 the next rows are prefetched in software
 /// while the current ones are read.</para>
 /// <para><b>Prefill (many tokens)</b> is bound by arithmetic. The tokens are copied once per call into
 /// 64-byte-aligned rows, and each work item copies or widens its weight block once into an aligned
@@ -369,8 +369,8 @@ internal static unsafe class MatMul
     /// <remarks>
     /// One row at a time is one sequential stream: the hardware prefetcher follows a single stream well and
     /// several interleaved ones badly. But it stops at every 4 KiB page and has to find the stream again on
-    /// the next, so one software prefetch per page, of the first line of the page a page ahead, keeps it
-    /// running. Measured on Zen 5 (bench gemv, alternated per token, two runs each): F32 59-61 → 75-78
+    /// the next, so one software prefetch per page (<see cref="StreamPrefetch.PageAhead"/>), of the first
+    /// line of the page a page ahead, keeps it running. Measured on Zen 5 (bench gemv, alternated per token, two runs each): F32 59-61 → 75-78
     /// tokens/s at one thread and 118 → 144 at two; F16 112-125 → 122-141 and 210 → 228. In C, the same loop
     /// read 25-33 GB/s without and 33-41 GB/s with it, for distances of 1-8 KiB; a prefetch of every line
     /// instead (T0, T2 or NTA, 512 B-4 KiB ahead) was slower than none.
@@ -401,17 +401,12 @@ internal static unsafe class MatMul
             TV c = TS.Zero;
             for (nint i = 0; i < kv; i += TS.Lanes)
             {
-                // The first line of the page one page ahead, once per page (see remarks).
-                byte* ahead = w + i * TL.ElementBytes + PageBytes;
-                if (Sse.IsSupported && ((nint)ahead & (PageBytes - 1)) < step) Sse.Prefetch0(ahead);
+                StreamPrefetch.PageAhead(w + i * TL.ElementBytes, step);
                 c = TS.MultiplyAdd(TS.Load(x + i), TL.Load<TV, TS>(w, i), c);
             }
             y[r] = Finish<TL>(TS.Sum(c), x, w, kv, k, bias == null ? null : bias + r);
         }
     }
-
-    /// <summary>The 4 KiB page, which the hardware prefetcher does not stream across (see <see cref="GemvRowByRow{TV, TS, TL}"/>).</summary>
-    private const int PageBytes = 4096;
 
     /// <summary>y[r] = x · row r + bias[r] for r in [0, n). x: (K), rows: (n, rowBytes), bias: (n) or null, y: (n).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
