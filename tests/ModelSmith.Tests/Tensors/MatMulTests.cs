@@ -41,6 +41,19 @@ public sealed class MatMulTests : IDisposable
         return y;
     }
 
+    // Runs the tokens of x: (T, K) as one batch and then one at a time, asserts each decoded token has the
+    // bits of its row of the batch, and returns the batch's output.
+    private static float[] AssertDecodeEqualsBatch(ComputePool pool, float[] x, WeightMatrix w, float[] bias, int tokens, string context)
+    {
+        float[] batch = Run(pool, x, w, bias, tokens);
+        for (int t = 0; t < tokens; t++)
+        {
+            float[] single = Run(pool, x.AsSpan(t * w.Cols, w.Cols).ToArray(), w, bias, 1);
+            AssertBitEqual(batch.AsSpan(t * w.Rows, w.Rows), single, $"{context}, token {t}");
+        }
+        return batch;
+    }
+
     [Fact]
     public void Matmul_matches_reference_for_odd_shapes_types_and_token_counts()
     {
@@ -89,12 +102,7 @@ public sealed class MatMulTests : IDisposable
             WeightMatrix w = WeightMatrix.FromSingles(Uniform(rows * cols, 77), rows, cols, type);
             float[] bias = Uniform(rows, 78);
             float[] x = Uniform(tokens * cols, 79);
-            float[] batch = Run(_pools[1], x, w, bias, tokens);
-            for (int t = 0; t < tokens; t++)
-            {
-                float[] single = Run(_pools[1], x.AsSpan(t * cols, cols).ToArray(), w, bias, 1);
-                AssertBitEqual(batch.AsSpan(t * rows, rows), single, $"{type} token {t}");
-            }
+            float[] batch = AssertDecodeEqualsBatch(_pools[1], x, w, bias, tokens, $"{type}");
             var expected = new float[tokens * rows];
             MatMul.Reference.Forward(x, w, bias, tokens, expected);
             AssertWithinBound(x, w, bias, tokens, expected, batch, $"{type} long rows");
@@ -116,12 +124,7 @@ public sealed class MatMulTests : IDisposable
             var w = new WeightMatrix(type, rows, cols, native.Memory);
             float[] bias = Uniform(rows, 11);
             float[] x = Uniform(tokens * cols, 12);
-            float[] batch = Run(_pools[1], x, w, bias, tokens);
-            for (int t = 0; t < tokens; t++)
-            {
-                float[] single = Run(_pools[1], x.AsSpan(t * cols, cols).ToArray(), w, bias, 1);
-                AssertBitEqual(batch.AsSpan(t * rows, rows), single, $"{type} {rows}x{cols}, rows at 64·n + {offset}, token {t}");
-            }
+            AssertDecodeEqualsBatch(_pools[1], x, w, bias, tokens, $"{type} {rows}x{cols}, rows at 64·n + {offset}");
         }
     }
 
@@ -186,8 +189,8 @@ public sealed class MatMulTests : IDisposable
         // K % lanes tail; x with half subnormals and values near the half range.
         float[] finite = [3e-6f, -5.9604645e-8f, 65504f, -65504f];
         float[] nonfinite = [float.PositiveInfinity, float.NegativeInfinity, float.NaN];
-        // Two work items of 16 and 13 rows: groups of eight (the first two prefetch their successors, the
-        // second across the item boundary), a group of four and one leftover row.
+        // A prime row count, so the rows split into work items of unequal size (decode reads F16 rows one
+        // at a time, the non-finite matrices four at a time with a leftover row).
         const int rows = 29;
         for (int cols = 0; cols <= 257; cols++)
         {
