@@ -45,6 +45,9 @@ internal static class Program
           gemv       [--threads 1,2] [--reps 20] [--type f16|f32|bf16|q8_0|q4_0|q4_k|q6_k] [--resident]
                      the decode matvec alone over every linear layer of the 100M Llama (random weights),
                      tokens/s by wall clock and by CPU time per thread, and the weight read rate
+          handoff    [--threads 1,2] [--reps 10] [--items 8] [--calls 20000]
+                     the compute pool's fixed cost per job: empty jobs back to back, µs per job (best, median,
+                     worst of the runs); a decode step issues about ten jobs a layer
           residence  MODEL.gguf [--threads 1] [--reps 20]
                      the decode matvec over the file's own matrices, held as the file's memory map, the
                      private huge-page block a model loads into, and managed arrays, alternating per token
@@ -86,6 +89,9 @@ internal static class Program
                 case "gemv":
                     GemvBench.Run(options);
                     break;
+                case "handoff":
+                    HandoffBench.Run(options);
+                    break;
                 case "residence":
                     ResidenceBench.Run(options);
                     break;
@@ -102,7 +108,7 @@ internal static class Program
                     TrainBench.RunStep(options);
                     return 0;
                 default:
-                    throw new UsageException($"unknown suite '{args[0]}' (expected bandwidth, flops, gemv, llama, quantize, residence, synth or train).");
+                    throw new UsageException($"unknown suite '{args[0]}' (expected bandwidth, flops, gemv, handoff, llama, quantize, residence, synth or train).");
             }
             AnsiConsole.MarkupLine($"[grey]{Markup.Escape(MachineLine())}[/]");
             return 0;
