@@ -24,6 +24,7 @@ internal static class EstimateCommand
         var threads = new Option<int>("--threads") { Description = "Threads the model will run on (default: all cores).", DefaultValueFactory = _ => Environment.ProcessorCount };
         var noSpeed = new Option<bool>("--no-speed") { Description = "Estimate memory only (skips measuring this machine when it has no cached profile)." };
         var remeasure = new Option<bool>("--remeasure") { Description = "Measure this machine again instead of using the cached profile." };
+        var noRefresh = new Option<bool>("--no-refresh") { Description = "Use the cached profile as it is instead of measuring the model's rates and the fixed costs again (with several threads, about 4 s)." };
         var machineFile = new Option<string?>("--machine") { Description = $"The machine profile file (default {MachineProfile.DefaultCachePath()}); measured and written when missing." };
         var json = new Option<bool>("--json") { Description = "Print the estimate as JSON." };
         var command = new Command("estimate", $"""
@@ -47,9 +48,13 @@ internal static class EstimateCommand
             setup; measured on a width-256 model in that type). The fixed terms are what limits tiny models.
             Tokens/s is reported for 128 tokens from an empty cache, in the steady state the runtime reaches once it
             has recompiled the hot code (as `smith bench` measures after its warm-up), and for one token with the
-            cache full. The machine is measured once per thread count (about 13 s on 2 cores; every probe keeps
-            its fastest repetition, as other processes only slow one down) and the result kept in
-            {MachineProfile.DefaultCachePath()} ($MODELSMITH_CACHE or --machine move it).
+            cache full. The machine is measured once per thread count (about 17 s on 2 cores; the rates keep each
+            probe's fastest repetition, as other processes only slow a stream down, the fixed-cost probes their median) and
+            the result kept in {MachineProfile.DefaultCachePath()} ($MODELSMITH_CACHE or --machine move it).
+            With several threads, the rates of the model's types and the fixed terms are measured again on every run
+            (about 4 s; --no-refresh skips it): the fixed terms are mostly the threads handing work to each other, and
+            both they and the compute-bound kernels' rates change by 1.5-3x from minute to minute when the operating
+            system or, on a cloud VM, the host moves the threads between cores.
 
             Examples:
               smith estimate model.gguf
@@ -61,7 +66,7 @@ internal static class EstimateCommand
             Exit codes: 0 done, 1 the model cannot be read (the message says why), 2 bad usage.
             """)
         {
-            model, type, ctx, parameters, layers, kvHeads, headDim, vocab, threads, noSpeed, remeasure, machineFile, json,
+            model, type, ctx, parameters, layers, kvHeads, headDim, vocab, threads, noSpeed, remeasure, noRefresh, machineFile, json,
         };
         command.SetAction(parse =>
         {
@@ -70,7 +75,7 @@ internal static class EstimateCommand
                 parse.GetValue(kvHeads), parse.GetValue(headDim), parse.GetValue(vocab));
             int threadCount = parse.GetValue(threads);
             if (threadCount < 1) throw new UsageException($"--threads {threadCount} must be at least 1.");
-            ResourceEstimate estimate = Estimate(request, threadCount, !parse.GetValue(noSpeed), parse.GetValue(remeasure), parse.GetValue(machineFile), out MachineProfile? machine);
+            ResourceEstimate estimate = Estimate(request, threadCount, !parse.GetValue(noSpeed), parse.GetValue(remeasure), !parse.GetValue(noRefresh), parse.GetValue(machineFile), out MachineProfile? machine);
             if (parse.GetValue(json)) WriteJson(estimate, machine);
             else WriteTable(estimate, machine);
             return Program.Ok;
@@ -82,12 +87,13 @@ internal static class EstimateCommand
     internal sealed record EstimateRequest(string? Model, string? Type, int? Context, string? Parameters, int? Layers, int? KvHeads, int? HeadDim, int Vocab);
 
     /// <summary>Resolves the request into a shape and estimates it (measuring the machine unless <paramref name="speed"/> is false).</summary>
-    internal static ResourceEstimate Estimate(EstimateRequest request, int threads, bool speed, bool remeasure, string? machineFile, out MachineProfile? machine)
+    internal static ResourceEstimate Estimate(EstimateRequest request, int threads, bool speed, bool remeasure, bool refresh, string? machineFile, out MachineProfile? machine)
     {
         ModelShape shape = Shape(request);
         if (request.Context is < 1) throw new UsageException($"--ctx {request.Context} must be at least 1.");
         int context = request.Context ?? (request.Model is null ? 4096 : shape.Config.ContextLength);
         machine = !speed ? null : remeasure ? Remeasure(threads, machineFile) : MachineProfile.LoadOrMeasure(machineFile, threads);
+        if (machine != null && refresh) machine = machine.Refreshed(ResourceEstimator.MatmulTypes(shape));
         return ResourceEstimator.Estimate(shape, context, machine, threads);
     }
 
@@ -170,7 +176,8 @@ internal static class EstimateCommand
         {
             table.AddRow("read per token", Units.Bytes(sp.BytesPerToken), Markup.Escape(Inv($"at {machine.BandwidthBytesPerSecond / 1e9:0.0} GB/s measured{(sp.ComputeBound ? "; some kernels are compute-bound here" : "")}")));
             table.AddRow("[bold]decode[/]", "[bold]" + Inv($"{sp.TokensPerSecond:0.0} tok/s") + "[/]", Inv($"128 tokens from an empty cache ({e.Threads} threads)"));
-            table.AddRow("decode at ctx", Inv($"{sp.TokensPerSecondAtContext:0.0} tok/s"), Markup.Escape(Inv($"one token at position {e.Context - 1}; fixed cost {sp.OverheadSeconds * 1e3:0.00} ms/token")));
+            string when = machine.RefreshedUtc > machine.MeasuredUtc ? "measured now" : Inv($"measured {machine.RefreshedUtc:yyyy-MM-dd HH:mm} UTC");
+            table.AddRow("decode at ctx", Inv($"{sp.TokensPerSecondAtContext:0.0} tok/s"), Markup.Escape(Inv($"one token at position {e.Context - 1}; fixed cost {sp.OverheadSeconds * 1e3:0.000} ms/token ({when})")));
         }
         AnsiConsole.Write(table);
     }
@@ -219,6 +226,7 @@ internal static class EstimateCommand
             w.WriteNumber("tokens_per_second", sp.TokensPerSecond);
             w.WriteNumber("tokens_per_second_at_ctx", sp.TokensPerSecondAtContext);
             w.WriteNumber("overhead_seconds", sp.OverheadSeconds);
+            w.WriteString("machine_measured_utc", machine.RefreshedUtc);
             w.WriteBoolean("compute_bound", sp.ComputeBound);
             w.WriteNumber("bandwidth_bytes_per_second", machine.BandwidthBytesPerSecond);
             w.WriteEndObject();

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using ModelSmith.Formats;
 using ModelSmith.Quantization;
 using ModelSmith.Registry;
 using ModelSmith.Selection;
@@ -82,7 +83,19 @@ internal static class PickCommand
         int ctx = ctxOption ?? (trained > 0 ? Math.Min(trained, DefaultContext) : DefaultContext);
         var request = new PickRequest(memory, minTps, domain, maxLoss, ctx);
 
+        // Estimated speeds (variants never benchmarked here, or advice from the estimator alone) use rates and fixed
+        // costs measured now, which drift on a shared machine (see MachineProfile.Refreshed).
+        var estimatedTypes = new List<GgmlType>();
+        foreach (Candidate c in candidates)
+        {
+            if (c.MeasuredTokensPerSecond is not null) continue;
+            foreach (GgmlType t in ResourceEstimator.MatmulTypes(c.Shape))
+            {
+                if (!estimatedTypes.Contains(t)) estimatedTypes.Add(t);
+            }
+        }
         MachineProfile machine = MachineProfile.LoadOrMeasure(machineFile);
+        if (candidates.Count == 0 || estimatedTypes.Count > 0) machine = machine.Refreshed(estimatedTypes);
         if (candidates.Count == 0)
         {
             if (modelPath is null)

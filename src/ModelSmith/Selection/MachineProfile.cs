@@ -26,7 +26,7 @@ namespace ModelSmith.Selection;
 /// <item><see cref="TokenOverheadSeconds"/> + <see cref="LayerOverheadSeconds"/>·L: the fixed cost of one decode
 /// step beyond streaming the weights (thread hand-offs of ~10 jobs a layer, norms, RoPE, sampling's logits),
 /// fitted from the decode time of two tiny models (1 and 8 layers) whose weights sit in cache.</item>
-/// <item><see cref="ModelEfficiency"/>: how much of the single-matrix rates a real model's decode reaches (a 100 MB
+/// <item><see cref="ModelEfficiency"/>: how much of the single-matrix rates a real model's decode reaches (a 126 MB
 /// F32 Llama, memory-mapped as bench runs it), applied to every type's rate.</item>
 /// <item><see cref="MatmulOverheadSeconds"/>: per storage type, the fixed cost one decode matmul of that type adds to
 /// a step beyond the F32 fixed cost above (quantizing the input to 8-bit blocks, the quantized kernel's setup per
@@ -35,14 +35,15 @@ namespace ModelSmith.Selection;
 /// quantized decode of small models and is noise for large ones.</item>
 /// </list>
 /// Every probe is timed by <see cref="Evaluation.SpeedBenchmark"/>, which decodes until the runtime has stopped
-/// recompiling before it times, so the profile describes the steady state `smith bench` measures, and keeps the
-/// fastest repetition, since other processes on a shared machine only ever slow one down. Measuring takes about
-/// 14 s on 2 cores (about 2 s of it the decode rates); <see cref="LoadOrMeasure"/> keeps the result per machine in a JSON file.
+/// recompiling before it times, so the profile describes the steady state `smith bench` measures. The rates and the
+/// model efficiency keep the fastest repetition (other processes only ever slow a stream down), the fixed-cost probes
+/// the median one (see <see cref="DecodeSecondsPerToken"/>). Measuring takes about
+/// 17 s on 2 cores (about 2 s of it the decode rates); <see cref="LoadOrMeasure"/> keeps the result per machine in a JSON file.
 /// </summary>
 public sealed record MachineProfile
 {
     /// <summary>Bumped when what is measured changes, so older cached profiles are measured again.</summary>
-    public const int Version = 8;
+    public const int Version = 9;
 
     public required string Machine { get; init; }
 
@@ -61,7 +62,7 @@ public sealed record MachineProfile
     public required double LayerOverheadSeconds { get; init; }
 
     /// <summary>
-    /// The share of the single-matrix rates a whole model's decode reaches (measured on a 100 MB F32 Llama read from
+    /// The share of the single-matrix rates a whole model's decode reaches (measured on a 126 MB F32 Llama of width 768 read from
     /// its memory map, as `smith bench` runs it): many smaller matrices, one thread hand-off each, and file-backed
     /// pages stream slower than one large anonymous buffer. 1 when not measured.
     /// </summary>
@@ -70,15 +71,19 @@ public sealed record MachineProfile
     /// <summary>
     /// Seconds per decode step each matrix of a type costs beyond streaming its bytes and beyond
     /// <see cref="TokenOverheadSeconds"/> + <see cref="LayerOverheadSeconds"/>·L (measured on F32 models, so F32 is
-    /// about 0): see <see cref="MeasureMatmulOverhead"/>. Empty when not measured.
+    /// about 0, and negative where the in-cache rates were measured low): see <see cref="MeasureMatmulOverhead"/>.
+    /// Empty when not measured.
     /// </summary>
     public IReadOnlyDictionary<GgmlType, double> MatmulOverheadSeconds { get; init; } = new Dictionary<GgmlType, double>();
 
     public DateTime MeasuredUtc { get; init; }
 
-    /// <summary>The fixed seconds one decode matmul of <paramref name="type"/> adds (<see cref="MatmulOverheadSeconds"/>; 0 when unmeasured).</summary>
+    /// <summary>When the rates and fixed costs were last measured: <see cref="MeasuredUtc"/>, or later after <see cref="Refreshed"/>.</summary>
+    public DateTime RefreshedUtc { get; init; }
+
+    /// <summary>The fixed seconds one decode matmul of <paramref name="type"/> adds (<see cref="MatmulOverheadSeconds"/>, negative where it corrects the rates; 0 when unmeasured).</summary>
     public double MatmulOverhead(GgmlType type) =>
-        MatmulOverheadSeconds.TryGetValue(type, out double seconds) && seconds > 0 ? seconds : 0;
+        MatmulOverheadSeconds.TryGetValue(type, out double seconds) && double.IsFinite(seconds) ? seconds : 0;
 
     /// <summary>Types whose decode rate is measured (every type the engine multiplies with).</summary>
     public static IReadOnlyList<GgmlType> KernelTypes { get; } =
@@ -210,6 +215,7 @@ public sealed record MachineProfile
             TokenOverheadSeconds = 0,
             LayerOverheadSeconds = 0,
             MeasuredUtc = DateTime.UtcNow,
+            RefreshedUtc = DateTime.UtcNow,
         };
         (double perToken, double perLayer) = MeasureOverhead(profile, n);
         profile = profile with { TokenOverheadSeconds = perToken, LayerOverheadSeconds = perLayer };
@@ -218,6 +224,72 @@ public sealed record MachineProfile
         foreach (GgmlType type in KernelTypes) matmul[type] = MeasureMatmulOverhead(profile, n, type);
         return profile with { MatmulOverheadSeconds = matmul };
     }
+
+    /// <summary>
+    /// This profile with what drifts measured again now, for the types of one model (about 4 s in a new process, most
+    /// of it the runtime's warm-up of the probes):
+    /// the decode rates of <paramref name="types"/> (<see cref="MeasureKernelRates"/>), then the fixed costs,
+    /// <see cref="TokenOverheadSeconds"/> and <see cref="LayerOverheadSeconds"/> from the two tiny-model probes and
+    /// <see cref="MatmulOverheadSeconds"/> of <paramref name="types"/> from their matmul probes; that of every other
+    /// type is scaled by the change in the fixed cost of a 2-layer step (t_token + 2·t_layer, the shape the matmul
+    /// probes have). Returned as it is with one thread, or when it was measured or refreshed less than a minute ago.
+    /// </summary>
+    /// <remarks>
+    /// With several threads both move by more than the estimate's tolerance from minute to minute on a virtual
+    /// machine whose host moves its vCPUs between cores; on a 2-vCPU cloud VM:
+    /// <list type="bullet">
+    /// <item>the fixed cost of a step is mostly the threads handing work and activations to each other, a few
+    /// cache-line exchanges per matmul. The round trip of a cache line between the two threads was 120 ns in some
+    /// minutes and 550 ns in others, an empty pool job took 0.4–0.8 µs and 1.2–1.8 µs, and a cache-resident
+    /// 2M-parameter model decoded at 22,000 and 12,000 tokens/s accordingly;</item>
+    /// <item>the compute-bound quantized kernels ran 1.5x slower in some minutes than in others (a 100M-parameter
+    /// Q4_K_M model: 370–390 against 550–580 tokens/s), as if the two vCPUs shared one core, while F32, bound by
+    /// memory, stayed within 15%.</item>
+    /// </list>
+    /// Over 6–8 rounds of estimate and bench, each round a few minutes apart, the cached profile's estimate was more
+    /// than 15% off bench in 19 of 36 comparisons for the demo's 2M-parameter models and 16 of 24 for 100M-parameter
+    /// ones; the refreshed one in 7 of 36 and 6 of 24 (two benches in a row differed by that much in 6 of 36 and 0 of
+    /// 24). A quick probe of the stream bandwidth alone did not help: it followed the bench of a large model no
+    /// better than the cached profile.
+    /// </remarks>
+    public MachineProfile Refreshed(IEnumerable<GgmlType> types)
+    {
+        ArgumentNullException.ThrowIfNull(types);
+        if (Threads <= 1 || DateTime.UtcNow - RefreshedUtc < FreshFor) return this;
+        var measured = new List<GgmlType>();
+        foreach (GgmlType type in types)
+        {
+            if (KernelTypes.Contains(type) && !measured.Contains(type)) measured.Add(type);
+        }
+        var rates = new Dictionary<GgmlType, IReadOnlyList<double>>(DecodeBytesPerSecond);
+        using (var pool = new ComputePool(Threads))
+        {
+            unsafe
+            {
+                byte* buffer = (byte*)NativeMemory.AlignedAlloc(StreamBytes, 4096);
+                try
+                {
+                    foreach ((GgmlType type, IReadOnlyList<double> curve) in MeasureKernelRates(pool, buffer, measured)) rates[type] = curve;
+                }
+                finally
+                {
+                    NativeMemory.AlignedFree(buffer);
+                }
+            }
+        }
+        MachineProfile current = this with { DecodeBytesPerSecond = rates };
+        (double perToken, double perLayer) = MeasureOverhead(current, Threads);
+        double before = TokenOverheadSeconds + 2 * LayerOverheadSeconds, after = perToken + 2 * perLayer;
+        double scale = before > 0 && after > 0 ? after / before : 1;
+        var matmul = new Dictionary<GgmlType, double>();
+        foreach (KeyValuePair<GgmlType, double> p in MatmulOverheadSeconds) matmul[p.Key] = p.Value * scale;
+        MachineProfile fresh = current with { TokenOverheadSeconds = perToken, LayerOverheadSeconds = perLayer, RefreshedUtc = DateTime.UtcNow };
+        foreach (GgmlType type in measured) matmul[type] = MeasureMatmulOverhead(fresh, Threads, type);
+        return fresh with { MatmulOverheadSeconds = matmul };
+    }
+
+    // How long measured rates and fixed costs are taken to hold: they moved every few minutes at most.
+    private static readonly TimeSpan FreshFor = TimeSpan.FromMinutes(1);
 
     /// <summary>Reads a cached profile; null when the file is missing, unreadable or of another version.</summary>
     public static MachineProfile? TryLoad(string path)
@@ -255,6 +327,7 @@ public sealed record MachineProfile
                 ModelEfficiency = r.GetProperty("model_efficiency").GetDouble(),
                 MatmulOverheadSeconds = matmul,
                 MeasuredUtc = r.GetProperty("measured_utc").GetDateTime(),
+                RefreshedUtc = r.GetProperty("measured_utc").GetDateTime(),
             };
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or IOException)
@@ -356,7 +429,7 @@ public sealed record MachineProfile
     public static IReadOnlyList<long> RateSizes { get; } = [512L << 10, 2L << 20, 8L << 20, 32L << 20, 64L << 20, StreamBytes];
 
     /// <summary>
-    /// <see cref="DecodeBytesPerSecond"/>: for every type, the bytes per second one decode matmul (a single token)
+    /// <see cref="DecodeBytesPerSecond"/>: for every type (or those of <paramref name="types"/>), the bytes per second one decode matmul (a single token)
     /// streams through a matrix of 1024 columns and each of <see cref="RateSizes"/>, its weights read again and again
     /// (so a matrix that fits a cache is read from it). Each rate is (W − W₀) / (t(W) − t(W₀)) with W₀ one 16-row tile:
     /// the call's fixed cost (the pool's hand-off, the input's quantization) cancels and is left to the fixed terms
@@ -366,8 +439,9 @@ public sealed record MachineProfile
     /// rate measured slower than a larger one is noise). The matrix rows repeat one quantized tile of 16 random rows
     /// (the speed does not depend on the values), written into <paramref name="buffer"/> of <see cref="StreamBytes"/>.
     /// </summary>
-    internal static unsafe Dictionary<GgmlType, IReadOnlyList<double>> MeasureKernelRates(ComputePool pool, byte* buffer)
+    internal static unsafe Dictionary<GgmlType, IReadOnlyList<double>> MeasureKernelRates(ComputePool pool, byte* buffer, IReadOnlyList<GgmlType>? types = null)
     {
+        types ??= KernelTypes;
         const int cols = 1024, tileRows = 16, rounds = 2;
         var rng = new Random(3);
         var values = new float[tileRows * cols];
@@ -375,20 +449,20 @@ public sealed record MachineProfile
         var x = new float[cols];
         for (int i = 0; i < cols; i++) x[i] = (float)(rng.NextDouble() - 0.5);
         var tiles = new Dictionary<GgmlType, byte[]>();
-        foreach (GgmlType type in KernelTypes) tiles[type] = Tile(type, values, tileRows, cols);
+        foreach (GgmlType type in types) tiles[type] = Tile(type, values, tileRows, cols);
         int sizes = RateSizes.Count;
         int smallestTile = int.MaxValue;
         foreach (byte[] tile in tiles.Values) smallestTile = Math.Min(smallestTile, tile.Length);
         var y = new float[StreamBytes / smallestTile * tileRows];
         var seconds = new Dictionary<GgmlType, double[]>();
-        foreach (GgmlType type in KernelTypes)
+        foreach (GgmlType type in types)
         {
             seconds[type] = new double[sizes + 1];
             Array.Fill(seconds[type], double.PositiveInfinity);
         }
         for (int round = 0; round < rounds; round++)
         {
-            foreach (GgmlType type in KernelTypes)
+            foreach (GgmlType type in types)
             {
                 byte[] tile = tiles[type];
                 int tiles256 = StreamBytes / tile.Length;
@@ -417,7 +491,7 @@ public sealed record MachineProfile
             }
         }
         var rates = new Dictionary<GgmlType, IReadOnlyList<double>>();
-        foreach (GgmlType type in KernelTypes)
+        foreach (GgmlType type in types)
         {
             double[] t = seconds[type];
             long tileBytes = tiles[type].Length;
@@ -487,34 +561,47 @@ public sealed record MachineProfile
     }
 
     /// <summary>
-    /// <see cref="ModelEfficiency"/>: the decode time of a 100 MB F32 Llama (2 layers of width 1024, vocabulary 2048, its
-    /// weights past the caches) that <see cref="ResourceEstimator.StreamSeconds"/> predicts from the single-matrix
-    /// rate at its size (as an F32 matrix of its bytes streams right before and after the model is timed), over the time measured (less the fixed cost), clamped to [0.2, 1].
+    /// <see cref="ModelEfficiency"/>: the decode time of a 126 MB F32 Llama (4 layers of width 768, FFN 2048, 12/4 heads,
+    /// vocabulary 8192: the matrices of a 100M-parameter model, its weights past the caches) that
+    /// <see cref="ResourceEstimator.StreamSeconds"/> predicts from the single-matrix rate at its size, over the time
+    /// measured (less the fixed cost), clamped to [0.2, 1]. The model's 16-token decode and one F32 matrix of its bytes
+    /// are timed in turn, seven times, and each keeps its fastest: the stream bandwidth of a shared machine moves by a
+    /// third within a second, and a single timing of each (as this once did) gave efficiencies from 0.65 to 0.94 in
+    /// four profiles measured a minute apart. The shape matters: a probe of width 1024 (rows of exactly one 4 KiB page)
+    /// measured 0.73–0.81 where this one measures 0.85–0.99, and 100M-parameter models of width 768 streamed at about
+    /// 0.9 of the matrix rate in bench.
     /// </summary>
     private static double MeasureEfficiency(MachineProfile profile, ComputePool pool, int threads)
     {
-        ModelConfig config = ProbeLlama(vocab: 2048, context: 64, width: 1024, layers: 2, feedForward: 2816, heads: 8, kvHeads: 4);
-        const int tokens = 16;
+        ModelConfig config = ProbeLlama(vocab: 8192, context: 64, width: 768, layers: 4, feedForward: 2048, heads: 12, kvHeads: 4);
+        const int tokens = 16, rounds = 7;
         ModelShape shape = ModelShape.FromConfig(config, GgmlType.F32, "efficiency probe");
         long bytes = ResourceEstimator.WeightBytesPerToken(shape);
-        double measured, matrixRate;
+        double measured = double.PositiveInfinity, matrixRate = 0;
+        string path = ProbePath(config, GgmlType.F32);
         unsafe
         {
             byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 4096);
             try
             {
-                double before = MatrixRate(pool, buffer, bytes);
-                measured = DecodeSecondsPerToken(config, threads, tokens, repetitions: 5);
-                matrixRate = Math.Max(before, MatrixRate(pool, buffer, bytes));
+                SyntheticModel.Write(path, config, GgmlType.F32);
+                using LanguageModel model = LanguageModel.Load(path, threads);
+                for (int round = 0; round < rounds; round++)
+                {
+                    matrixRate = Math.Max(matrixRate, MatrixRate(pool, buffer, bytes));
+                    Evaluation.SpeedTestResult result = Evaluation.SpeedBenchmark.Run(model, Evaluation.SpeedTestKind.Generation, tokens, 1);
+                    measured = Math.Min(measured, result.Samples[0].TotalSeconds / tokens);
+                }
             }
             finally
             {
                 NativeMemory.AlignedFree(buffer);
+                File.Delete(path);
             }
         }
         // The profile's rates were measured seconds earlier, under whatever else the machine ran then; the model is
-        // compared with a matrix of its size timed right before and after it, and the profile's rate at that size
-        // is rescaled to that matrix's, so that load which slows both alike cancels from the ratio.
+        // compared with a matrix of its size timed in turn with it, and the profile's rate at that size is rescaled
+        // to that matrix's, so that load which slows both alike cancels from the ratio.
         double predicted = ResourceEstimator.StreamSeconds(shape, tokens / 2, profile) * profile.DecodeRate(GgmlType.F32, bytes) / matrixRate;
         double fixedCost = ResourceEstimator.FixedSeconds(shape, profile);
         return Math.Clamp(predicted / Math.Max(1e-9, measured - fixedCost), 0.2, 1);
@@ -525,9 +612,12 @@ public sealed record MachineProfile
     /// width 256 (2 layers, 4 heads, 2 KV heads, FFN 768, vocabulary 2048, tied output: 15 matrices, about 2M weights,
     /// so they sit in cache) with every matrix in <paramref name="type"/>, less
     /// <see cref="ResourceEstimator.StreamSeconds"/> (with <see cref="ModelEfficiency"/>, as the estimate uses it) and
-    /// t_token + t_layer·L, over the 15 matrices; at least 0. What remains is what a matmul of this type costs at any
-    /// size beyond its bytes: the input's quantization to 8-bit blocks, the kernel's per-call and per-row-block setup,
-    /// and the hand-off pattern of small matrices.
+    /// t_token + t_layer·L, over the 15 matrices. What remains is what a matmul of this type costs at any size beyond
+    /// its bytes: the input's quantization to 8-bit blocks, the kernel's per-call and per-row-block setup, and the
+    /// hand-off pattern of small matrices. It may be negative, down to half the predicted streaming time a matrix:
+    /// the in-cache rates are measured per call of a few microseconds less a fixed cost of about as much, and came
+    /// out as much as a third low in some profiles (F32 at 2 MiB: 104 against 143 GB/s); a 2M-parameter F32 model was
+    /// then estimated 20–25% slow, which the residual of this probe, of about that size, corrects.
     /// </summary>
     private static double MeasureMatmulOverhead(MachineProfile profile, int threads, GgmlType type)
     {
@@ -535,10 +625,10 @@ public sealed record MachineProfile
         const int tokens = 32;
         double measured = DecodeSecondsPerToken(config, threads, tokens, type);
         ModelShape shape = ModelShape.FromConfig(config, type, "matmul probe");
-        double predicted = ResourceEstimator.StreamSeconds(shape, tokens / 2, profile)
-            + profile.TokenOverheadSeconds + profile.LayerOverheadSeconds * config.BlockCount;
+        double streaming = ResourceEstimator.StreamSeconds(shape, tokens / 2, profile);
+        double predicted = streaming + profile.TokenOverheadSeconds + profile.LayerOverheadSeconds * config.BlockCount;
         int matrices = ResourceEstimator.MatrixCount(shape);
-        return Math.Max(0, (measured - predicted) / matrices);
+        return Math.Max(-0.5 * streaming, measured - predicted) / matrices;
     }
 
     /// <summary>The shape the per-type matmul cost is measured on: width 256 (a multiple of every block size), weights in cache.</summary>
@@ -563,29 +653,36 @@ public sealed record MachineProfile
     };
 
     /// <summary>
-    /// The fastest of <paramref name="repetitions"/> repetitions (other processes only ever slow one down) of decode seconds per token of a synthetic model of <paramref name="config"/> with
-    /// matrices in <paramref name="weightType"/> (written to a temp file and memory-mapped, as bench runs it), timed by
-    /// <see cref="Evaluation.SpeedBenchmark"/> after its warm-up, so in the runtime's steady state. The small probes
-    /// take 25 repetitions of a few milliseconds each, so that one stall of the machine cannot cover them all (with 5,
-    /// one such stall once put Q4_0's fixed cost per matmul at 28 µs against its usual 1).
+    /// The median of <paramref name="repetitions"/> repetitions of decode seconds per token of a synthetic model of
+    /// <paramref name="config"/> with matrices in <paramref name="weightType"/> (written to a temp file and
+    /// memory-mapped, as bench runs it), timed by <see cref="Evaluation.SpeedBenchmark"/> after its warm-up, so in the
+    /// runtime's steady state: a fixed cost. The median, not the fastest: `smith bench` reports the mean of its
+    /// repetitions, and the fastest of 25 short runs was 4–10% faster than that mean on a shared machine. The probes
+    /// take 25 repetitions of a few milliseconds each, so that a stall of the machine cannot cover half of them (with
+    /// 5, one such stall once put Q4_0's fixed cost per matmul at 28 µs against its usual 1).
     /// </summary>
     private static double DecodeSecondsPerToken(ModelConfig config, int threads, int tokens, GgmlType weightType = GgmlType.F32, int repetitions = 25)
     {
-        string path = Path.Combine(Path.GetTempPath(), $"modelsmith-probe-{Environment.ProcessId}-{config.BlockCount}-{config.EmbeddingLength}-{weightType}.gguf");
+        string path = ProbePath(config, weightType);
         try
         {
             SyntheticModel.Write(path, config, weightType);
             using LanguageModel model = LanguageModel.Load(path, threads);
             Evaluation.SpeedTestResult result = Evaluation.SpeedBenchmark.Run(model, Evaluation.SpeedTestKind.Generation, tokens, repetitions);
-            double fastest = double.PositiveInfinity;
-            foreach (TimeSpan sample in result.Samples) fastest = Math.Min(fastest, sample.TotalSeconds / tokens);
-            return fastest;
+            var perToken = new double[result.Samples.Count];
+            for (int i = 0; i < perToken.Length; i++) perToken[i] = result.Samples[i].TotalSeconds / tokens;
+            Array.Sort(perToken);
+            return perToken[perToken.Length / 2];
         }
         finally
         {
             File.Delete(path);
         }
     }
+
+    // A temp file per process and probe shape, so that profiles measured at once do not share one.
+    private static string ProbePath(ModelConfig config, GgmlType weightType) =>
+        Path.Combine(Path.GetTempPath(), $"modelsmith-probe-{Environment.ProcessId}-{config.BlockCount}-{config.EmbeddingLength}-{weightType}.gguf");
 
     private static double OverheadOf(MachineProfile profile, int threads, int layers)
     {

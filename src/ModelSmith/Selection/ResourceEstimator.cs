@@ -145,7 +145,7 @@ public static class ResourceEstimator
     }
 
     /// <summary>
-    /// The fixed seconds of one decode step, whatever its position: t_token + t_layer·L + Σ_matrices c_type(m)
+    /// The fixed seconds of one decode step, whatever its position: t_token + t_layer·L + Σ_matrices c_type(m), at least 0
     /// (<see cref="MachineProfile.TokenOverheadSeconds"/>, <see cref="MachineProfile.LayerOverheadSeconds"/>,
     /// <see cref="MachineProfile.MatmulOverhead"/>).
     /// </summary>
@@ -158,7 +158,19 @@ public static class ResourceEstimator
         {
             if (IsMatmul(shape, t)) seconds += machine.MatmulOverhead(t.Type);
         }
-        return seconds;
+        return Math.Max(0, seconds);
+    }
+
+    /// <summary>The storage types of the matrices one decode step multiplies with, each once.</summary>
+    public static IReadOnlyList<GgmlType> MatmulTypes(ModelShape shape)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        var types = new List<GgmlType>();
+        foreach (GgufTensorInfo t in shape.Tensors)
+        {
+            if (IsMatmul(shape, t) && !types.Contains(t.Type)) types.Add(t.Type);
+        }
+        return types;
     }
 
     /// <summary>Matrices one decode step multiplies with (every matrix but a lookup-only embedding table).</summary>

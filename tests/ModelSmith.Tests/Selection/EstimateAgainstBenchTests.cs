@@ -143,7 +143,7 @@ public class DecodeEstimateAgainstBenchTests(ITestOutputHelper output)
         Assert.InRange(speedup / measuredSpeedup, 1 / 2.0, 2.0);
         foreach (GgmlType type in MachineProfile.KernelTypes)
         {
-            Assert.InRange(machine.MatmulOverheadSeconds[type], 0, 1e-3);
+            Assert.InRange(machine.MatmulOverheadSeconds[type], -1e-4, 1e-3);
             IReadOnlyList<double> curve = machine.DecodeBytesPerSecond[type];
             for (int s = 1; s < curve.Count; s++) Assert.True(curve[s] <= curve[s - 1], $"{type}: rates rise with the working set");
         }

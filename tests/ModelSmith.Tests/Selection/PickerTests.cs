@@ -410,6 +410,46 @@ public class EstimatorTests
     }
 
     [Fact]
+    public void The_types_a_decode_step_multiplies_with_are_those_of_its_matrices_each_once()
+    {
+        ModelConfig config = MachineProfile.MatmulProbe;
+        ModelShape mixed = ModelShape.FromConfig(config, GgmlType.F32, "probe").Quantized(QuantFileType.Q4_K_M);
+        IReadOnlyList<GgmlType> types = ResourceEstimator.MatmulTypes(mixed);
+        Assert.Equal(2, types.Count);
+        Assert.Contains(GgmlType.Q4_K, types);
+        Assert.Contains(GgmlType.Q6_K, types);
+        // An untied embedding table is only looked up, so its type is not among them; 1-D norms never are.
+        ModelShape untied = ModelShape.FromConfig(config with { TiedOutput = false }, GgmlType.F32, "untied");
+        Assert.Equal([GgmlType.F32], ResourceEstimator.MatmulTypes(untied));
+    }
+
+    [Fact]
+    public void A_refresh_measures_the_rates_of_the_given_types_and_the_fixed_costs_again_once_a_minute_has_passed()
+    {
+        MachineProfile old = PickerTests.Machine with { RefreshedUtc = DateTime.UtcNow - TimeSpan.FromHours(1) };
+        MachineProfile oneThread = old with { Threads = 1 };
+        Assert.Same(oneThread, oneThread.Refreshed([GgmlType.Q8_0]));
+        MachineProfile recent = PickerTests.Machine with { RefreshedUtc = DateTime.UtcNow };
+        Assert.Same(recent, recent.Refreshed([GgmlType.Q8_0]));
+
+        MachineProfile fresh = old.Refreshed([GgmlType.Q8_0]);
+        Assert.InRange(DateTime.UtcNow - fresh.RefreshedUtc, TimeSpan.Zero, TimeSpan.FromMinutes(1));
+        Assert.InRange(fresh.TokenOverheadSeconds + fresh.LayerOverheadSeconds, 1e-8, 1e-2);
+        // Q8_0 was probed again; Q6_K, not asked for, follows the change in a 2-layer step's fixed cost.
+        Assert.InRange(fresh.MatmulOverheadSeconds[GgmlType.Q8_0], -1e-4, 1e-3);
+        double scale = (fresh.TokenOverheadSeconds + 2 * fresh.LayerOverheadSeconds) / (old.TokenOverheadSeconds + 2 * old.LayerOverheadSeconds);
+        Assert.Equal(3e-6 * scale, fresh.MatmulOverheadSeconds[GgmlType.Q6_K], 15);
+        // Q8_0's rates were measured again; the other types', the bandwidth and the profile's own time are the cached ones.
+        IReadOnlyList<double> q8 = fresh.DecodeBytesPerSecond[GgmlType.Q8_0];
+        Assert.Equal(MachineProfile.RateSizes.Count, q8.Count);
+        Assert.All(q8, rate => Assert.InRange(rate, 1e8, 1e13));
+        Assert.NotEqual(old.DecodeBytesPerSecond[GgmlType.Q8_0], q8);
+        Assert.Same(old.DecodeBytesPerSecond[GgmlType.Q4_K], fresh.DecodeBytesPerSecond[GgmlType.Q4_K]);
+        Assert.Equal(old.BandwidthBytesPerSecond, fresh.BandwidthBytesPerSecond);
+        Assert.Equal(old.MeasuredUtc, fresh.MeasuredUtc);
+    }
+
+    [Fact]
     public void A_machine_profile_survives_a_round_trip_through_its_cache_file()
     {
         using var dir = new TempDirectory();

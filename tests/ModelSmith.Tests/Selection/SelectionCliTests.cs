@@ -27,6 +27,33 @@ public class EstimateCliTests
     }
 
     [Fact]
+    public void Estimate_measures_the_fixed_costs_of_a_cached_profile_again_unless_told_not_to()
+    {
+        using var dir = new TempDirectory();
+        string machine = dir.File("machine.json");
+        DateTime measured = new(2026, 1, 2, 3, 4, 5, DateTimeKind.Utc);
+        MachineProfile cached = PickerTests.Machine with { Machine = MachineProfile.ThisMachine(), MeasuredUtc = measured };
+        MachineProfile.Save(cached, machine);
+        JsonElement Decode(params string[] extra)
+        {
+            var r = SmithProcess.Run(["estimate", RepoPaths.Stories260K, "--ctx", "512", "--threads", "2", "--machine", machine, "--json", .. extra]);
+            Assert.True(r.ExitCode == 0, r.Error);
+            return JsonDocument.Parse(r.Output).RootElement.GetProperty("decode");
+        }
+
+        JsonElement asCached = Decode("--no-refresh");
+        Assert.Equal(measured, asCached.GetProperty("machine_measured_utc").GetDateTime().ToUniversalTime());
+        Assert.Equal(cached.BandwidthBytesPerSecond, asCached.GetProperty("bandwidth_bytes_per_second").GetDouble());
+        Assert.Equal(ResourceEstimator.FixedSeconds(ModelShape.FromGguf(RepoPaths.Stories260K), cached), asCached.GetProperty("overhead_seconds").GetDouble(), 12);
+
+        JsonElement refreshed = Decode();
+        Assert.InRange(DateTime.UtcNow - refreshed.GetProperty("machine_measured_utc").GetDateTime().ToUniversalTime(), TimeSpan.Zero, TimeSpan.FromMinutes(5));
+        Assert.NotEqual(asCached.GetProperty("overhead_seconds").GetDouble(), refreshed.GetProperty("overhead_seconds").GetDouble());
+        // The cache file itself is left as it was measured.
+        Assert.Equal(measured, MachineProfile.TryLoad(machine)!.MeasuredUtc);
+    }
+
+    [Fact]
     public void Estimate_from_numbers_plans_the_q4_k_m_mix_and_sizes_the_kv_cache()
     {
         var r = SmithProcess.Run("estimate", "--params", "8B", "--type", "q4_k_m", "--ctx", "8192", "--layers", "32", "--kv-heads", "8",
