@@ -49,8 +49,8 @@ internal static class EstimateCommand
             Tokens/s is reported for 128 tokens from an empty cache, in the steady state the runtime reaches once it
             has recompiled the hot code (as `smith bench` measures after its warm-up), and for one token with the
             cache full. The machine is measured once per thread count (about 17 s on 2 cores; the rates keep each
-            probe's fastest repetition, as other processes only slow a stream down, the fixed-cost probes their median) and
-            the result kept in {MachineProfile.DefaultCachePath()} ($MODELSMITH_CACHE or --machine move it).
+            probe's fastest repetition, as other processes only slow a stream down, and the fixed-cost probes their
+            median) and the result kept in {MachineProfile.DefaultCachePath()} ($MODELSMITH_CACHE or --machine move it).
             With several threads, the rates of the model's types and the fixed terms are measured again on every run
             (about 4 s; --no-refresh skips it): the fixed terms are mostly the threads handing work to each other, and
             both they and the compute-bound kernels' rates change by 1.5-3x from minute to minute when the operating

@@ -262,8 +262,9 @@ public sealed record MachineProfile
             if (KernelTypes.Contains(type) && !measured.Contains(type)) measured.Add(type);
         }
         var rates = new Dictionary<GgmlType, IReadOnlyList<double>>(DecodeBytesPerSecond);
-        using (var pool = new ComputePool(Threads))
+        if (measured.Count > 0)
         {
+            using var pool = new ComputePool(Threads);
             unsafe
             {
                 byte* buffer = (byte*)NativeMemory.AlignedAlloc(StreamBytes, 4096);
