@@ -45,14 +45,15 @@ internal static class EstimateCommand
             the share of it a whole memory-mapped model reaches (also measured); BW this machine's stream-read
             bandwidth, t_token, t_layer the measured fixed cost of a step (two tiny F32 models),
             and c_type the fixed cost one matmul of that type adds beyond F32's (quantizing its input, the kernel's
-            setup; measured on a width-256 model in that type). The fixed terms are what limits tiny models.
+            setup; measured on a width-256 model in that type, and negative where it corrects in-cache rates
+            measured low). The fixed terms are what limits tiny models.
             Tokens/s is reported for 128 tokens from an empty cache, in the steady state the runtime reaches once it
             has recompiled the hot code (as `smith bench` measures after its warm-up), and for one token with the
             cache full. The machine is measured once per thread count (about 17 s on 2 cores; the rates keep each
             probe's fastest repetition, as other processes only slow a stream down, and the fixed-cost probes their
             median) and the result kept in {MachineProfile.DefaultCachePath()} ($MODELSMITH_CACHE or --machine move it).
             With several threads, the rates of the model's types and the fixed terms are measured again on every run
-            (about 4 s; --no-refresh skips it): the fixed terms are mostly the threads handing work to each other, and
+            unless the profile is under a minute old (about 4 s; --no-refresh skips it): the fixed terms are mostly the threads handing work to each other, and
             both they and the compute-bound kernels' rates change by 1.5-3x from minute to minute when the operating
             system or, on a cloud VM, the host moves the threads between cores.
 

@@ -83,8 +83,16 @@ internal static class PickCommand
         int ctx = ctxOption ?? (trained > 0 ? Math.Min(trained, DefaultContext) : DefaultContext);
         var request = new PickRequest(memory, minTps, domain, maxLoss, ctx);
 
-        // Estimated speeds (variants never benchmarked here, or advice from the estimator alone) use rates and fixed
-        // costs measured now, which drift on a shared machine (see MachineProfile.Refreshed).
+        if (candidates.Count == 0 && modelPath is null)
+        {
+            Console.Error.WriteLine($"error: no variants are registered in {root}; register variants there first (their files, evals and benches), or give --model FILE for advice from the estimator alone.");
+            return Program.Failed;
+        }
+
+        // Variants never benchmarked here are ranked by estimated speed: their types' rates and the fixed costs are
+        // measured again first, as they drift on a shared machine (see MachineProfile.Refreshed). Advice from the
+        // estimator alone (--model) compares a dozen types, so it refreshes the fixed costs only; the types'
+        // rates are the cached ones.
         var estimatedTypes = new List<GgmlType>();
         foreach (Candidate c in candidates)
         {
@@ -98,11 +106,6 @@ internal static class PickCommand
         if (candidates.Count == 0 || estimatedTypes.Count > 0) machine = machine.Refreshed(estimatedTypes);
         if (candidates.Count == 0)
         {
-            if (modelPath is null)
-            {
-                Console.Error.WriteLine($"error: no variants are registered in {root}; register variants there first (their files, evals and benches), or give --model FILE for advice from the estimator alone.");
-                return Program.Failed;
-            }
             ModelShape shape = EstimateCommand.Shape(new EstimateCommand.EstimateRequest(modelPath, null, ctx, null, null, null, null, 32000));
             return AdviseTypes(shape, request, machine, json);
         }

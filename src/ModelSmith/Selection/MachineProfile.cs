@@ -30,7 +30,7 @@ namespace ModelSmith.Selection;
 /// F32 Llama, memory-mapped as bench runs it), applied to every type's rate.</item>
 /// <item><see cref="MatmulOverheadSeconds"/>: per storage type, the fixed cost one decode matmul of that type adds to
 /// a step beyond the F32 fixed cost above (quantizing the input to 8-bit blocks, the quantized kernel's setup per
-/// row block): the decode time of a small Llama of width 256 with every matrix in that type, its weights in cache,
+/// row block; negative where it corrects in-cache rates measured low): the decode time of a small Llama of width 256 with every matrix in that type, its weights in cache,
 /// less what the streaming rates and t_token + t_layer·L predict, shared over its matrices. It dominates the
 /// quantized decode of small models and is noise for large ones.</item>
 /// </list>
@@ -206,6 +206,7 @@ public sealed record MachineProfile
                 NativeMemory.AlignedFree(buffer);
             }
         }
+        DateTime now = DateTime.UtcNow;
         var profile = new MachineProfile
         {
             Machine = ThisMachine(),
@@ -214,8 +215,8 @@ public sealed record MachineProfile
             DecodeBytesPerSecond = rates,
             TokenOverheadSeconds = 0,
             LayerOverheadSeconds = 0,
-            MeasuredUtc = DateTime.UtcNow,
-            RefreshedUtc = DateTime.UtcNow,
+            MeasuredUtc = now,
+            RefreshedUtc = now,
         };
         (double perToken, double perLayer) = MeasureOverhead(profile, n);
         profile = profile with { TokenOverheadSeconds = perToken, LayerOverheadSeconds = perLayer };
@@ -249,8 +250,9 @@ public sealed record MachineProfile
     /// Over 6–8 rounds of estimate and bench, each round a few minutes apart, the cached profile's estimate was more
     /// than 15% off bench in 19 of 36 comparisons for the demo's 2M-parameter models and 16 of 24 for 100M-parameter
     /// ones; the refreshed one in 7 of 36 and 6 of 24 (two benches in a row differed by that much in 6 of 36 and 0 of
-    /// 24). A quick probe of the stream bandwidth alone did not help: it followed the bench of a large model no
-    /// better than the cached profile.
+    /// 24). The stream bandwidth drifts too (55–77 GB/s within two minutes there) but is not measured again on its
+    /// own: a quick probe of it is as noisy as the drift, and followed the bench of a large model no better than
+    /// the cached profile.
     /// </remarks>
     public MachineProfile Refreshed(IEnumerable<GgmlType> types)
     {
@@ -283,7 +285,8 @@ public sealed record MachineProfile
         double before = TokenOverheadSeconds + 2 * LayerOverheadSeconds, after = perToken + 2 * perLayer;
         double scale = before > 0 && after > 0 ? after / before : 1;
         var matmul = new Dictionary<GgmlType, double>();
-        foreach (KeyValuePair<GgmlType, double> p in MatmulOverheadSeconds) matmul[p.Key] = p.Value * scale;
+        // A negative cost corrects in-cache rates measured low (see MeasureMatmulOverhead), not a hand-off: it stays.
+        foreach (KeyValuePair<GgmlType, double> p in MatmulOverheadSeconds) matmul[p.Key] = p.Value > 0 ? p.Value * scale : p.Value;
         MachineProfile fresh = current with { TokenOverheadSeconds = perToken, LayerOverheadSeconds = perLayer, RefreshedUtc = DateTime.UtcNow };
         foreach (GgmlType type in measured) matmul[type] = MeasureMatmulOverhead(fresh, Threads, type);
         return fresh with { MatmulOverheadSeconds = matmul };
@@ -327,8 +330,8 @@ public sealed record MachineProfile
                 LayerOverheadSeconds = r.GetProperty("layer_overhead_seconds").GetDouble(),
                 ModelEfficiency = r.GetProperty("model_efficiency").GetDouble(),
                 MatmulOverheadSeconds = matmul,
-                MeasuredUtc = r.GetProperty("measured_utc").GetDateTime(),
-                RefreshedUtc = r.GetProperty("measured_utc").GetDateTime(),
+                MeasuredUtc = r.GetProperty("measured_utc").GetDateTimeOffset().UtcDateTime,
+                RefreshedUtc = r.GetProperty("measured_utc").GetDateTimeOffset().UtcDateTime,
             };
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or IOException)
@@ -566,11 +569,11 @@ public sealed record MachineProfile
     /// vocabulary 8192: the matrices of a 100M-parameter model, its weights past the caches) that
     /// <see cref="ResourceEstimator.StreamSeconds"/> predicts from the single-matrix rate at its size, over the time
     /// measured (less the fixed cost), clamped to [0.2, 1]. The model's 16-token decode and one F32 matrix of its bytes
-    /// are timed in turn, seven times, and each keeps its fastest: the stream bandwidth of a shared machine moves by a
-    /// third within a second, and a single timing of each (as this once did) gave efficiencies from 0.65 to 0.94 in
-    /// four profiles measured a minute apart. The shape matters: a probe of width 1024 (rows of exactly one 4 KiB page)
-    /// measured 0.73–0.81 where this one measures 0.85–0.99, and 100M-parameter models of width 768 streamed at about
-    /// 0.9 of the matrix rate in bench.
+    /// are timed in turn (each decode after its own short warm-up), seven times, and each keeps its fastest: the
+    /// stream bandwidth of a shared machine moves by a third within a second, and a single timing of each gave
+    /// efficiencies from 0.65 to 0.94 in profiles a minute apart. The shape matters: F32 rows of width 1024, exactly
+    /// one 4 KiB page each, reach about 0.76 of the matrix rate, rows of width 768 about 0.9, as the 100M-parameter
+    /// models of width 768 do in bench.
     /// </summary>
     private static double MeasureEfficiency(MachineProfile profile, ComputePool pool, int threads)
     {
@@ -654,7 +657,7 @@ public sealed record MachineProfile
     };
 
     /// <summary>
-    /// The median of <paramref name="repetitions"/> repetitions of decode seconds per token of a synthetic model of
+    /// The median of <see cref="ProbeRepetitions"/> repetitions of decode seconds per token of a synthetic model of
     /// <paramref name="config"/> with matrices in <paramref name="weightType"/> (written to a temp file and
     /// memory-mapped, as bench runs it), timed by <see cref="Evaluation.SpeedBenchmark"/> after its warm-up, so in the
     /// runtime's steady state: a fixed cost. The median, not the fastest: `smith bench` reports the mean of its
@@ -662,14 +665,16 @@ public sealed record MachineProfile
     /// take 25 repetitions of a few milliseconds each, so that a stall of the machine cannot cover half of them (with
     /// 5, one such stall once put Q4_0's fixed cost per matmul at 28 µs against its usual 1).
     /// </summary>
-    private static double DecodeSecondsPerToken(ModelConfig config, int threads, int tokens, GgmlType weightType = GgmlType.F32, int repetitions = 25)
+    private const int ProbeRepetitions = 25;
+
+    private static double DecodeSecondsPerToken(ModelConfig config, int threads, int tokens, GgmlType weightType = GgmlType.F32)
     {
         string path = ProbePath(config, weightType);
         try
         {
             SyntheticModel.Write(path, config, weightType);
             using LanguageModel model = LanguageModel.Load(path, threads);
-            Evaluation.SpeedTestResult result = Evaluation.SpeedBenchmark.Run(model, Evaluation.SpeedTestKind.Generation, tokens, repetitions);
+            Evaluation.SpeedTestResult result = Evaluation.SpeedBenchmark.Run(model, Evaluation.SpeedTestKind.Generation, tokens, ProbeRepetitions);
             var perToken = new double[result.Samples.Count];
             for (int i = 0; i < perToken.Length; i++) perToken[i] = result.Samples[i].TotalSeconds / tokens;
             Array.Sort(perToken);

@@ -426,7 +426,8 @@ public class EstimatorTests
     [Fact]
     public void A_refresh_measures_the_rates_of_the_given_types_and_the_fixed_costs_again_once_a_minute_has_passed()
     {
-        MachineProfile old = PickerTests.Machine with { RefreshedUtc = DateTime.UtcNow - TimeSpan.FromHours(1) };
+        var costs = new Dictionary<GgmlType, double>(PickerTests.Machine.MatmulOverheadSeconds) { [GgmlType.F16] = -1e-6 };
+        MachineProfile old = PickerTests.Machine with { RefreshedUtc = DateTime.UtcNow - TimeSpan.FromHours(1), MatmulOverheadSeconds = costs };
         MachineProfile oneThread = old with { Threads = 1 };
         Assert.Same(oneThread, oneThread.Refreshed([GgmlType.Q8_0]));
         MachineProfile recent = PickerTests.Machine with { RefreshedUtc = DateTime.UtcNow };
@@ -439,6 +440,8 @@ public class EstimatorTests
         Assert.InRange(fresh.MatmulOverheadSeconds[GgmlType.Q8_0], -1e-4, 1e-3);
         double scale = (fresh.TokenOverheadSeconds + 2 * fresh.LayerOverheadSeconds) / (old.TokenOverheadSeconds + 2 * old.LayerOverheadSeconds);
         Assert.Equal(3e-6 * scale, fresh.MatmulOverheadSeconds[GgmlType.Q6_K], 15);
+        // A negative cost is a correction of the rates, not a hand-off: it is kept as it is.
+        Assert.Equal(-1e-6, fresh.MatmulOverheadSeconds[GgmlType.F16]);
         // Q8_0's rates were measured again; the other types', the bandwidth and the profile's own time are the cached ones.
         IReadOnlyList<double> q8 = fresh.DecodeBytesPerSecond[GgmlType.Q8_0];
         Assert.Equal(MachineProfile.RateSizes.Count, q8.Count);
